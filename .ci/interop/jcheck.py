@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""JSON helper for grpcurl.sh (so the shell script needs no jq).
+
+  jcheck.py get FILE EXPR      print EXPR, evaluated over the JSON in FILE
+  jcheck.py assert FILE EXPR   exit 1 (printing the JSON) unless EXPR is true
+  jcheck.py errinfo FILE       print "<domain> <reason>" of the google.rpc.ErrorInfo in
+                               grpcurl's -format-error output, or "- -" if none is shown
+
+EXPR sees: d (the JSON), fx (fixtures.json), ts(s) (RFC 3339 -> seconds from now), json.
+"""
+import base64
+import datetime
+import json
+import pathlib
+import sys
+
+FX = json.loads((pathlib.Path(__file__).parent / "fixtures.json").read_text())
+
+
+def ts(s):
+    t = datetime.datetime.fromisoformat(s.replace("Z", "+00:00"))
+    return (t - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
+
+
+def errinfo(text):
+    start = text.find("{")
+    if start < 0:
+        return "- -"
+    status = json.loads(text[start:])
+    for detail in status.get("details", []):
+        if not detail.get("@type", "").endswith("/google.rpc.ErrorInfo"):
+            continue
+        if "reason" in detail or "domain" in detail:
+            return f"{detail.get('domain', '')} {detail.get('reason', '')}"
+        if "@value" in detail:  # grpcurl could not resolve the type by reflection: decode it here
+            from google.rpc import error_details_pb2
+
+            info = error_details_pb2.ErrorInfo.FromString(base64.b64decode(detail["@value"]))
+            return f"{info.domain} {info.reason}"
+    return "- -"
+
+
+def main():
+    op, path = sys.argv[1], sys.argv[2]
+    text = pathlib.Path(path).read_text()
+    if op == "errinfo":
+        print(errinfo(text))
+        return 0
+    d = json.loads(text)
+    value = eval(sys.argv[3], {"d": d, "fx": FX, "ts": ts, "json": json})  # noqa: S307 - test helper
+    if op == "get":
+        print(value)
+        return 0
+    if not value:
+        print(f"  expected: {sys.argv[3]}\n  got: {json.dumps(d, indent=1)[:4000]}", file=sys.stderr)
+        return 1
+    return 0
+
+
+sys.exit(main())

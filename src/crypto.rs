@@ -1,0 +1,309 @@
+//! Tokens, password hashing and the attribute key ring. Everything here uses vetted crates
+//! (sha2, argon2, aes-gcm) and the OS CSPRNG; nothing is hand-rolled.
+
+use std::sync::Arc;
+
+use aes_gcm::{
+    Aes256Gcm, Key, KeyInit, Nonce,
+    aead::{Aead, Payload},
+};
+use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version};
+use base64::{Engine, engine::general_purpose::STANDARD, engine::general_purpose::URL_SAFE_NO_PAD};
+use rand::{RngCore, rngs::OsRng};
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use zeroize::Zeroizing;
+
+use crate::domain::TokenHash;
+
+/// Every UST starts with this, so leaked tokens are easy to recognise in code and scanners.
+pub const UST_PREFIX: &str = "ssod_ust_";
+const UST_RANDOM_BYTES: usize = 32;
+const UST_ENCODED_LEN: usize = 43;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CryptoError {
+    #[error("no encryption key is configured")]
+    NoKeys,
+    #[error("unknown encryption key id {0}")]
+    UnknownKey(String),
+    #[error("ciphertext does not decrypt")]
+    Decrypt,
+    #[error("invalid key ring: {0}")]
+    InvalidKeyRing(String),
+    #[error("password hashing failed: {0}")]
+    Hashing(String),
+}
+
+/// A freshly minted UST: 256 bits from the OS CSPRNG, URL-safe, with a recognisable prefix.
+pub fn generate_ust() -> String {
+    let mut bytes = Zeroizing::new([0u8; UST_RANDOM_BYTES]);
+    OsRng.fill_bytes(bytes.as_mut());
+    format!("{UST_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes.as_ref()))
+}
+
+/// Whether `text` has the shape of a UST; malformed tokens are refused without a look-up.
+pub fn is_well_formed_ust(text: &str) -> bool {
+    text.strip_prefix(UST_PREFIX).is_some_and(|rest| {
+        rest.len() == UST_ENCODED_LEN
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
+}
+
+/// SHA-256 of the token text: the token has 256 bits of entropy, so a fast hash is enough
+/// and keeps the hot path cheap.
+pub fn hash_ust(ust: &str) -> TokenHash {
+    TokenHash(Sha256::digest(ust.as_bytes()).into())
+}
+
+/// A random password for users created without one.
+pub fn generate_password() -> String {
+    let mut bytes = [0u8; 18];
+    OsRng.fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Argon2id hashing on the blocking pool, with a bound on concurrent hashes so a burst of
+/// logins cannot starve the other RPCs of threads or memory.
+#[derive(Clone)]
+pub struct PasswordHasherPool {
+    argon2: Argon2<'static>,
+    permits: Arc<Semaphore>,
+    /// Verified against when a username is unknown, so that costs the same as a wrong
+    /// password.
+    dummy_hash: Arc<str>,
+}
+
+impl PasswordHasherPool {
+    /// OWASP's minimum for Argon2id: 19 MiB, two passes, one lane.
+    pub fn new(max_concurrent: usize) -> Result<Self, CryptoError> {
+        let params = Params::new(19 * 1024, 2, 1, None)
+            .map_err(|error| CryptoError::Hashing(error.to_string()))?;
+        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+        let dummy_hash = hash_with(&argon2, &generate_password())?;
+        Ok(Self {
+            argon2,
+            permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            dummy_hash: dummy_hash.into(),
+        })
+    }
+
+    pub async fn hash(&self, password: &str) -> Result<String, CryptoError> {
+        let password = Zeroizing::new(password.to_owned());
+        self.run(move |argon2| hash_with(argon2, &password)).await
+    }
+
+    /// Verifies `password` against `hash`, or against a dummy hash when `hash` is `None`.
+    pub async fn verify(&self, password: &str, hash: Option<&str>) -> Result<bool, CryptoError> {
+        let password = Zeroizing::new(password.to_owned());
+        let known = hash.is_some();
+        let hash = hash.map_or_else(|| self.dummy_hash.to_string(), str::to_owned);
+        let matches = self
+            .run(move |argon2| {
+                let parsed = PasswordHash::new(&hash)
+                    .map_err(|error| CryptoError::Hashing(error.to_string()))?;
+                Ok(argon2
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok())
+            })
+            .await?;
+        Ok(known && matches)
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Argon2<'static>) -> Result<T, CryptoError> + Send + 'static,
+    ) -> Result<T, CryptoError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|error| CryptoError::Hashing(error.to_string()))?;
+        let argon2 = self.argon2.clone();
+        tokio::task::spawn_blocking(move || work(&argon2))
+            .await
+            .map_err(|error| CryptoError::Hashing(error.to_string()))?
+    }
+}
+
+fn hash_with(argon2: &Argon2<'_>, password: &str) -> Result<String, CryptoError> {
+    let salt = argon2::password_hash::SaltString::generate(&mut OsRng);
+    argon2
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|error| CryptoError::Hashing(error.to_string()))
+}
+
+const NONCE_LEN: usize = 12;
+
+/// AES-256-GCM keys by id: the first encrypts, all decrypt, so keys can be rolled.
+#[derive(Clone, Default)]
+pub struct KeyRing {
+    keys: Vec<(String, Aes256Gcm)>,
+}
+
+impl std::fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ids: Vec<&str> = self.keys.iter().map(|(id, _)| id.as_str()).collect();
+        f.debug_struct("KeyRing").field("key_ids", &ids).finish()
+    }
+}
+
+impl KeyRing {
+    /// Parses `id:base64,id:base64`; each key must be 32 bytes and each id unique.
+    pub fn parse(spec: &str) -> Result<Self, CryptoError> {
+        let mut keys: Vec<(String, Aes256Gcm)> = Vec::new();
+        for entry in spec.split(',').map(str::trim).filter(|entry| !entry.is_empty()) {
+            let (id, encoded) = entry
+                .split_once(':')
+                .ok_or_else(|| CryptoError::InvalidKeyRing("expected id:base64".into()))?;
+            if id.is_empty() || keys.iter().any(|(known, _)| known == id) {
+                return Err(CryptoError::InvalidKeyRing(format!(
+                    "key id {id:?} is empty or repeated"
+                )));
+            }
+            let bytes = Zeroizing::new(STANDARD.decode(encoded.trim()).map_err(|_| {
+                CryptoError::InvalidKeyRing(format!("key {id:?} is not base64"))
+            })?);
+            if bytes.len() != 32 {
+                return Err(CryptoError::InvalidKeyRing(format!(
+                    "key {id:?} must be 256 bits"
+                )));
+            }
+            keys.push((id.to_owned(), Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&bytes))));
+        }
+        Ok(Self { keys })
+    }
+
+    /// A single random key that lives as long as the process.
+    pub fn ephemeral() -> Self {
+        let key = Aes256Gcm::generate_key(OsRng);
+        Self {
+            keys: vec![("ephemeral".to_owned(), Aes256Gcm::new(&key))],
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Encrypts with the first key and a fresh random nonce; returns the key id and
+    /// nonce ‖ ciphertext.
+    pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<(String, Vec<u8>), CryptoError> {
+        let (id, cipher) = self.keys.first().ok_or(CryptoError::NoKeys)?;
+        let mut nonce = [0u8; NONCE_LEN];
+        OsRng.fill_bytes(&mut nonce);
+        let ciphertext = cipher
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad })
+            .map_err(|_| CryptoError::Decrypt)?;
+        let mut sealed = nonce.to_vec();
+        sealed.extend_from_slice(&ciphertext);
+        Ok((id.clone(), sealed))
+    }
+
+    pub fn open(&self, key_id: &str, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let (_, cipher) = self
+            .keys
+            .iter()
+            .find(|(id, _)| id == key_id)
+            .ok_or_else(|| CryptoError::UnknownKey(key_id.to_owned()))?;
+        if sealed.len() < NONCE_LEN {
+            return Err(CryptoError::Decrypt);
+        }
+        let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+        cipher
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad })
+            .map_err(|_| CryptoError::Decrypt)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn key(byte: u8) -> String {
+        STANDARD.encode([byte; 32])
+    }
+
+    #[test]
+    fn ust_is_prefixed_url_safe_and_unique() {
+        let a = generate_ust();
+        let b = generate_ust();
+        assert!(a.starts_with(UST_PREFIX));
+        assert!(is_well_formed_ust(&a));
+        assert_ne!(a, b);
+        assert_eq!(a.len(), UST_PREFIX.len() + UST_ENCODED_LEN);
+    }
+
+    #[test]
+    fn malformed_usts_are_recognised() {
+        let good = generate_ust();
+        assert!(!is_well_formed_ust(""));
+        assert!(!is_well_formed_ust(&good[1..]));
+        assert!(!is_well_formed_ust(&format!("{good}x")));
+        assert!(!is_well_formed_ust(&good.replace('_', "+")));
+    }
+
+    #[test]
+    fn ust_hash_is_sha256_of_the_text() {
+        let hash = hash_ust("abc");
+        assert_eq!(
+            hash.0[..4],
+            [0xba, 0x78, 0x16, 0xbf],
+            "sha256(abc) starts ba7816bf"
+        );
+    }
+
+    #[tokio::test]
+    async fn argon2id_hashes_verify_and_unknown_users_never_match() {
+        let pool = PasswordHasherPool::new(2).unwrap();
+        let hash = pool.hash("correct horse").await.unwrap();
+        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        assert!(pool.verify("correct horse", Some(&hash)).await.unwrap());
+        assert!(!pool.verify("wrong horse", Some(&hash)).await.unwrap());
+        assert!(!pool.verify("correct horse", None).await.unwrap());
+    }
+
+    #[test]
+    fn key_ring_round_trips_and_binds_associated_data() {
+        let ring = KeyRing::parse(&format!("k1:{}", key(1))).unwrap();
+        let (id, sealed) = ring.seal(b"secret", b"owner/a").unwrap();
+        assert_eq!(id, "k1");
+        assert!(!sealed.windows(6).any(|w| w == b"secret"));
+        assert_eq!(ring.open(&id, &sealed, b"owner/a").unwrap(), b"secret");
+        assert!(ring.open(&id, &sealed, b"owner/b").is_err());
+    }
+
+    #[test]
+    fn nonces_are_fresh_per_value() {
+        let ring = KeyRing::ephemeral();
+        let (_, a) = ring.seal(b"same", b"").unwrap();
+        let (_, b) = ring.seal(b"same", b"").unwrap();
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn first_key_encrypts_and_old_keys_still_decrypt() {
+        let old = KeyRing::parse(&format!("old:{}", key(1))).unwrap();
+        let (old_id, sealed) = old.seal(b"v", b"").unwrap();
+        let rolled = KeyRing::parse(&format!("new:{},old:{}", key(2), key(1))).unwrap();
+        assert_eq!(rolled.open(&old_id, &sealed, b"").unwrap(), b"v");
+        assert_eq!(rolled.seal(b"v", b"").unwrap().0, "new");
+        assert!(matches!(
+            KeyRing::parse(&format!("new:{}", key(2))).unwrap().open(&old_id, &sealed, b""),
+            Err(CryptoError::UnknownKey(_))
+        ));
+    }
+
+    #[test]
+    fn bad_key_rings_are_refused() {
+        assert!(KeyRing::parse("nocolon").is_err());
+        assert!(KeyRing::parse("k:notbase64!").is_err());
+        assert!(KeyRing::parse(&format!("k:{}", STANDARD.encode([0u8; 16]))).is_err());
+        assert!(KeyRing::parse(&format!("k:{},k:{}", key(1), key(2))).is_err());
+        assert!(KeyRing::parse("").unwrap().is_empty());
+    }
+}

@@ -1,0 +1,314 @@
+//! Domain types: what the service layer reasons about. No tonic, no SQL.
+
+use std::time::{Duration, SystemTime};
+
+use uuid::Uuid;
+
+pub mod limits;
+
+pub use limits::Limits;
+
+/// A user's id: UUIDv7, so ids sort by creation and index well.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserId(pub Uuid);
+
+/// A session's id: UUIDv7. Unlike the UST it is not a secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(pub Uuid);
+
+impl UserId {
+    pub fn generate() -> Self {
+        Self(Uuid::now_v7())
+    }
+}
+
+impl SessionId {
+    pub fn generate() -> Self {
+        Self(Uuid::now_v7())
+    }
+}
+
+impl std::fmt::Display for UserId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::fmt::Display for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Whether a super-user has let a user in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ApprovalStatus {
+    Approved,
+    Rejected,
+    Pending,
+}
+
+impl ApprovalStatus {
+    /// The stable spelling the stores persist.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Approved => "approved",
+            Self::Rejected => "rejected",
+            Self::Pending => "pending",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "approved" => Some(Self::Approved),
+            "rejected" => Some(Self::Rejected),
+            "pending" => Some(Self::Pending),
+            _ => None,
+        }
+    }
+}
+
+/// A user account as clients see it: never the password hash.
+#[derive(Clone, Debug, PartialEq)]
+pub struct User {
+    pub id: UserId,
+    pub username: String,
+    pub profile: Profile,
+    pub is_super_user: bool,
+    pub is_locked: bool,
+    pub approval_status: ApprovalStatus,
+    pub password_must_change: bool,
+    pub password_expiry: Option<SystemTime>,
+    pub created_at: SystemTime,
+    pub last_login_at: Option<SystemTime>,
+}
+
+impl User {
+    pub fn password_expired(&self, now: SystemTime) -> bool {
+        self.password_expiry.is_some_and(|expiry| expiry <= now)
+    }
+}
+
+/// The fields a user may change about itself.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Profile {
+    pub email: String,
+    pub display_name: String,
+    pub first_name: String,
+    pub middle_name: String,
+    pub last_name: String,
+}
+
+/// A user together with its password hash, as the store keeps it; never leaves the service.
+#[derive(Clone, Debug)]
+pub struct UserRecord {
+    pub user: User,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+}
+
+/// A change to a user: `None` leaves a field as it is.
+#[derive(Clone, Debug, Default)]
+pub struct UserPatch {
+    pub email: Option<String>,
+    pub display_name: Option<String>,
+    pub first_name: Option<String>,
+    pub middle_name: Option<String>,
+    pub last_name: Option<String>,
+    pub is_super_user: Option<bool>,
+    pub is_locked: Option<bool>,
+    pub approval_status: Option<ApprovalStatus>,
+    pub password_hash: Option<String>,
+    pub password_must_change: Option<bool>,
+    pub password_expiry: Option<Option<SystemTime>>,
+}
+
+/// Which of a user's sessions a user update ends, in the same transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndSessions {
+    None,
+    All,
+    AllBut(SessionId),
+}
+
+/// Filter and page of a user listing, ordered by lower-cased username.
+#[derive(Clone, Debug, Default)]
+pub struct UserQuery {
+    pub username_prefix: String,
+    pub approval_status: Option<ApprovalStatus>,
+    /// Only usernames (lower-cased) strictly after this one.
+    pub after: Option<String>,
+    pub limit: usize,
+}
+
+/// One page of users and the number of users that match the filter.
+#[derive(Clone, Debug)]
+pub struct UserPage {
+    pub users: Vec<User>,
+    pub total_size: u64,
+}
+
+/// A session as clients see it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Session {
+    pub id: SessionId,
+    /// `None` for a guest session.
+    pub user_id: Option<UserId>,
+    pub current_app: String,
+    pub remote_addr: String,
+    pub user_agent: String,
+    pub created_at: SystemTime,
+    pub expires_at: SystemTime,
+    pub last_renewed_at: SystemTime,
+}
+
+/// The SHA-256 of a UST: the only form in which a store ever sees a token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TokenHash(pub [u8; 32]);
+
+/// A session to insert, with the hash of its token.
+#[derive(Clone, Debug)]
+pub struct NewSession {
+    pub session: Session,
+    pub token_hash: TokenHash,
+}
+
+/// Opening a session in one transaction: insert it, give it attributes, end the session it
+/// replaces (guest rotation on login, the reverse on logout) and record a login.
+#[derive(Clone, Debug)]
+pub struct OpenSession {
+    pub new: NewSession,
+    pub attributes: Vec<NewAttribute>,
+    pub replaces: Option<SessionId>,
+    /// Set `last_login_at` of the session's user and, when given, its new password.
+    pub login: Option<LoginRecord>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct LoginRecord {
+    pub new_password: Option<PasswordChange>,
+}
+
+#[derive(Clone, Debug)]
+pub struct PasswordChange {
+    pub password_hash: String,
+    pub password_must_change: bool,
+    pub password_expiry: Option<SystemTime>,
+}
+
+/// A session found by its token, with its user (none for a guest): what authentication needs,
+/// read in one query.
+#[derive(Clone, Debug)]
+pub struct SessionWithUser {
+    pub session: Session,
+    pub user: Option<User>,
+}
+
+/// Which sessions a bulk revocation ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionSelector {
+    User(UserId),
+    Guests,
+    All,
+}
+
+/// Whose attributes: a session's or a user's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Owner {
+    Session(SessionId),
+    User(UserId),
+}
+
+impl Owner {
+    /// Bound into each ciphertext as associated data, so a value moved to another owner or
+    /// name fails to decrypt.
+    pub fn associated_data(&self, name: &str) -> Vec<u8> {
+        let (kind, id) = match self {
+            Self::Session(id) => ("session", id.0),
+            Self::User(id) => ("user", id.0),
+        };
+        format!("sso.v1/{kind}/{id}/{name}").into_bytes()
+    }
+}
+
+/// An attribute value as stored: JSON text, or a sealed ciphertext of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoredValue {
+    Plain(String),
+    Sealed { key_id: String, ciphertext: Vec<u8> },
+}
+
+/// An attribute as the store keeps it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredAttribute {
+    pub name: String,
+    pub value: StoredValue,
+    pub created_at: SystemTime,
+    pub modified_at: SystemTime,
+    pub expires_at: Option<SystemTime>,
+}
+
+/// An attribute to upsert.
+#[derive(Clone, Debug)]
+pub struct NewAttribute {
+    pub name: String,
+    pub value: StoredValue,
+    pub expires_at: Option<SystemTime>,
+}
+
+/// An attribute as clients see it: the value is JSON, decrypted.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Attribute {
+    pub name: String,
+    pub value: serde_json::Value,
+    pub encrypted: bool,
+    pub created_at: SystemTime,
+    pub modified_at: SystemTime,
+    pub expires_at: Option<SystemTime>,
+}
+
+/// What one sweep removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PurgeCounts {
+    pub sessions: u64,
+    pub attributes: u64,
+}
+
+/// Session lifetimes.
+#[derive(Clone, Copy, Debug)]
+pub struct SessionPolicy {
+    pub idle_timeout: Duration,
+    pub max_lifetime: Duration,
+}
+
+impl SessionPolicy {
+    /// Sliding expiry: now + idle timeout, never past creation + absolute lifetime.
+    pub fn expiry(&self, created_at: SystemTime, now: SystemTime) -> SystemTime {
+        (now + self.idle_timeout).min(created_at + self.max_lifetime)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_slides_but_is_capped_by_the_absolute_lifetime() {
+        let policy = SessionPolicy {
+            idle_timeout: Duration::from_secs(60),
+            max_lifetime: Duration::from_secs(150),
+        };
+        let created = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        assert_eq!(policy.expiry(created, created), created + Duration::from_secs(60));
+        let later = created + Duration::from_secs(100);
+        assert_eq!(policy.expiry(created, later), created + Duration::from_secs(150));
+    }
+
+    #[test]
+    fn associated_data_differs_by_owner_and_name() {
+        let session = Owner::Session(SessionId(Uuid::nil()));
+        let user = Owner::User(UserId(Uuid::nil()));
+        assert_ne!(session.associated_data("a"), user.associated_data("a"));
+        assert_ne!(session.associated_data("a"), session.associated_data("b"));
+    }
+}

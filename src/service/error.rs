@@ -1,0 +1,129 @@
+//! The service layer's error: one variant per contract reason. Mapped to `tonic::Status` in
+//! exactly one place (`grpc::status`).
+
+use crate::{crypto::CryptoError, store::StoreError};
+
+/// One invalid field of a request, reported as a `BadRequest` field violation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldViolation {
+    pub field: String,
+    pub description: String,
+}
+
+impl FieldViolation {
+    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            description: description.into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("invalid argument")]
+    InvalidArgument(Vec<FieldViolation>),
+    #[error("limit exceeded")]
+    LimitExceeded(Vec<FieldViolation>),
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error("a user session token is required")]
+    UstMissing,
+    #[error("the user session token is invalid or expired")]
+    UstInvalid,
+    #[error("a super-user is required")]
+    SuperUserRequired,
+    #[error("not the owner")]
+    NotOwner,
+    #[error("the user is locked")]
+    UserLocked,
+    #[error("the user is not approved")]
+    UserNotApproved,
+    #[error("the password has expired")]
+    PasswordExpired,
+    #[error("the password must be changed")]
+    PasswordMustChange,
+    #[error("the password is too weak: {0}")]
+    PasswordTooWeak(String),
+    #[error("the application is not allowed")]
+    AppNotAllowed,
+    #[error("the username is taken")]
+    UsernameTaken,
+    #[error("user not found")]
+    UserNotFound,
+    #[error("session not found")]
+    SessionNotFound,
+    #[error("attribute not found")]
+    AttributeNotFound,
+    #[error("encryption is unavailable")]
+    EncryptionUnavailable,
+    /// The cause is logged, never sent.
+    #[error("store unavailable")]
+    StoreUnavailable(String),
+    /// The cause is logged, never sent.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ServiceError {
+    pub fn invalid(field: &str, description: impl Into<String>) -> Self {
+        Self::InvalidArgument(vec![FieldViolation::new(field, description)])
+    }
+
+    pub fn limit(field: &str, description: impl Into<String>) -> Self {
+        Self::LimitExceeded(vec![FieldViolation::new(field, description)])
+    }
+
+    /// The contract's `ErrorInfo.reason`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::InvalidArgument(_) => "INVALID_ARGUMENT",
+            Self::LimitExceeded(_) => "LIMIT_EXCEEDED",
+            Self::InvalidCredentials => "INVALID_CREDENTIALS",
+            Self::UstMissing => "UST_MISSING",
+            Self::UstInvalid => "UST_INVALID",
+            Self::SuperUserRequired => "SUPER_USER_REQUIRED",
+            Self::NotOwner => "NOT_OWNER",
+            Self::UserLocked => "USER_LOCKED",
+            Self::UserNotApproved => "USER_NOT_APPROVED",
+            Self::PasswordExpired => "PASSWORD_EXPIRED",
+            Self::PasswordMustChange => "PASSWORD_MUST_CHANGE",
+            Self::PasswordTooWeak(_) => "PASSWORD_TOO_WEAK",
+            Self::AppNotAllowed => "APP_NOT_ALLOWED",
+            Self::UsernameTaken => "USERNAME_TAKEN",
+            Self::UserNotFound => "USER_NOT_FOUND",
+            Self::SessionNotFound => "SESSION_NOT_FOUND",
+            Self::AttributeNotFound => "ATTRIBUTE_NOT_FOUND",
+            Self::EncryptionUnavailable => "ENCRYPTION_UNAVAILABLE",
+            Self::StoreUnavailable(_) => "STORE_UNAVAILABLE",
+            Self::Internal(_) => "INTERNAL",
+        }
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::UsernameTaken => Self::UsernameTaken,
+            StoreError::UserNotFound => Self::UserNotFound,
+            StoreError::SessionNotFound => Self::SessionNotFound,
+            StoreError::TooManyAttributes { count, limit } => Self::limit(
+                "attributes",
+                format!("the owner would hold {count} attributes; at most {limit} are allowed"),
+            ),
+            StoreError::Unavailable(cause) => Self::StoreUnavailable(cause),
+            StoreError::Internal(cause) => Self::Internal(cause),
+        }
+    }
+}
+
+impl From<CryptoError> for ServiceError {
+    fn from(error: CryptoError) -> Self {
+        match error {
+            CryptoError::NoKeys | CryptoError::UnknownKey(_) => Self::EncryptionUnavailable,
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+pub type ServiceResult<T> = Result<T, ServiceError>;

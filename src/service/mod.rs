@@ -1,0 +1,258 @@
+//! Business rules: login and rotation, renewal, ownership, limits, encryption. Handlers call
+//! this layer with validated domain values; this layer calls the store.
+
+use std::{sync::Arc, time::Duration};
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+
+use crate::{
+    clock::Clock,
+    crypto::{self, KeyRing, PasswordHasherPool},
+    domain::{Limits, Session, SessionPolicy, SessionWithUser, User},
+    store::Store,
+};
+
+mod attributes;
+mod error;
+mod sessions;
+mod users;
+
+pub use attributes::{AttributeWrite, OwnerRef, Scope};
+pub use error::{FieldViolation, ServiceError, ServiceResult};
+pub use sessions::SessionsPage;
+pub use users::{
+    ChangePassword, LoginOutcome, LoginRequest, NewUser, UserField, UserRef, UserUpdate,
+    UsersPage,
+};
+
+/// Rules that come from configuration.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub sessions: SessionPolicy,
+    pub limits: Limits,
+    /// Session attribute names that move to the new session on login.
+    pub persistent_on_login: Vec<String>,
+    /// Session attribute names that move to a new guest session on logout.
+    pub persistent_on_logout: Vec<String>,
+    /// Accepted `current_app` values; empty accepts any.
+    pub allowed_apps: Vec<String>,
+    /// Say why a correct password was refused (locked, unapproved, expired) instead of
+    /// reporting invalid credentials.
+    pub reveal_login_failures: bool,
+    /// A new password expires after this; `None`: never.
+    pub password_max_age: Option<Duration>,
+    /// Login warns when the password expires within this.
+    pub password_expiry_warning: Duration,
+    /// Rows deleted per statement by the expiry sweep.
+    pub sweep_batch: usize,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            sessions: SessionPolicy {
+                idle_timeout: Duration::from_secs(60 * 60),
+                max_lifetime: Duration::from_secs(12 * 60 * 60),
+            },
+            limits: Limits::default(),
+            persistent_on_login: Vec::new(),
+            persistent_on_logout: Vec::new(),
+            allowed_apps: Vec::new(),
+            reveal_login_failures: false,
+            password_max_age: None,
+            password_expiry_warning: Duration::from_secs(7 * 24 * 60 * 60),
+            sweep_batch: 1000,
+        }
+    }
+}
+
+/// Who is calling: the session its UST names, and that session's user (none for a guest).
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub session: Session,
+    pub user: Option<User>,
+}
+
+impl Caller {
+    pub fn is_super_user(&self) -> bool {
+        self.user.as_ref().is_some_and(|user| user.is_super_user)
+    }
+
+    pub fn require_super_user(&self) -> ServiceResult<()> {
+        if self.is_super_user() {
+            Ok(())
+        } else {
+            Err(ServiceError::SuperUserRequired)
+        }
+    }
+
+    /// The caller's user; a guest session has none.
+    pub fn require_user(&self) -> ServiceResult<&User> {
+        self.user.as_ref().ok_or(ServiceError::UserNotFound)
+    }
+}
+
+/// What the authentication layer learned from the `authorization` metadata.
+#[derive(Clone, Debug)]
+pub enum Authentication {
+    Missing,
+    Invalid,
+    Valid(Arc<Caller>),
+}
+
+impl Authentication {
+    pub fn caller(&self) -> ServiceResult<&Caller> {
+        match self {
+            Self::Valid(caller) => Ok(caller),
+            Self::Missing => Err(ServiceError::UstMissing),
+            Self::Invalid => Err(ServiceError::UstInvalid),
+        }
+    }
+}
+
+/// Where a request comes from, as the client reports it.
+#[derive(Clone, Debug, Default)]
+pub struct ClientInfo {
+    pub current_app: String,
+    pub remote_addr: String,
+    pub user_agent: String,
+}
+
+/// A page request; `size` 0 means the default.
+#[derive(Clone, Debug, Default)]
+pub struct PageRequest {
+    pub size: usize,
+    pub token: String,
+}
+
+const DEFAULT_PAGE_SIZE: usize = 50;
+const MAX_PAGE_SIZE: usize = 1000;
+
+impl PageRequest {
+    fn limit(&self) -> usize {
+        match self.size {
+            0 => DEFAULT_PAGE_SIZE,
+            size => size.min(MAX_PAGE_SIZE),
+        }
+    }
+
+    /// The decoded cursor of an opaque page token.
+    fn cursor(&self) -> ServiceResult<Option<String>> {
+        if self.token.is_empty() {
+            return Ok(None);
+        }
+        URL_SAFE_NO_PAD
+            .decode(&self.token)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .map(Some)
+            .ok_or_else(|| ServiceError::invalid("page_token", "not a token this server issued"))
+    }
+}
+
+fn page_token(cursor: &str) -> String {
+    URL_SAFE_NO_PAD.encode(cursor)
+}
+
+/// The service: every RPC's rules, over an injectable store, clock and key ring.
+pub struct Sso {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    keys: KeyRing,
+    passwords: PasswordHasherPool,
+    policy: Policy,
+}
+
+impl Sso {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        keys: KeyRing,
+        passwords: PasswordHasherPool,
+        policy: Policy,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            keys,
+            passwords,
+            policy,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Resolves a UST to its caller: the hot path, one store look-up. A session whose user
+    /// is locked or whose password has expired does not authenticate.
+    pub async fn authenticate(&self, ust: &str) -> ServiceResult<Caller> {
+        let now = self.clock.now();
+        self.live_session_by_ust(ust, now)
+            .await?
+            .ok_or(ServiceError::UstInvalid)
+    }
+
+    async fn live_session_by_ust(
+        &self,
+        ust: &str,
+        now: std::time::SystemTime,
+    ) -> ServiceResult<Option<Caller>> {
+        if !crypto::is_well_formed_ust(ust) {
+            return Ok(None);
+        }
+        let found = self.store.session_by_token(&crypto::hash_ust(ust), now).await?;
+        Ok(found.and_then(|found| usable(found, now)))
+    }
+
+    fn check_app(&self, app: &str) -> ServiceResult<()> {
+        if self.policy.allowed_apps.is_empty()
+            || self.policy.allowed_apps.iter().any(|allowed| allowed == app)
+        {
+            Ok(())
+        } else {
+            Err(ServiceError::AppNotAllowed)
+        }
+    }
+
+    fn check_client(&self, client: &ClientInfo) -> ServiceResult<()> {
+        let max = self.policy.limits.max_client_field_chars;
+        for (field, value) in [
+            ("current_app", &client.current_app),
+            ("remote_addr", &client.remote_addr),
+            ("user_agent", &client.user_agent),
+        ] {
+            check_text(field, value, max)?;
+        }
+        self.check_app(&client.current_app)
+    }
+}
+
+/// A stored session counts only while its user may use it.
+fn usable(found: SessionWithUser, now: std::time::SystemTime) -> Option<Caller> {
+    match &found.user {
+        Some(user) if user.is_locked || user.password_expired(now) => None,
+        _ => Some(Caller {
+            session: found.session,
+            user: found.user,
+        }),
+    }
+}
+
+/// Free text from clients: printable and bounded.
+fn check_text(field: &str, value: &str, max_chars: usize) -> ServiceResult<()> {
+    if !crate::domain::limits::is_printable(value) {
+        return Err(ServiceError::invalid(field, "must be printable text"));
+    }
+    if value.chars().count() > max_chars {
+        return Err(ServiceError::limit(
+            field,
+            format!("at most {max_chars} characters"),
+        ));
+    }
+    Ok(())
+}

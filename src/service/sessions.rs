@@ -1,0 +1,181 @@
+//! Sessions: guest sessions, inspection, renewal, listing, revocation, expiry sweeps.
+
+use uuid::Uuid;
+
+use super::{Caller, ClientInfo, PageRequest, ServiceError, ServiceResult, Sso, page_token};
+use crate::{
+    crypto,
+    domain::{NewSession, OpenSession, PurgeCounts, Session, SessionId, SessionSelector, UserId},
+};
+
+#[derive(Debug)]
+pub struct SessionsPage {
+    pub sessions: Vec<Session>,
+    pub next_page_token: String,
+}
+
+impl Sso {
+    /// A guest session: a browser's session before login.
+    pub async fn create_session(&self, client: ClientInfo) -> ServiceResult<(String, Session)> {
+        self.check_client(&client)?;
+        let now = self.clock.now();
+        let ust = crypto::generate_ust();
+        let session = self.new_session(None, client, now);
+        let session = self
+            .store
+            .open_session(
+                OpenSession {
+                    new: NewSession {
+                        session,
+                        token_hash: crypto::hash_ust(&ust),
+                    },
+                    attributes: Vec::new(),
+                    replaces: None,
+                    login: None,
+                },
+                now,
+            )
+            .await?;
+        Ok((ust, session))
+    }
+
+    /// A super-user's view of another session; `SessionNotFound` unless it exists, has not
+    /// expired and its user's password has not expired.
+    pub async fn get_session(
+        &self,
+        caller: &Caller,
+        target_ust: &str,
+        client: &ClientInfo,
+    ) -> ServiceResult<Session> {
+        self.verify_session(caller, target_ust, client)
+            .await?
+            .ok_or(ServiceError::SessionNotFound)
+    }
+
+    /// Like [`Sso::get_session`] but answers `None` for an invalid session; never extends it.
+    pub async fn verify_session(
+        &self,
+        caller: &Caller,
+        target_ust: &str,
+        client: &ClientInfo,
+    ) -> ServiceResult<Option<Session>> {
+        caller.require_super_user()?;
+        if target_ust.is_empty() {
+            return Err(ServiceError::invalid("target_ust", "is required"));
+        }
+        self.check_client(client)?;
+        let now = self.clock.now();
+        Ok(self
+            .live_session_by_ust(target_ust, now)
+            .await?
+            .map(|found| found.session))
+    }
+
+    /// Sliding renewal of the caller's session: now + idle timeout, capped by the absolute
+    /// lifetime.
+    pub async fn renew_session(&self, caller: &Caller) -> ServiceResult<Session> {
+        let now = self.clock.now();
+        let session = &caller.session;
+        let expires_at = self.policy.sessions.expiry(session.created_at, now);
+        self.store
+            .renew_session(session.id, expires_at, now)
+            .await?
+            .ok_or(ServiceError::UstInvalid)
+    }
+
+    /// The sessions of the caller's user, or of any user for a super-user. Never USTs.
+    pub async fn list_sessions(
+        &self,
+        caller: &Caller,
+        user_id: Option<UserId>,
+        page: PageRequest,
+    ) -> ServiceResult<SessionsPage> {
+        let own = caller.require_user()?.id;
+        let user = user_id.unwrap_or(own);
+        if user != own {
+            caller.require_super_user()?;
+        }
+        let after = page
+            .cursor()?
+            .map(|cursor| {
+                Uuid::parse_str(&cursor)
+                    .map(SessionId)
+                    .map_err(|_| ServiceError::invalid("page_token", "not a token this server issued"))
+            })
+            .transpose()?;
+        let limit = page.limit();
+        let mut sessions = self
+            .store
+            .list_sessions(user, after, limit + 1, self.clock.now())
+            .await?;
+        let next_page_token = if sessions.len() > limit {
+            sessions.truncate(limit);
+            sessions
+                .last()
+                .map(|session| page_token(&session.id.to_string()))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(SessionsPage {
+            sessions,
+            next_page_token,
+        })
+    }
+
+    /// Ends the caller's session, another session of the same user, or (super-user) any.
+    pub async fn delete_session(
+        &self,
+        caller: &Caller,
+        session_id: Option<SessionId>,
+    ) -> ServiceResult<()> {
+        let now = self.clock.now();
+        let target = session_id.unwrap_or(caller.session.id);
+        if target != caller.session.id && !caller.is_super_user() {
+            let found = self.store.session_by_id(target, now).await?;
+            let same_user = found.is_some_and(|found| {
+                found.session.user_id.is_some() && found.session.user_id == caller.session.user_id
+            });
+            if !same_user {
+                return Err(ServiceError::NotOwner);
+            }
+        }
+        if self.store.delete_session(target, now).await? {
+            Ok(())
+        } else {
+            Err(ServiceError::SessionNotFound)
+        }
+    }
+
+    pub async fn delete_sessions(
+        &self,
+        caller: &Caller,
+        selector: SessionSelector,
+    ) -> ServiceResult<u64> {
+        caller.require_super_user()?;
+        let deleted = self.store.delete_sessions(selector, self.clock.now()).await?;
+        tracing::info!(deleted, ?selector, "sessions revoked");
+        Ok(deleted)
+    }
+
+    pub async fn purge_expired(&self, caller: &Caller) -> ServiceResult<PurgeCounts> {
+        caller.require_super_user()?;
+        self.sweep().await
+    }
+
+    /// The expiry sweep that the background task and `PurgeExpired` both run.
+    pub async fn sweep(&self) -> ServiceResult<PurgeCounts> {
+        let counts = self
+            .store
+            .purge_expired(self.clock.now(), self.policy.sweep_batch)
+            .await?;
+        if counts != PurgeCounts::default() {
+            tracing::info!(
+                sessions = counts.sessions,
+                attributes = counts.attributes,
+                "expired rows swept"
+            );
+        }
+        Ok(counts)
+    }
+}

@@ -1,0 +1,146 @@
+//! Persistence. [`Store`] is shaped for a transactional SQL store: every operation that must
+//! be atomic is one call, expiry is decided by the `now` passed in (the injectable clock's
+//! time), and nothing asks the caller to read a row to decide whether to write it.
+
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+
+use crate::domain::{
+    EndSessions, NewAttribute, OpenSession, Owner, PurgeCounts, Session,
+    SessionId, SessionSelector, SessionWithUser, StoredAttribute, TokenHash, User, UserId,
+    UserPage, UserPatch, UserQuery, UserRecord,
+};
+
+pub mod memory;
+
+/// What can go wrong in a store; mapped to service errors in one place.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("username already taken")]
+    UsernameTaken,
+    #[error("user not found")]
+    UserNotFound,
+    #[error("session not found")]
+    SessionNotFound,
+    #[error("owner would hold {count} attributes, limit is {limit}")]
+    TooManyAttributes { count: usize, limit: usize },
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("store failure: {0}")]
+    Internal(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Sessions, users and attributes. `now` is always the caller's clock: rows whose expiry is at
+/// or before it are treated as absent by every read, count and limit, even before a sweep.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Answers while the store is reachable; drives the health status.
+    async fn ping(&self) -> StoreResult<()>;
+
+    // Users.
+    /// Inserts a user; usernames are unique case-insensitively.
+    async fn create_user(&self, record: UserRecord) -> StoreResult<User>;
+    async fn user_by_id(&self, id: UserId) -> StoreResult<Option<UserRecord>>;
+    /// Case-insensitive.
+    async fn user_by_username(&self, username: &str) -> StoreResult<Option<UserRecord>>;
+    async fn list_users(&self, query: &UserQuery) -> StoreResult<UserPage>;
+    /// Applies `patch` and ends the chosen sessions of the user in one transaction.
+    async fn update_user(
+        &self,
+        id: UserId,
+        patch: &UserPatch,
+        end_sessions: EndSessions,
+    ) -> StoreResult<User>;
+    /// Deletes the user with its sessions and all their attributes; false if absent.
+    async fn delete_user(&self, id: UserId) -> StoreResult<bool>;
+
+    // Sessions.
+    /// One transaction: insert the session and its attributes, end the replaced session and
+    /// record the login. `SessionNotFound` if the replaced session is gone, `UserNotFound` if
+    /// the user is.
+    async fn open_session(&self, open: OpenSession, now: SystemTime) -> StoreResult<Session>;
+    /// The hot path: one indexed look-up of an unexpired session and its user.
+    async fn session_by_token(
+        &self,
+        hash: &TokenHash,
+        now: SystemTime,
+    ) -> StoreResult<Option<SessionWithUser>>;
+    async fn session_by_id(
+        &self,
+        id: SessionId,
+        now: SystemTime,
+    ) -> StoreResult<Option<SessionWithUser>>;
+    /// Sets an unexpired session's expiry and renewal time; `None` if it is gone.
+    async fn renew_session(
+        &self,
+        id: SessionId,
+        expires_at: SystemTime,
+        now: SystemTime,
+    ) -> StoreResult<Option<Session>>;
+    /// A user's unexpired sessions ordered by id, after `after`, at most `limit`.
+    async fn list_sessions(
+        &self,
+        user: UserId,
+        after: Option<SessionId>,
+        limit: usize,
+        now: SystemTime,
+    ) -> StoreResult<Vec<Session>>;
+    /// Deletes a session and its attributes; false if absent or expired.
+    async fn delete_session(&self, id: SessionId, now: SystemTime) -> StoreResult<bool>;
+    /// Deletes every selected session (expired ones too); counts the unexpired ones.
+    async fn delete_sessions(
+        &self,
+        selector: SessionSelector,
+        now: SystemTime,
+    ) -> StoreResult<u64>;
+    /// Deletes expired sessions and attributes in batches of at most `batch` rows.
+    async fn purge_expired(&self, now: SystemTime, batch: usize) -> StoreResult<PurgeCounts>;
+
+    // Attributes. The owner must exist (`SessionNotFound` / `UserNotFound` otherwise).
+    /// Upserts all items in one atomic write, replacing expired rows too; refuses with
+    /// `TooManyAttributes` if the owner would then hold more than `max_per_owner`.
+    async fn set_attributes(
+        &self,
+        owner: Owner,
+        items: Vec<NewAttribute>,
+        max_per_owner: usize,
+        now: SystemTime,
+    ) -> StoreResult<Vec<StoredAttribute>>;
+    /// Unexpired attributes by name (all when `names` is `None`), sorted by name.
+    async fn get_attributes(
+        &self,
+        owner: Owner,
+        names: Option<&[String]>,
+        now: SystemTime,
+    ) -> StoreResult<Vec<StoredAttribute>>;
+    /// Unexpired attribute names (only among `names` when given), sorted.
+    async fn attribute_names(
+        &self,
+        owner: Owner,
+        names: Option<&[String]>,
+        now: SystemTime,
+    ) -> StoreResult<Vec<String>>;
+    /// Deletes the named attributes; counts the unexpired ones among them.
+    async fn delete_attributes(
+        &self,
+        owner: Owner,
+        names: &[String],
+        now: SystemTime,
+    ) -> StoreResult<u64>;
+    /// Sets an unexpired attribute's expiry; `None` if it is absent.
+    async fn set_attribute_expiry(
+        &self,
+        owner: Owner,
+        name: &str,
+        expires_at: Option<SystemTime>,
+        now: SystemTime,
+    ) -> StoreResult<Option<StoredAttribute>>;
+}
+
+/// An attribute is live until its expiry.
+pub fn is_live(expires_at: Option<SystemTime>, now: SystemTime) -> bool {
+    expires_at.is_none_or(|at| at > now)
+}
