@@ -10,6 +10,8 @@
 pub mod clock;
 pub mod crypto;
 pub mod domain;
+pub mod grpc;
+pub mod metrics;
 pub mod service;
 pub mod store;
 
@@ -19,4 +21,183 @@ pub mod proto {
     /// Serialised descriptors of the sso.v1 protos and their imports, for reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         include_bytes!(concat!(env!("OUT_DIR"), "/sso_descriptor.bin"));
+}
+
+pub mod config;
+pub mod server;
+pub mod telemetry;
+
+use std::{io::BufRead, sync::Arc};
+
+use zeroize::Zeroizing;
+
+use crate::{
+    clock::{Clock, SystemClock},
+    config::{Cli, Command, Config},
+    crypto::{KeyRing, PasswordHasherPool},
+    server::ServeOptions,
+    service::Sso,
+    store::{Store, memory::MemoryStore},
+};
+
+/// Why the process could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("start-up: {0}")]
+    Startup(String),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Service(#[from] service::ServiceError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Runs the command line: serve (the default), migrate, or create a super-user.
+pub async fn run(cli: Cli) -> Result<(), AppError> {
+    let config = cli.config;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let listener = tokio::net::TcpListener::bind(config.listen).await?;
+            let store = open_store(&config).await?;
+            let sso = build_service(&config, store, Arc::new(SystemClock))?;
+            bootstrap(&config, &sso).await?;
+            server::serve(listener, sso, serve_options(&config)?, shutdown_signal()).await
+        }
+        Command::Migrate => {
+            require_database(&config)?;
+            open_store(&config).await.map(drop)
+        }
+        Command::CreateSuperUser {
+            username,
+            password_stdin,
+        } => {
+            require_database(&config)?;
+            let password = if password_stdin {
+                let mut line = Zeroizing::new(String::new());
+                std::io::stdin().lock().read_line(&mut line)?;
+                Some(Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_owned()))
+            } else {
+                None
+            };
+            let store = open_store(&config).await?;
+            let sso = build_service(&config, store, Arc::new(SystemClock))?;
+            match sso.bootstrap_super_user(&username, password).await? {
+                Some((user, generated)) => {
+                    announce_super_user(&user.username, generated.as_deref());
+                    Ok(())
+                }
+                None => Err(AppError::Config(format!("a user named {username:?} exists"))),
+            }
+        }
+    }
+}
+
+fn require_database(config: &Config) -> Result<(), AppError> {
+    match config.database_url {
+        Some(_) => Ok(()),
+        None => Err(AppError::Config(
+            "this command needs SSOD_DATABASE_URL (or --database-url)".into(),
+        )),
+    }
+}
+
+/// The embedded store, or PostgreSQL when a URL is configured.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, AppError> {
+    match &config.database_url {
+        None => Ok(Arc::new(MemoryStore::new())),
+        Some(_) => Err(AppError::Config("the PostgreSQL store is not built yet".into())),
+    }
+}
+
+/// The service over an injected store and clock, with the configured key ring and policy.
+pub fn build_service(
+    config: &Config,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+) -> Result<Arc<Sso>, AppError> {
+    let keys = match &config.encryption_keys {
+        Some(spec) => KeyRing::parse(spec).map_err(|error| AppError::Config(error.to_string()))?,
+        None if config.database_url.is_none() => {
+            tracing::warn!(
+                "no SSOD_ENCRYPTION_KEYS: using an ephemeral key; encrypted values die with the process"
+            );
+            KeyRing::ephemeral()
+        }
+        None => {
+            tracing::warn!("no SSOD_ENCRYPTION_KEYS: encrypted attributes are refused");
+            KeyRing::default()
+        }
+    };
+    let passwords = PasswordHasherPool::new(config.max_concurrent_hashes())
+        .map_err(|error| AppError::Startup(error.to_string()))?;
+    Ok(Arc::new(Sso::new(store, clock, keys, passwords, config.policy())))
+}
+
+/// Creates the configured start-up super-user if it does not exist yet.
+pub async fn bootstrap(config: &Config, sso: &Sso) -> Result<(), AppError> {
+    let Some(username) = &config.super_user else {
+        return Ok(());
+    };
+    let password = config.super_user_password.clone().map(Zeroizing::new);
+    if let Some((user, generated)) = sso.bootstrap_super_user(username, password).await? {
+        announce_super_user(&user.username, generated.as_deref());
+    }
+    Ok(())
+}
+
+/// A generated password is shown once, on stderr, never in a log line.
+fn announce_super_user(username: &str, generated: Option<&str>) {
+    tracing::info!(username, "super-user created");
+    if let Some(password) = generated {
+        eprintln!("ssod: created super-user {username:?} with generated password: {password}");
+    }
+}
+
+pub fn serve_options(config: &Config) -> Result<ServeOptions, AppError> {
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => {
+            let identity =
+                tonic::transport::Identity::from_pem(std::fs::read(cert)?, std::fs::read(key)?);
+            let mut tls = tonic::transport::ServerTlsConfig::new().identity(identity);
+            if let Some(ca) = &config.tls_client_ca {
+                tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(std::fs::read(ca)?));
+            }
+            Some(tls)
+        }
+        _ => None,
+    };
+    Ok(ServeOptions {
+        tls,
+        sweep_interval: config.sweep_interval,
+        shutdown_timeout: config.shutdown_timeout,
+        ..ServeOptions::default()
+    })
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(error) => {
+                    tracing::warn!(error = %error, "cannot listen for SIGTERM");
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
 }

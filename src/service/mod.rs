@@ -98,14 +98,17 @@ pub enum Authentication {
     Missing,
     Invalid,
     Valid(Arc<Caller>),
+    /// The store could not be asked; the cause is logged, never sent.
+    Unavailable(String),
 }
 
 impl Authentication {
-    pub fn caller(&self) -> ServiceResult<&Caller> {
+    pub fn caller(&self) -> ServiceResult<&Arc<Caller>> {
         match self {
             Self::Valid(caller) => Ok(caller),
             Self::Missing => Err(ServiceError::UstMissing),
             Self::Invalid => Err(ServiceError::UstInvalid),
+            Self::Unavailable(cause) => Err(ServiceError::StoreUnavailable(cause.clone())),
         }
     }
 }

@@ -1,0 +1,76 @@
+//! The one place where service errors become gRPC statuses: canonical code, one
+//! `google.rpc.ErrorInfo` (domain `sso`), `BadRequest` field violations for field problems.
+//! Internal causes are logged here and never sent.
+
+use std::collections::HashMap;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, FieldViolation as ProtoViolation, StatusExt};
+
+use crate::service::{FieldViolation, ServiceError};
+
+pub const ERROR_DOMAIN: &str = "sso";
+
+impl From<ServiceError> for Status {
+    fn from(error: ServiceError) -> Self {
+        let code = match &error {
+            ServiceError::InvalidArgument(_)
+            | ServiceError::LimitExceeded(_)
+            | ServiceError::PasswordTooWeak(_) => Code::InvalidArgument,
+            ServiceError::InvalidCredentials | ServiceError::UstMissing | ServiceError::UstInvalid => {
+                Code::Unauthenticated
+            }
+            ServiceError::SuperUserRequired
+            | ServiceError::NotOwner
+            | ServiceError::UserLocked
+            | ServiceError::UserNotApproved
+            | ServiceError::AppNotAllowed => Code::PermissionDenied,
+            ServiceError::PasswordExpired
+            | ServiceError::PasswordMustChange
+            | ServiceError::EncryptionUnavailable => Code::FailedPrecondition,
+            ServiceError::UsernameTaken => Code::AlreadyExists,
+            ServiceError::UserNotFound
+            | ServiceError::SessionNotFound
+            | ServiceError::AttributeNotFound => Code::NotFound,
+            ServiceError::StoreUnavailable(_) => Code::Unavailable,
+            ServiceError::Internal(_) => Code::Internal,
+        };
+        match &error {
+            ServiceError::StoreUnavailable(cause) => {
+                tracing::error!(cause = %cause, "store unavailable");
+            }
+            ServiceError::Internal(cause) => tracing::error!(cause = %cause, "internal error"),
+            _ => {}
+        }
+        let mut details = ErrorDetails::with_error_info(error.reason(), ERROR_DOMAIN, HashMap::new());
+        let violations: &[FieldViolation] = match &error {
+            ServiceError::InvalidArgument(violations) | ServiceError::LimitExceeded(violations) => {
+                violations
+            }
+            _ => &[],
+        };
+        if !violations.is_empty() {
+            details.set_bad_request(
+                violations
+                    .iter()
+                    .map(|v| ProtoViolation::new(v.field.clone(), v.description.clone()))
+                    .collect::<Vec<_>>(),
+            );
+        }
+        Status::with_error_details(code, message(&error), details)
+    }
+}
+
+/// A message for people: the error, plus the field problems.
+fn message(error: &ServiceError) -> String {
+    match error {
+        ServiceError::InvalidArgument(violations) | ServiceError::LimitExceeded(violations) => {
+            let fields: Vec<String> = violations
+                .iter()
+                .map(|v| format!("{}: {}", v.field, v.description))
+                .collect();
+            format!("{error}: {}", fields.join("; "))
+        }
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,181 @@
+//! Wiring: the gRPC services behind their layers, health, reflection, the expiry sweeper and
+//! a store prober, and graceful shutdown (health NOT_SERVING, stop accepting, drain with a
+//! deadline, then stop the background tasks).
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use tokio::{net::TcpListener, sync::watch};
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Server, ServerTlsConfig};
+use tonic_health::{ServingStatus, server::HealthReporter};
+
+use crate::{
+    AppError,
+    grpc::{AttributeApi, AuthLayer, ObserveLayer, SessionApi, UserApi},
+    proto::{
+        self, attribute_service_server::AttributeServiceServer,
+        session_service_server::SessionServiceServer, user_service_server::UserServiceServer,
+    },
+    service::Sso,
+};
+
+/// How the server runs, apart from the service itself.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    pub tls: Option<ServerTlsConfig>,
+    pub sweep_interval: Duration,
+    pub shutdown_timeout: Duration,
+    /// How often the store is pinged to drive the health status.
+    pub health_probe_interval: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            tls: None,
+            sweep_interval: Duration::from_secs(60),
+            shutdown_timeout: Duration::from_secs(10),
+            health_probe_interval: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The names health answers for: the server as a whole and each service.
+const HEALTH_SERVICES: [&str; 4] = [
+    "",
+    "sso.v1.UserService",
+    "sso.v1.SessionService",
+    "sso.v1.AttributeService",
+];
+
+async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
+    for service in HEALTH_SERVICES {
+        reporter.set_service_status(service, status).await;
+    }
+}
+
+/// Serves on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    sso: Arc<Sso>,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), AppError> {
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    set_health(&reporter, ServingStatus::Serving).await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|error| AppError::Startup(error.to_string()))?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|error| AppError::Startup(error.to_string()))?;
+
+    let (stop_tasks, tasks_stopped) = watch::channel(false);
+    let sweeper = tokio::spawn(sweep_loop(
+        Arc::clone(&sso),
+        options.sweep_interval,
+        tasks_stopped.clone(),
+    ));
+    let prober = tokio::spawn(probe_loop(
+        Arc::clone(&sso),
+        reporter.clone(),
+        options.health_probe_interval,
+        tasks_stopped,
+    ));
+
+    let mut builder = Server::builder().tcp_nodelay(true);
+    if let Some(tls) = options.tls.clone() {
+        builder = builder
+            .tls_config(tls)
+            .map_err(|error| AppError::Startup(error.to_string()))?;
+    }
+    let router = builder
+        .layer(ObserveLayer)
+        .layer(AuthLayer::new(Arc::clone(&sso)))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(UserServiceServer::new(UserApi {
+            sso: Arc::clone(&sso),
+        }))
+        .add_service(SessionServiceServer::new(SessionApi {
+            sso: Arc::clone(&sso),
+        }))
+        .add_service(AttributeServiceServer::new(AttributeApi { sso }));
+
+    let address = listener.local_addr().ok();
+    tracing::info!(address = ?address, tls = options.tls.is_some(), "serving");
+    let (stop_accepting, accepting_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(router.serve_with_incoming_shutdown(
+        TcpListenerStream::new(listener),
+        async move {
+            let _ = accepting_stopped.await;
+        },
+    ));
+
+    shutdown.await;
+    tracing::info!("shutting down");
+    set_health(&reporter, ServingStatus::NotServing).await;
+    let _ = stop_accepting.send(());
+    let drained = tokio::time::timeout(options.shutdown_timeout, server).await;
+    let _ = stop_tasks.send(true);
+    let _ = tokio::join!(sweeper, prober);
+    match drained {
+        Ok(Ok(Ok(()))) => {
+            tracing::info!("stopped");
+            Ok(())
+        }
+        Ok(Ok(Err(error))) => Err(AppError::Startup(error.to_string())),
+        Ok(Err(error)) => Err(AppError::Startup(error.to_string())),
+        Err(_) => {
+            tracing::warn!(timeout = ?options.shutdown_timeout, "drain deadline passed; stopping");
+            Ok(())
+        }
+    }
+}
+
+async fn sweep_loop(sso: Arc<Sso>, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {
+                if let Err(error) = sso.sweep().await {
+                    tracing::warn!(error = %error, "expiry sweep failed");
+                }
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// NOT_SERVING while the store does not answer, so the mesh routes around this replica.
+async fn probe_loop(
+    sso: Arc<Sso>,
+    reporter: HealthReporter,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut serving = true;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+        let reachable = sso.store().ping().await.is_ok();
+        if reachable != serving {
+            serving = reachable;
+            if reachable {
+                tracing::info!("store reachable again; serving");
+                set_health(&reporter, ServingStatus::Serving).await;
+            } else {
+                tracing::warn!("store unreachable; not serving");
+                set_health(&reporter, ServingStatus::NotServing).await;
+            }
+        }
+    }
+}
