@@ -1,0 +1,233 @@
+//! The super-user gate: every SU-only method × every kind of token; and that health,
+//! reflection and the correlation id work without one.
+
+use std::{collections::BTreeSet, time::Duration};
+
+use http::uri::PathAndQuery;
+use ssod::{grpc::SUPER_USER_METHODS, proto};
+use tonic::{Code, Request, Status};
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+use crate::{
+    both,
+    harness::{Backend, TestServer, assert_error, authed},
+};
+
+/// The contract's SU-only RPCs, written out independently of the server's table.
+const CONTRACT_SU_METHODS: &[&str] = &[
+    "/sso.v1.UserService/CreateUser",
+    "/sso.v1.UserService/GetUser",
+    "/sso.v1.UserService/ListUsers",
+    "/sso.v1.UserService/DeleteUser",
+    "/sso.v1.UserService/LockUser",
+    "/sso.v1.UserService/UnlockUser",
+    "/sso.v1.UserService/ApproveUser",
+    "/sso.v1.UserService/RejectUser",
+    "/sso.v1.SessionService/GetSession",
+    "/sso.v1.SessionService/VerifySession",
+    "/sso.v1.SessionService/DeleteUserSessions",
+    "/sso.v1.SessionService/PurgeExpired",
+];
+
+#[test]
+fn the_gate_table_is_the_contracts_list() {
+    let table: BTreeSet<_> = SUPER_USER_METHODS.iter().collect();
+    let contract: BTreeSet<_> = CONTRACT_SU_METHODS.iter().collect();
+    assert_eq!(table, contract);
+}
+
+/// Calls `method` with an empty request message: every SU method accepts one on the wire.
+async fn call_raw(server: &TestServer, method: &'static str, ust: Option<&str>) -> Result<(), Status> {
+    let mut grpc = tonic::client::Grpc::new(server.channel.clone());
+    grpc.ready().await.map_err(|e| Status::unknown(e.to_string()))?;
+    let request = match ust {
+        Some(ust) => authed(ust, ()),
+        None => Request::new(()),
+    };
+    let codec = tonic_prost::ProstCodec::<(), ()>::default();
+    grpc.unary(request, PathAndQuery::from_static(method), codec)
+        .await
+        .map(drop)
+}
+
+#[derive(Debug)]
+enum Token {
+    Missing,
+    Malformed(String),
+    Unknown(String),
+    Expired(String),
+    Guest(String),
+    NonSuperUser(String),
+    SuperUser(String),
+}
+
+async fn gate_matrix(backend: Backend) {
+    let server = TestServer::start_with(backend, |config| {
+        config.session_idle_timeout = Duration::from_secs(60);
+    })
+    .await;
+    let expired = server.admin().await;
+    server.advance(Duration::from_secs(61));
+    let admin = server.admin().await;
+    let (_, user) = server.user_session("plain-user").await;
+    let guest = server.guest().await.ust;
+    let tokens = [
+        Token::Missing,
+        Token::Malformed("not-a-token".into()),
+        Token::Unknown(ssod::crypto::generate_ust()),
+        Token::Expired(expired),
+        Token::Guest(guest),
+        Token::NonSuperUser(user),
+        Token::SuperUser(admin),
+    ];
+    for method in SUPER_USER_METHODS {
+        for token in &tokens {
+            let ust = match token {
+                Token::Missing => None,
+                Token::Malformed(t)
+                | Token::Unknown(t)
+                | Token::Expired(t)
+                | Token::Guest(t)
+                | Token::NonSuperUser(t)
+                | Token::SuperUser(t) => Some(t.as_str()),
+            };
+            let result = call_raw(&server, method, ust).await;
+            let context = format!("{method} with {token:?}");
+            match token {
+                Token::Missing => {
+                    assert_error(&result.expect_err(&context), Code::Unauthenticated, "UST_MISSING");
+                }
+                Token::Malformed(_) | Token::Unknown(_) | Token::Expired(_) => {
+                    assert_error(&result.expect_err(&context), Code::Unauthenticated, "UST_INVALID");
+                }
+                Token::Guest(_) | Token::NonSuperUser(_) => assert_error(
+                    &result.expect_err(&context),
+                    Code::PermissionDenied,
+                    "SUPER_USER_REQUIRED",
+                ),
+                Token::SuperUser(_) => {
+                    if let Err(status) = result {
+                        assert!(
+                            !matches!(status.code(), Code::Unauthenticated | Code::PermissionDenied),
+                            "{context}: {status:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The gate refuses before the handler runs: nothing is created.
+async fn refused_calls_have_no_effect(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (_, user) = server.user_session("mallory").await;
+    let status = server
+        .users()
+        .create_user(authed(
+            &user,
+            proto::CreateUserRequest {
+                username: "sneaky".into(),
+                password: Some("sneaky-password".into()),
+                is_super_user: true,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect_err("refused");
+    assert_error(&status, Code::PermissionDenied, "SUPER_USER_REQUIRED");
+    let admin = server.admin().await;
+    let lookup = server
+        .users()
+        .get_user(authed(
+            &admin,
+            proto::GetUserRequest {
+                username: "sneaky".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect_err("not created");
+    assert_error(&lookup, Code::NotFound, "USER_NOT_FOUND");
+}
+
+/// Tokens in other places or schemes do not authenticate.
+async fn only_bearer_authorization_counts(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let admin = server.admin().await;
+    for header in [format!("Basic {admin}"), admin.clone(), format!("Bearer {admin}x")] {
+        let mut request = Request::new(proto::PurgeExpiredRequest {});
+        request
+            .metadata_mut()
+            .insert("authorization", header.parse().expect("header"));
+        let status = server.sessions().purge_expired(request).await.expect_err(&header);
+        assert_error(&status, Code::Unauthenticated, "UST_INVALID");
+    }
+    let mut request = Request::new(proto::PurgeExpiredRequest {});
+    request
+        .metadata_mut()
+        .insert("x-ust", admin.parse().expect("header"));
+    let status = server.sessions().purge_expired(request).await.expect_err("no header");
+    assert_error(&status, Code::Unauthenticated, "UST_MISSING");
+}
+
+async fn health_and_reflection_need_no_token(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let mut health = HealthClient::new(server.channel.clone());
+    for service in ["", "sso.v1.UserService", "sso.v1.SessionService", "sso.v1.AttributeService"] {
+        let response = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .expect("health answers")
+            .into_inner();
+        assert_eq!(response.status, 1, "{service:?} is SERVING");
+    }
+    let unknown = health
+        .check(HealthCheckRequest {
+            service: "sso.v1.Nope".into(),
+        })
+        .await
+        .expect_err("unknown service");
+    assert_eq!(unknown.code(), Code::NotFound);
+}
+
+async fn request_ids_are_echoed_or_generated(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let mut request = Request::new(proto::CreateSessionRequest::default());
+    request
+        .metadata_mut()
+        .insert("x-request-id", "cid-from-client-42".parse().expect("header"));
+    let response = server.sessions().create_session(request).await.expect("guest");
+    assert_eq!(
+        response.metadata().get("x-request-id").and_then(|v| v.to_str().ok()),
+        Some("cid-from-client-42")
+    );
+    let response = server
+        .sessions()
+        .create_session(proto::CreateSessionRequest::default())
+        .await
+        .expect("guest");
+    let generated = response
+        .metadata()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("generated cid");
+    assert!(uuid::Uuid::parse_str(generated).is_ok(), "{generated}");
+    // Errors carry it too.
+    let status = server
+        .users()
+        .get_current_user(proto::GetCurrentUserRequest {})
+        .await
+        .expect_err("no token");
+    assert!(status.metadata().get("x-request-id").is_some());
+}
+
+both!(
+    gate_matrix,
+    refused_calls_have_no_effect,
+    only_bearer_authorization_counts,
+    health_and_reflection_need_no_token,
+    request_ids_are_echoed_or_generated,
+);

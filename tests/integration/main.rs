@@ -1,0 +1,11 @@
+//! One integration test binary (each extra file in `tests/` would be another slow link).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod attributes;
+mod gate;
+mod harness;
+mod limits;
+mod pg;
+mod sessions;
+mod store_conformance;
+mod users;
