@@ -169,6 +169,8 @@ impl Sso {
             .store
             .purge_expired(self.clock.now(), self.policy.sweep_batch)
             .await?;
+        metrics::counter!("ssod_swept_total", "kind" => "sessions").increment(counts.sessions);
+        metrics::counter!("ssod_swept_total", "kind" => "attributes").increment(counts.attributes);
         if counts != PurgeCounts::default() {
             tracing::info!(
                 sessions = counts.sessions,

@@ -107,6 +107,20 @@ pub struct UsersPage {
 
 impl Sso {
     pub async fn login(&self, request: LoginRequest) -> ServiceResult<LoginOutcome> {
+        let outcome = self.try_login(request).await;
+        match &outcome {
+            Ok(_) => metrics::counter!("ssod_logins_total", "outcome" => "success").increment(1),
+            Err(error) => metrics::counter!(
+                "ssod_logins_total",
+                "outcome" => "failure",
+                "reason" => error.reason()
+            )
+            .increment(1),
+        }
+        outcome
+    }
+
+    async fn try_login(&self, request: LoginRequest) -> ServiceResult<LoginOutcome> {
         self.check_client(&request.client)?;
         let limits = &self.policy.limits;
         if request.password.chars().count() > limits.max_password_chars {

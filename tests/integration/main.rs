@@ -6,6 +6,8 @@ mod gate;
 mod harness;
 mod limits;
 mod pg;
+mod process;
 mod sessions;
 mod store_conformance;
+mod tls;
 mod users;

@@ -1,0 +1,216 @@
+//! The real binary as a user runs it: JSON logs at debug level that never carry a secret,
+//! the cid on every line of a call, the Prometheus endpoint, and a clean exit on SIGTERM.
+
+use std::{
+    io::Read,
+    net::{SocketAddr, TcpListener},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use ssod::proto::{
+    self, AttributeScope, session_service_client::SessionServiceClient,
+    user_service_client::UserServiceClient, attribute_service_client::AttributeServiceClient,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::{Request, transport::Channel};
+
+use crate::harness::{authed, base64_key, json_value};
+
+fn free_address() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("address")
+}
+
+struct Process {
+    child: Child,
+}
+
+impl Process {
+    fn start(envs: &[(&str, String)]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ssod"));
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (key, value) in envs {
+            command.env(key, value);
+        }
+        Self {
+            child: command.spawn().expect("ssod starts"),
+        }
+    }
+
+    /// Sends SIGTERM, waits for the exit, returns (success, stderr).
+    fn terminate(mut self) -> (bool, String) {
+        let pid = self.child.id().to_string();
+        let killed = Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+        assert!(killed.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "ssod did not exit on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut stderr = String::new();
+        if let Some(mut pipe) = self.child.stderr.take() {
+            pipe.read_to_string(&mut stderr).expect("stderr");
+        }
+        (status.success(), stderr)
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+async fn connect(address: SocketAddr) -> Channel {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(channel) = Channel::from_shared(format!("http://{address}")).expect("uri").connect().await {
+            return channel;
+        }
+        assert!(Instant::now() < deadline, "ssod did not start listening");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn scrape(address: SocketAddr) -> String {
+    let mut stream = tokio::net::TcpStream::connect(address).await.expect("metrics port");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("request");
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.expect("response");
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_logs_carry_cids_and_no_secrets_and_metrics_are_scraped() {
+    let grpc = free_address();
+    let metrics = free_address();
+    let admin_password = "admin-secret-password-9";
+    let user_password = "user-secret-password-7";
+    let plaintext = "plaintext-only-the-client-may-see";
+    let server = Process::start(&[
+        ("SSOD_LISTEN", grpc.to_string()),
+        ("SSOD_METRICS_LISTEN", metrics.to_string()),
+        ("SSOD_LOG", "debug".into()),
+        ("SSOD_LOG_FORMAT", "json".into()),
+        ("SSOD_SUPER_USER", "admin".into()),
+        ("SSOD_SUPER_USER_PASSWORD", admin_password.into()),
+        ("SSOD_ENCRYPTION_KEYS", format!("k1:{}", base64_key(3))),
+        ("SSOD_PERSISTENT_ON_LOGIN", "cart".into()),
+    ]);
+    let channel = connect(grpc).await;
+    let mut users = UserServiceClient::new(channel.clone());
+    let mut sessions = SessionServiceClient::new(channel.clone());
+    let mut attributes = AttributeServiceClient::new(channel);
+    let login = |username: &str, password: &str| proto::LoginRequest {
+        username: username.into(),
+        password: password.into(),
+        current_app: "logs".into(),
+        ..Default::default()
+    };
+
+    let admin = users.login(login("admin", admin_password)).await.expect("admin login").into_inner().ust;
+    let created = users
+        .create_user(authed(&admin, proto::CreateUserRequest { username: "logged".into(), ..Default::default() }))
+        .await
+        .expect("create")
+        .into_inner();
+    let generated = created.generated_password;
+    users
+        .change_password(authed(
+            &admin,
+            proto::ChangePasswordRequest {
+                user_id: created.user.expect("user").user_id,
+                new_password: user_password.into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("reset");
+    let guest = sessions.create_session(proto::CreateSessionRequest::default()).await.expect("guest").into_inner().ust;
+    attributes
+        .set_attribute(authed(
+            &guest,
+            proto::SetAttributeRequest {
+                scope: AttributeScope::Session as i32,
+                name: "cart".into(),
+                value: Some(json_value(serde_json::json!(plaintext))),
+                encrypt: true,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("encrypted attribute");
+    let mut rotated = Request::new(login("logged", user_password));
+    rotated.metadata_mut().insert("authorization", format!("Bearer {guest}").parse().expect("header"));
+    rotated.metadata_mut().insert("x-request-id", "cid-of-the-login".parse().expect("header"));
+    let user = users.login(rotated).await.expect("user login").into_inner().ust;
+    let value = attributes
+        .get_attribute(authed(
+            &user,
+            proto::GetAttributeRequest { scope: AttributeScope::Session as i32, name: "cart".into(), ..Default::default() },
+        ))
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(value.attribute.expect("attribute").value, Some(json_value(serde_json::json!(plaintext))));
+    sessions
+        .get_session(authed(&admin, proto::GetSessionRequest { target_ust: user.clone(), ..Default::default() }))
+        .await
+        .expect("get session");
+    users.login(login("logged", "wrong-password-5")).await.expect_err("a failed login");
+    users.logout(authed(&user, proto::LogoutRequest {})).await.expect("logout");
+
+    let scraped = scrape(metrics).await;
+    for expected in [
+        "ssod_requests_total{method=\"/sso.v1.UserService/Login\",code=\"0\"}",
+        "ssod_requests_total{method=\"/sso.v1.UserService/Login\",code=\"16\"}",
+        "ssod_request_duration_seconds_bucket{method=\"/sso.v1.SessionService/GetSession\",code=\"0\",le=\"",
+        "ssod_logins_total{outcome=\"success\"} 2",
+        "ssod_logins_total{outcome=\"failure\",reason=\"INVALID_CREDENTIALS\"} 1",
+        "ssod_swept_total{kind=\"sessions\"}",
+    ] {
+        assert!(scraped.contains(expected), "metrics lack {expected}:\n{scraped}");
+    }
+
+    let (exited_cleanly, logs) = server.terminate();
+    assert!(exited_cleanly, "exit status after SIGTERM; logs:\n{logs}");
+    for secret in [admin_password, user_password, &generated, plaintext, &admin, &guest, &user] {
+        assert!(!logs.contains(secret), "a secret reached the logs: {secret}");
+    }
+    assert!(!logs.contains("ssod_ust_"), "a UST reached the logs");
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .filter(|line| line.starts_with('{'))
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect();
+    assert!(lines.len() > 10, "debug logging produced {} lines", lines.len());
+    let login_lines: Vec<_> = lines
+        .iter()
+        .filter(|line| line["span"]["cid"] == "cid-of-the-login")
+        .collect();
+    assert!(
+        login_lines.iter().any(|line| line["fields"]["message"] == "login"),
+        "the login line carries the client's cid"
+    );
+    // Connection-level lines (h2) have no call; every line of a call has its cid.
+    let call_lines: Vec<_> = lines
+        .iter()
+        .filter(|line| line["span"]["name"] == "rpc" || line["target"] == "ssod::grpc::observe")
+        .collect();
+    assert!(call_lines.len() >= 12, "one observe line per call at least");
+    for line in call_lines {
+        assert!(line["span"]["cid"].is_string(), "a line of a call lacks its cid: {line}");
+    }
+    assert!(lines.iter().any(|line| line["fields"]["message"] == "stopped"), "graceful stop logged");
+}
