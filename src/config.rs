@@ -8,7 +8,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::{domain::Limits, service::Policy};
 
 #[derive(Debug, Parser)]
-#[command(name = "ssod", version, about = "Single-sign-on session service over gRPC")]
+#[command(
+    name = "ssod",
+    version,
+    about = "Single-sign-on session service over gRPC"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -57,7 +61,12 @@ fn duration(text: &str) -> Result<Duration, String> {
 #[derive(Clone, Debug, Args)]
 pub struct Config {
     /// gRPC listen address.
-    #[arg(long, env = "SSOD_LISTEN", default_value = "127.0.0.1:50051", global = true)]
+    #[arg(
+        long,
+        env = "SSOD_LISTEN",
+        default_value = "127.0.0.1:50051",
+        global = true
+    )]
     pub listen: SocketAddr,
     /// PostgreSQL URL; absent = the embedded in-memory store.
     #[arg(long, env = "SSOD_DATABASE_URL", hide_env_values = true, global = true)]
@@ -66,10 +75,20 @@ pub struct Config {
     #[arg(long, env = "SSOD_SUPER_USER", global = true)]
     pub super_user: Option<String>,
     /// The start-up super-user's password; generated and printed once when absent.
-    #[arg(long, env = "SSOD_SUPER_USER_PASSWORD", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "SSOD_SUPER_USER_PASSWORD",
+        hide_env_values = true,
+        global = true
+    )]
     pub super_user_password: Option<String>,
     /// Comma-separated `id:base64` 256-bit keys; the first encrypts, all decrypt.
-    #[arg(long, env = "SSOD_ENCRYPTION_KEYS", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "SSOD_ENCRYPTION_KEYS",
+        hide_env_values = true,
+        global = true
+    )]
     pub encryption_keys: Option<String>,
     /// A session's expiry after login or renewal.
     #[arg(long, env = "SSOD_SESSION_IDLE_TIMEOUT", default_value = "60m", value_parser = duration, global = true)]
@@ -78,10 +97,20 @@ pub struct Config {
     #[arg(long, env = "SSOD_SESSION_MAX_LIFETIME", default_value = "12h", value_parser = duration, global = true)]
     pub session_max_lifetime: Duration,
     /// Session attribute names kept across login.
-    #[arg(long, env = "SSOD_PERSISTENT_ON_LOGIN", value_delimiter = ',', global = true)]
+    #[arg(
+        long,
+        env = "SSOD_PERSISTENT_ON_LOGIN",
+        value_delimiter = ',',
+        global = true
+    )]
     pub persistent_on_login: Vec<String>,
     /// Session attribute names kept across logout.
-    #[arg(long, env = "SSOD_PERSISTENT_ON_LOGOUT", value_delimiter = ',', global = true)]
+    #[arg(
+        long,
+        env = "SSOD_PERSISTENT_ON_LOGOUT",
+        value_delimiter = ',',
+        global = true
+    )]
     pub persistent_on_logout: Vec<String>,
     /// Accepted `current_app` values; empty = any.
     #[arg(long, env = "SSOD_ALLOWED_APPS", value_delimiter = ',', global = true)]
@@ -95,17 +124,47 @@ pub struct Config {
     /// Login sets `password_expiry_warning` within this of the expiry.
     #[arg(long, env = "SSOD_PASSWORD_EXPIRY_WARNING", default_value = "7days", value_parser = duration, global = true)]
     pub password_expiry_warning: Duration,
-    #[arg(long, env = "SSOD_PASSWORD_MIN_LENGTH", default_value_t = 8, global = true)]
+    #[arg(
+        long,
+        env = "SSOD_PASSWORD_MIN_LENGTH",
+        default_value_t = 8,
+        global = true
+    )]
     pub password_min_length: usize,
-    #[arg(long, env = "SSOD_PASSWORD_MAX_LENGTH", default_value_t = 256, global = true)]
+    #[arg(
+        long,
+        env = "SSOD_PASSWORD_MAX_LENGTH",
+        default_value_t = 256,
+        global = true
+    )]
     pub password_max_length: usize,
-    #[arg(long, env = "SSOD_MAX_ATTRIBUTE_NAME_CHARS", default_value_t = 191, global = true)]
+    #[arg(
+        long,
+        env = "SSOD_MAX_ATTRIBUTE_NAME_CHARS",
+        default_value_t = 191,
+        global = true
+    )]
     pub max_attribute_name_chars: usize,
-    #[arg(long, env = "SSOD_MAX_ATTRIBUTE_VALUE_BYTES", default_value_t = 65536, global = true)]
+    #[arg(
+        long,
+        env = "SSOD_MAX_ATTRIBUTE_VALUE_BYTES",
+        default_value_t = 65536,
+        global = true
+    )]
     pub max_attribute_value_bytes: usize,
-    #[arg(long, env = "SSOD_MAX_ATTRIBUTES_PER_WRITE", default_value_t = 1000, global = true)]
+    #[arg(
+        long,
+        env = "SSOD_MAX_ATTRIBUTES_PER_WRITE",
+        default_value_t = 1000,
+        global = true
+    )]
     pub max_attributes_per_write: usize,
-    #[arg(long, env = "SSOD_MAX_ATTRIBUTES_PER_OWNER", default_value_t = 1000, global = true)]
+    #[arg(
+        long,
+        env = "SSOD_MAX_ATTRIBUTES_PER_OWNER",
+        default_value_t = 1000,
+        global = true
+    )]
     pub max_attributes_per_owner: usize,
     /// How often the background task sweeps expired sessions and attributes.
     #[arg(long, env = "SSOD_SWEEP_INTERVAL", default_value = "60s", value_parser = duration, global = true)]
@@ -114,7 +173,12 @@ pub struct Config {
     #[arg(long, env = "SSOD_SWEEP_BATCH", default_value_t = 1000, global = true)]
     pub sweep_batch: usize,
     /// Argon2id hashes running at once; 0 = the number of CPUs.
-    #[arg(long, env = "SSOD_MAX_CONCURRENT_HASHES", default_value_t = 0, global = true)]
+    #[arg(
+        long,
+        env = "SSOD_MAX_CONCURRENT_HASHES",
+        default_value_t = 0,
+        global = true
+    )]
     pub max_concurrent_hashes: usize,
     /// How long shutdown waits for in-flight calls.
     #[arg(long, env = "SSOD_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = duration, global = true)]

@@ -104,9 +104,7 @@ impl PasswordHasherPool {
             .run(move |argon2| {
                 let parsed = PasswordHash::new(&hash)
                     .map_err(|error| CryptoError::Hashing(error.to_string()))?;
-                Ok(argon2
-                    .verify_password(password.as_bytes(), &parsed)
-                    .is_ok())
+                Ok(argon2.verify_password(password.as_bytes(), &parsed).is_ok())
             })
             .await?;
         Ok(known && matches)
@@ -155,7 +153,11 @@ impl KeyRing {
     /// Parses `id:base64,id:base64`; each key must be 32 bytes and each id unique.
     pub fn parse(spec: &str) -> Result<Self, CryptoError> {
         let mut keys: Vec<(String, Aes256Gcm)> = Vec::new();
-        for entry in spec.split(',').map(str::trim).filter(|entry| !entry.is_empty()) {
+        for entry in spec
+            .split(',')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+        {
             let (id, encoded) = entry
                 .split_once(':')
                 .ok_or_else(|| CryptoError::InvalidKeyRing("expected id:base64".into()))?;
@@ -164,15 +166,19 @@ impl KeyRing {
                     "key id {id:?} is empty or repeated"
                 )));
             }
-            let bytes = Zeroizing::new(STANDARD.decode(encoded.trim()).map_err(|_| {
-                CryptoError::InvalidKeyRing(format!("key {id:?} is not base64"))
-            })?);
+            let bytes =
+                Zeroizing::new(STANDARD.decode(encoded.trim()).map_err(|_| {
+                    CryptoError::InvalidKeyRing(format!("key {id:?} is not base64"))
+                })?);
             if bytes.len() != 32 {
                 return Err(CryptoError::InvalidKeyRing(format!(
                     "key {id:?} must be 256 bits"
                 )));
             }
-            keys.push((id.to_owned(), Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&bytes))));
+            keys.push((
+                id.to_owned(),
+                Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&bytes)),
+            ));
         }
         Ok(Self { keys })
     }
@@ -196,7 +202,13 @@ impl KeyRing {
         let mut nonce = [0u8; NONCE_LEN];
         OsRng.fill_bytes(&mut nonce);
         let ciphertext = cipher
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad })
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
             .map_err(|_| CryptoError::Decrypt)?;
         let mut sealed = nonce.to_vec();
         sealed.extend_from_slice(&ciphertext);
@@ -214,7 +226,13 @@ impl KeyRing {
         }
         let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
         cipher
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad })
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad,
+                },
+            )
             .map_err(|_| CryptoError::Decrypt)
     }
 }
@@ -293,7 +311,9 @@ mod tests {
         assert_eq!(rolled.open(&old_id, &sealed, b"").unwrap(), b"v");
         assert_eq!(rolled.seal(b"v", b"").unwrap().0, "new");
         assert!(matches!(
-            KeyRing::parse(&format!("new:{}", key(2))).unwrap().open(&old_id, &sealed, b""),
+            KeyRing::parse(&format!("new:{}", key(2)))
+                .unwrap()
+                .open(&old_id, &sealed, b""),
             Err(CryptoError::UnknownKey(_))
         ));
     }

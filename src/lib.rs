@@ -33,11 +33,15 @@ use zeroize::Zeroizing;
 
 use crate::{
     clock::{Clock, SystemClock},
-    config::{Cli, Command, Config},
+    config::{Cli, Command, Config, SchemaMode},
     crypto::{KeyRing, PasswordHasherPool},
     server::ServeOptions,
     service::Sso,
-    store::{Store, memory::MemoryStore},
+    store::{
+        Store,
+        memory::MemoryStore,
+        postgres::{PgSettings, PostgresStore},
+    },
 };
 
 /// Why the process could not start or had to stop.
@@ -68,7 +72,11 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         }
         Command::Migrate => {
             require_database(&config)?;
-            open_store(&config).await.map(drop)
+            let migrate = Config {
+                schema: SchemaMode::Migrate,
+                ..config
+            };
+            open_store(&migrate).await.map(drop)
         }
         Command::CreateSuperUser {
             username,
@@ -78,7 +86,9 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             let password = if password_stdin {
                 let mut line = Zeroizing::new(String::new());
                 std::io::stdin().lock().read_line(&mut line)?;
-                Some(Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_owned()))
+                Some(Zeroizing::new(
+                    line.trim_end_matches(['\r', '\n']).to_owned(),
+                ))
             } else {
                 None
             };
@@ -89,7 +99,9 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
                     announce_super_user(&user.username, generated.as_deref());
                     Ok(())
                 }
-                None => Err(AppError::Config(format!("a user named {username:?} exists"))),
+                None => Err(AppError::Config(format!(
+                    "a user named {username:?} exists"
+                ))),
             }
         }
     }
@@ -104,12 +116,27 @@ fn require_database(config: &Config) -> Result<(), AppError> {
     }
 }
 
-/// The embedded store, or PostgreSQL when a URL is configured.
+/// The embedded store, or PostgreSQL when a URL is configured: migrated (or, with
+/// `--schema check`, checked) before it is used.
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, AppError> {
-    match &config.database_url {
-        None => Ok(Arc::new(MemoryStore::new())),
-        Some(_) => Err(AppError::Config("the PostgreSQL store is not built yet".into())),
+    let Some(url) = &config.database_url else {
+        return Ok(Arc::new(MemoryStore::new()));
+    };
+    let settings = PgSettings {
+        pool_size: config.db_pool_size.max(1),
+        wait_timeout: config.db_wait_timeout,
+        create_timeout: config.db_create_timeout,
+        recycle_timeout: config.db_recycle_timeout,
+    };
+    let store = PostgresStore::connect(url, settings)?;
+    match config.schema {
+        SchemaMode::Migrate => {
+            let applied = store.migrate().await?;
+            tracing::info!(applied = ?applied, "schema migrated");
+        }
+        SchemaMode::Check => store.check_schema().await?,
     }
+    Ok(Arc::new(store))
 }
 
 /// The service over an injected store and clock, with the configured key ring and policy.
@@ -133,7 +160,13 @@ pub fn build_service(
     };
     let passwords = PasswordHasherPool::new(config.max_concurrent_hashes())
         .map_err(|error| AppError::Startup(error.to_string()))?;
-    Ok(Arc::new(Sso::new(store, clock, keys, passwords, config.policy())))
+    Ok(Arc::new(Sso::new(
+        store,
+        clock,
+        keys,
+        passwords,
+        config.policy(),
+    )))
 }
 
 /// Creates the configured start-up super-user if it does not exist yet.
@@ -163,7 +196,8 @@ pub fn serve_options(config: &Config) -> Result<ServeOptions, AppError> {
                 tonic::transport::Identity::from_pem(std::fs::read(cert)?, std::fs::read(key)?);
             let mut tls = tonic::transport::ServerTlsConfig::new().identity(identity);
             if let Some(ca) = &config.tls_client_ca {
-                tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(std::fs::read(ca)?));
+                tls =
+                    tls.client_ca_root(tonic::transport::Certificate::from_pem(std::fs::read(ca)?));
             }
             Some(tls)
         }

@@ -13,10 +13,7 @@ const LATENCY_BUCKETS: &[f64] = &[
 pub fn install(address: SocketAddr) {
     let installed = PrometheusBuilder::new()
         .with_http_listener(address)
-        .set_buckets_for_metric(
-            Matcher::Suffix("duration_seconds".into()),
-            LATENCY_BUCKETS,
-        )
+        .set_buckets_for_metric(Matcher::Suffix("duration_seconds".into()), LATENCY_BUCKETS)
         .and_then(|builder| builder.install());
     match installed {
         Ok(()) => tracing::info!(%address, "metrics endpoint listening"),

@@ -11,6 +11,10 @@ pub fn init(format: LogFormat, filter: &str) {
     let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _already_installed = match format {
         LogFormat::Human => builder.try_init(),
-        LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
     };
 }

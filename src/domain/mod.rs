@@ -299,9 +299,15 @@ mod tests {
             max_lifetime: Duration::from_secs(150),
         };
         let created = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
-        assert_eq!(policy.expiry(created, created), created + Duration::from_secs(60));
+        assert_eq!(
+            policy.expiry(created, created),
+            created + Duration::from_secs(60)
+        );
         let later = created + Duration::from_secs(100);
-        assert_eq!(policy.expiry(created, later), created + Duration::from_secs(150));
+        assert_eq!(
+            policy.expiry(created, later),
+            created + Duration::from_secs(150)
+        );
     }
 
     #[test]

@@ -88,10 +88,9 @@ where
             }
             let super_user_only = SUPER_USER_METHODS.contains(&path);
             let authentication = authenticate(&sso, request.headers()).await;
-            if super_user_only
-                && let Err(refusal) = gate(&authentication) {
-                    return Ok(Status::from(refusal).into_http());
-                }
+            if super_user_only && let Err(refusal) = gate(&authentication) {
+                return Ok(Status::from(refusal).into_http());
+            }
             request.extensions_mut().insert(authentication);
             inner.call(request).await
         })

@@ -22,7 +22,10 @@ pub fn system_time(field: &str, timestamp: Timestamp) -> ServiceResult<SystemTim
 }
 
 /// An optional positive duration.
-pub fn duration(field: &str, duration: Option<prost_types::Duration>) -> ServiceResult<Option<Duration>> {
+pub fn duration(
+    field: &str,
+    duration: Option<prost_types::Duration>,
+) -> ServiceResult<Option<Duration>> {
     duration
         .map(|duration| {
             Duration::try_from(duration)
@@ -89,7 +92,10 @@ pub fn approval_status(field: &str, value: i32) -> ServiceResult<Option<Approval
         Ok(proto::ApprovalStatus::Approved) => Ok(Some(ApprovalStatus::Approved)),
         Ok(proto::ApprovalStatus::Rejected) => Ok(Some(ApprovalStatus::Rejected)),
         Ok(proto::ApprovalStatus::Pending) => Ok(Some(ApprovalStatus::Pending)),
-        Err(_) => Err(ServiceError::invalid(field, "is not a known approval status")),
+        Err(_) => Err(ServiceError::invalid(
+            field,
+            "is not a known approval status",
+        )),
     }
 }
 
@@ -127,7 +133,10 @@ pub fn json(field: &str, value: Value) -> ServiceResult<serde_json::Value> {
 }
 
 pub fn required_json(field: &str, value: Option<Value>) -> ServiceResult<serde_json::Value> {
-    json(field, value.ok_or_else(|| ServiceError::invalid(field, "is required"))?)
+    json(
+        field,
+        value.ok_or_else(|| ServiceError::invalid(field, "is required"))?,
+    )
 }
 
 pub fn proto_value(value: serde_json::Value) -> Value {

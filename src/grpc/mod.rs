@@ -27,7 +27,10 @@ static MISSING: Authentication = Authentication::Missing;
 
 /// What the authentication layer found; `Missing` if the layer did not run.
 fn authentication<T>(request: &Request<T>) -> &Authentication {
-    request.extensions().get::<Authentication>().unwrap_or(&MISSING)
+    request
+        .extensions()
+        .get::<Authentication>()
+        .unwrap_or(&MISSING)
 }
 
 /// The authenticated caller, or `UNAUTHENTICATED`.

@@ -43,7 +43,10 @@ impl SessionService for SessionApi {
         let caller = caller(&request)?;
         let message = request.into_inner();
         let client = convert::client(message.current_app, message.remote_addr, String::new());
-        let session = self.sso.get_session(&caller, &message.target_ust, &client).await?;
+        let session = self
+            .sso
+            .get_session(&caller, &message.target_ust, &client)
+            .await?;
         Ok(Response::new(proto::GetSessionResponse {
             session: Some(session.into()),
         }))

@@ -17,9 +17,9 @@ impl From<ServiceError> for Status {
             ServiceError::InvalidArgument(_)
             | ServiceError::LimitExceeded(_)
             | ServiceError::PasswordTooWeak(_) => Code::InvalidArgument,
-            ServiceError::InvalidCredentials | ServiceError::UstMissing | ServiceError::UstInvalid => {
-                Code::Unauthenticated
-            }
+            ServiceError::InvalidCredentials
+            | ServiceError::UstMissing
+            | ServiceError::UstInvalid => Code::Unauthenticated,
             ServiceError::SuperUserRequired
             | ServiceError::NotOwner
             | ServiceError::UserLocked
@@ -42,7 +42,8 @@ impl From<ServiceError> for Status {
             ServiceError::Internal(cause) => tracing::error!(cause = %cause, "internal error"),
             _ => {}
         }
-        let mut details = ErrorDetails::with_error_info(error.reason(), ERROR_DOMAIN, HashMap::new());
+        let mut details =
+            ErrorDetails::with_error_info(error.reason(), ERROR_DOMAIN, HashMap::new());
         let violations: &[FieldViolation] = match &error {
             ServiceError::InvalidArgument(violations) | ServiceError::LimitExceeded(violations) => {
                 violations

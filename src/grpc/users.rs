@@ -21,7 +21,10 @@ pub struct UserApi {
 
 type Reply<T> = Result<Response<T>, Status>;
 
-fn user_reply<T>(user: impl Into<proto::User>, wrap: impl FnOnce(Option<proto::User>) -> T) -> Reply<T> {
+fn user_reply<T>(
+    user: impl Into<proto::User>,
+    wrap: impl FnOnce(Option<proto::User>) -> T,
+) -> Reply<T> {
     Ok(Response::new(wrap(Some(user.into()))))
 }
 
@@ -35,7 +38,11 @@ impl UserService for UserApi {
             .login(LoginRequest {
                 username: message.username,
                 password: Zeroizing::new(message.password),
-                client: convert::client(message.current_app, message.remote_addr, message.user_agent),
+                client: convert::client(
+                    message.current_app,
+                    message.remote_addr,
+                    message.user_agent,
+                ),
                 new_password: message.new_password.map(Zeroizing::new),
                 rotate,
             })
@@ -92,7 +99,10 @@ impl UserService for UserApi {
         })
     }
 
-    async fn get_user(&self, request: Request<proto::GetUserRequest>) -> Reply<proto::GetUserResponse> {
+    async fn get_user(
+        &self,
+        request: Request<proto::GetUserRequest>,
+    ) -> Reply<proto::GetUserResponse> {
         let caller = caller(&request)?;
         let message = request.into_inner();
         let target = match (message.user_id.is_empty(), message.username.is_empty()) {
@@ -175,7 +185,10 @@ impl UserService for UserApi {
         Ok(Response::new(proto::ChangePasswordResponse {}))
     }
 
-    async fn lock_user(&self, request: Request<proto::LockUserRequest>) -> Reply<proto::LockUserResponse> {
+    async fn lock_user(
+        &self,
+        request: Request<proto::LockUserRequest>,
+    ) -> Reply<proto::LockUserResponse> {
         let caller = caller(&request)?;
         let id = convert::user_id("user_id", &request.get_ref().user_id)?;
         user_reply(self.sso.set_locked(&caller, id, true).await?, |user| {
@@ -226,9 +239,15 @@ fn user_update(message: proto::UpdateUserRequest) -> ServiceResult<UserUpdate> {
     let user = message
         .user
         .ok_or_else(|| ServiceError::invalid("user", "is required"))?;
-    let paths = message.update_mask.map(|mask| mask.paths).unwrap_or_default();
+    let paths = message
+        .update_mask
+        .map(|mask| mask.paths)
+        .unwrap_or_default();
     if paths.is_empty() {
-        return Err(ServiceError::invalid("update_mask", "name at least one field"));
+        return Err(ServiceError::invalid(
+            "update_mask",
+            "name at least one field",
+        ));
     }
     let fields = paths
         .iter()

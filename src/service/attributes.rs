@@ -43,7 +43,10 @@ impl Sso {
     ) -> ServiceResult<Vec<Attribute>> {
         let limits = &self.policy.limits;
         if items.is_empty() {
-            return Err(ServiceError::invalid("attributes", "at least one is required"));
+            return Err(ServiceError::invalid(
+                "attributes",
+                "at least one is required",
+            ));
         }
         if items.len() > limits.max_items_per_write {
             return Err(ServiceError::limit(
@@ -216,7 +219,12 @@ impl Sso {
     }
 
     /// Serialises, bounds and, if asked, encrypts one value for its owner.
-    fn seal(&self, owner: Owner, item: AttributeWrite, now: SystemTime) -> ServiceResult<NewAttribute> {
+    fn seal(
+        &self,
+        owner: Owner,
+        item: AttributeWrite,
+        now: SystemTime,
+    ) -> ServiceResult<NewAttribute> {
         let json = serde_json::to_string(&item.value)
             .map_err(|error| ServiceError::invalid("value", error.to_string()))?;
         let max = self.policy.limits.max_value_bytes;
@@ -227,8 +235,9 @@ impl Sso {
             ));
         }
         let value = if item.encrypt {
-            let (key_id, ciphertext) =
-                self.keys.seal(json.as_bytes(), &owner.associated_data(&item.name))?;
+            let (key_id, ciphertext) = self
+                .keys
+                .seal(json.as_bytes(), &owner.associated_data(&item.name))?;
             StoredValue::Sealed { key_id, ciphertext }
         } else {
             StoredValue::Plain(json)
@@ -250,8 +259,9 @@ impl Sso {
                 true,
             ),
         };
-        let value = serde_json::from_slice(&json)
-            .map_err(|error| ServiceError::Internal(format!("stored value is not json: {error}")))?;
+        let value = serde_json::from_slice(&json).map_err(|error| {
+            ServiceError::Internal(format!("stored value is not json: {error}"))
+        })?;
         Ok(Attribute {
             name: stored.name,
             value,
@@ -278,7 +288,8 @@ impl Sso {
                     ciphertext,
                     &from.associated_data(&stored.name),
                 )?);
-                let (key_id, ciphertext) = self.keys.seal(&plain, &to.associated_data(&stored.name))?;
+                let (key_id, ciphertext) =
+                    self.keys.seal(&plain, &to.associated_data(&stored.name))?;
                 StoredValue::Sealed { key_id, ciphertext }
             }
         };

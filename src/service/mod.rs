@@ -21,8 +21,7 @@ pub use attributes::{AttributeWrite, OwnerRef, Scope};
 pub use error::{FieldViolation, ServiceError, ServiceResult};
 pub use sessions::SessionsPage;
 pub use users::{
-    ChangePassword, LoginOutcome, LoginRequest, NewUser, UserField, UserRef, UserUpdate,
-    UsersPage,
+    ChangePassword, LoginOutcome, LoginRequest, NewUser, UserField, UserRef, UserUpdate, UsersPage,
 };
 
 /// Rules that come from configuration.
@@ -208,13 +207,20 @@ impl Sso {
         if !crypto::is_well_formed_ust(ust) {
             return Ok(None);
         }
-        let found = self.store.session_by_token(&crypto::hash_ust(ust), now).await?;
+        let found = self
+            .store
+            .session_by_token(&crypto::hash_ust(ust), now)
+            .await?;
         Ok(found.and_then(|found| usable(found, now)))
     }
 
     fn check_app(&self, app: &str) -> ServiceResult<()> {
         if self.policy.allowed_apps.is_empty()
-            || self.policy.allowed_apps.iter().any(|allowed| allowed == app)
+            || self
+                .policy
+                .allowed_apps
+                .iter()
+                .any(|allowed| allowed == app)
         {
             Ok(())
         } else {

@@ -98,9 +98,9 @@ impl Sso {
         let after = page
             .cursor()?
             .map(|cursor| {
-                Uuid::parse_str(&cursor)
-                    .map(SessionId)
-                    .map_err(|_| ServiceError::invalid("page_token", "not a token this server issued"))
+                Uuid::parse_str(&cursor).map(SessionId).map_err(|_| {
+                    ServiceError::invalid("page_token", "not a token this server issued")
+                })
             })
             .transpose()?;
         let limit = page.limit();
@@ -153,7 +153,10 @@ impl Sso {
         selector: SessionSelector,
     ) -> ServiceResult<u64> {
         caller.require_super_user()?;
-        let deleted = self.store.delete_sessions(selector, self.clock.now()).await?;
+        let deleted = self
+            .store
+            .delete_sessions(selector, self.clock.now())
+            .await?;
         tracing::info!(deleted, ?selector, "sessions revoked");
         Ok(deleted)
     }

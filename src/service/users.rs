@@ -11,9 +11,8 @@ use super::{
 use crate::{
     crypto,
     domain::{
-        ApprovalStatus, EndSessions, LoginRecord, NewSession, OpenSession, Owner,
-        PasswordChange, Profile, Session, SessionId, User, UserId, UserPatch, UserQuery,
-        UserRecord,
+        ApprovalStatus, EndSessions, LoginRecord, NewSession, OpenSession, Owner, PasswordChange,
+        Profile, Session, SessionId, User, UserId, UserPatch, UserQuery, UserRecord,
     },
 };
 
@@ -142,7 +141,10 @@ impl Sso {
                         "the new password must differ from the old one".into(),
                     ));
                 }
-                Some(self.password_change(&user, new_password, false, None, now).await?)
+                Some(
+                    self.password_change(&user, new_password, false, None, now)
+                        .await?,
+                )
             }
             None => None,
         };
@@ -493,7 +495,12 @@ impl Sso {
     }
 
     /// Locking ends all of the user's sessions.
-    pub async fn set_locked(&self, caller: &Caller, id: UserId, locked: bool) -> ServiceResult<User> {
+    pub async fn set_locked(
+        &self,
+        caller: &Caller,
+        id: UserId,
+        locked: bool,
+    ) -> ServiceResult<User> {
         caller.require_super_user()?;
         let patch = UserPatch {
             is_locked: Some(locked),
@@ -579,7 +586,11 @@ impl Sso {
 
     fn check_username(&self, username: &str) -> ServiceResult<()> {
         let max = self.policy.limits.max_username_chars;
-        if username.is_empty() || username.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if username.is_empty()
+            || username
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
             return Err(ServiceError::invalid(
                 "username",
                 "must be non-empty printable text without white space",
@@ -620,9 +631,7 @@ impl Sso {
             .await?;
         stored
             .into_iter()
-            .map(|attribute| {
-                self.reseal(attribute, Owner::Session(from), Owner::Session(to))
-            })
+            .map(|attribute| self.reseal(attribute, Owner::Session(from), Owner::Session(to)))
             .collect()
     }
 }

@@ -277,7 +277,9 @@ impl Store for MemoryStore {
         };
         state.usernames.remove(&record.user.username.to_lowercase());
         state.attributes.remove(&Owner::User(id));
-        state.remove_sessions(SystemTime::UNIX_EPOCH, |session| session.user_id == Some(id));
+        state.remove_sessions(SystemTime::UNIX_EPOCH, |session| {
+            session.user_id == Some(id)
+        });
         Ok(true)
     }
 
@@ -285,13 +287,15 @@ impl Store for MemoryStore {
         let mut state = self.lock()?;
         let session = open.new.session.clone();
         if let Some(user_id) = session.user_id
-            && !state.users.contains_key(&user_id) {
-                return Err(StoreError::UserNotFound);
-            }
+            && !state.users.contains_key(&user_id)
+        {
+            return Err(StoreError::UserNotFound);
+        }
         if let Some(replaced) = open.replaces
-            && state.live_session(replaced, now).is_none() {
-                return Err(StoreError::SessionNotFound);
-            }
+            && state.live_session(replaced, now).is_none()
+        {
+            return Err(StoreError::SessionNotFound);
+        }
         let owner = Owner::Session(session.id);
         state.sessions.insert(
             session.id,
@@ -307,14 +311,15 @@ impl Store for MemoryStore {
             state.remove_session(replaced);
         }
         if let (Some(login), Some(user_id)) = (open.login, session.user_id)
-            && let Some(record) = state.users.get_mut(&user_id) {
-                record.user.last_login_at = Some(session.created_at);
-                if let Some(change) = login.new_password {
-                    record.password_hash = change.password_hash;
-                    record.user.password_must_change = change.password_must_change;
-                    record.user.password_expiry = change.password_expiry;
-                }
+            && let Some(record) = state.users.get_mut(&user_id)
+        {
+            record.user.last_login_at = Some(session.created_at);
+            if let Some(change) = login.new_password {
+                record.password_hash = change.password_hash;
+                record.user.password_must_change = change.password_must_change;
+                record.user.password_expiry = change.password_expiry;
             }
+        }
         Ok(session)
     }
 

@@ -29,7 +29,8 @@ async fn set_get_list_exist_delete(backend: Backend) {
     let server = TestServer::start(backend).await;
     let (_, ust) = server.user_session("uma").await;
     let mut client = server.attributes();
-    let value = serde_json::json!({"items": [1, 2.5, "three", null, true], "nested": {"ok": false}});
+    let value =
+        serde_json::json!({"items": [1, 2.5, "three", null, true], "nested": {"ok": false}});
     let set = client
         .set_attribute(authed(
             &ust,
@@ -59,11 +60,17 @@ async fn set_get_list_exist_delete(backend: Backend) {
                     item("b", serde_json::json!("bee")),
                     item("a", serde_json::json!(1)),
                     proto::AttributeWrite {
-                        expiration: Some(prost_types::Duration { seconds: 5, nanos: 0 }),
+                        expiration: Some(prost_types::Duration {
+                            seconds: 5,
+                            nanos: 0,
+                        }),
                         ..item("c", serde_json::json!([]))
                     },
                 ],
-                expiration: Some(prost_types::Duration { seconds: 50, nanos: 0 }),
+                expiration: Some(prost_types::Duration {
+                    seconds: 50,
+                    nanos: 0,
+                }),
                 ..Default::default()
             },
         ))
@@ -75,14 +82,25 @@ async fn set_get_list_exist_delete(backend: Backend) {
     let expiry = |name: &str| {
         many.iter()
             .find(|a| a.name == name)
-            .and_then(|a| a.expiration_time.clone())
+            .and_then(|a| a.expiration_time)
             .expect("expiry")
             .seconds
     };
-    assert_eq!(expiry("a"), expiry("c") + 45, "the item's own expiration wins");
+    assert_eq!(
+        expiry("a"),
+        expiry("c") + 45,
+        "the item's own expiration wins"
+    );
 
     let got = client
-        .get_attribute(authed(&ust, proto::GetAttributeRequest { scope: SESSION, name: "cart".into(), ..Default::default() }))
+        .get_attribute(authed(
+            &ust,
+            proto::GetAttributeRequest {
+                scope: SESSION,
+                name: "cart".into(),
+                ..Default::default()
+            },
+        ))
         .await
         .expect("get")
         .into_inner()
@@ -93,7 +111,11 @@ async fn set_get_list_exist_delete(backend: Backend) {
     let some = client
         .get_attributes(authed(
             &ust,
-            proto::GetAttributesRequest { scope: SESSION, names: vec!["a".into(), "missing".into()], ..Default::default() },
+            proto::GetAttributesRequest {
+                scope: SESSION,
+                names: vec!["a".into(), "missing".into()],
+                ..Default::default()
+            },
         ))
         .await
         .expect("get many")
@@ -102,7 +124,13 @@ async fn set_get_list_exist_delete(backend: Backend) {
     assert_eq!(some.keys().collect::<Vec<_>>(), ["a"]);
 
     let names = client
-        .list_attribute_names(authed(&ust, proto::ListAttributeNamesRequest { scope: SESSION, ..Default::default() }))
+        .list_attribute_names(authed(
+            &ust,
+            proto::ListAttributeNamesRequest {
+                scope: SESSION,
+                ..Default::default()
+            },
+        ))
         .await
         .expect("names")
         .into_inner()
@@ -110,7 +138,14 @@ async fn set_get_list_exist_delete(backend: Backend) {
     assert_eq!(names, ["a", "b", "c", "cart"]);
 
     let exists = client
-        .attribute_exists(authed(&ust, proto::AttributeExistsRequest { scope: SESSION, name: "b".into(), ..Default::default() }))
+        .attribute_exists(authed(
+            &ust,
+            proto::AttributeExistsRequest {
+                scope: SESSION,
+                name: "b".into(),
+                ..Default::default()
+            },
+        ))
         .await
         .expect("exists")
         .into_inner()
@@ -119,7 +154,11 @@ async fn set_get_list_exist_delete(backend: Backend) {
     let map = client
         .attributes_exist(authed(
             &ust,
-            proto::AttributesExistRequest { scope: SESSION, names: vec!["a".into(), "zz".into()], ..Default::default() },
+            proto::AttributesExistRequest {
+                scope: SESSION,
+                names: vec!["a".into(), "zz".into()],
+                ..Default::default()
+            },
         ))
         .await
         .expect("exist many")
@@ -131,12 +170,25 @@ async fn set_get_list_exist_delete(backend: Backend) {
     // Expiry hides values before any sweep.
     server.advance(Duration::from_secs(5));
     let status = client
-        .get_attribute(authed(&ust, proto::GetAttributeRequest { scope: SESSION, name: "c".into(), ..Default::default() }))
+        .get_attribute(authed(
+            &ust,
+            proto::GetAttributeRequest {
+                scope: SESSION,
+                name: "c".into(),
+                ..Default::default()
+            },
+        ))
         .await
         .expect_err("expired");
     assert_error(&status, Code::NotFound, "ATTRIBUTE_NOT_FOUND");
     let names = client
-        .list_attribute_names(authed(&ust, proto::ListAttributeNamesRequest { scope: SESSION, ..Default::default() }))
+        .list_attribute_names(authed(
+            &ust,
+            proto::ListAttributeNamesRequest {
+                scope: SESSION,
+                ..Default::default()
+            },
+        ))
         .await
         .expect("names")
         .into_inner()
@@ -147,7 +199,12 @@ async fn set_get_list_exist_delete(backend: Backend) {
     let replaced = client
         .set_attribute(authed(
             &ust,
-            proto::SetAttributeRequest { scope: SESSION, name: "c".into(), value: Some(json_value(serde_json::json!("new"))), ..Default::default() },
+            proto::SetAttributeRequest {
+                scope: SESSION,
+                name: "c".into(),
+                value: Some(json_value(serde_json::json!("new"))),
+                ..Default::default()
+            },
         ))
         .await
         .expect("replace expired")
@@ -158,14 +215,28 @@ async fn set_get_list_exist_delete(backend: Backend) {
     assert_eq!(replaced.creation_time, replaced.last_modified);
 
     let deleted = client
-        .delete_attribute(authed(&ust, proto::DeleteAttributeRequest { scope: SESSION, name: "b".into(), ..Default::default() }))
+        .delete_attribute(authed(
+            &ust,
+            proto::DeleteAttributeRequest {
+                scope: SESSION,
+                name: "b".into(),
+                ..Default::default()
+            },
+        ))
         .await
         .expect("delete")
         .into_inner()
         .deleted;
     assert!(deleted);
     let absent = client
-        .delete_attribute(authed(&ust, proto::DeleteAttributeRequest { scope: SESSION, name: "b".into(), ..Default::default() }))
+        .delete_attribute(authed(
+            &ust,
+            proto::DeleteAttributeRequest {
+                scope: SESSION,
+                name: "b".into(),
+                ..Default::default()
+            },
+        ))
         .await
         .expect("absent is no error")
         .into_inner()
@@ -174,7 +245,11 @@ async fn set_get_list_exist_delete(backend: Backend) {
     let count = client
         .delete_attributes(authed(
             &ust,
-            proto::DeleteAttributesRequest { scope: SESSION, names: vec!["a".into(), "c".into(), "nope".into()], ..Default::default() },
+            proto::DeleteAttributesRequest {
+                scope: SESSION,
+                names: vec!["a".into(), "c".into(), "nope".into()],
+                ..Default::default()
+            },
         ))
         .await
         .expect("delete many")
@@ -188,14 +263,26 @@ async fn set_attribute_expiry(backend: Backend) {
     let (_, ust) = server.user_session("vic").await;
     let mut client = server.attributes();
     let missing = client
-        .set_attribute_expiry(authed(&ust, proto::SetAttributeExpiryRequest { scope: USER, name: "x".into(), ..Default::default() }))
+        .set_attribute_expiry(authed(
+            &ust,
+            proto::SetAttributeExpiryRequest {
+                scope: USER,
+                name: "x".into(),
+                ..Default::default()
+            },
+        ))
         .await
         .expect_err("absent");
     assert_error(&missing, Code::NotFound, "ATTRIBUTE_NOT_FOUND");
     client
         .set_attribute(authed(
             &ust,
-            proto::SetAttributeRequest { scope: USER, name: "x".into(), value: Some(json_value(serde_json::json!(1))), ..Default::default() },
+            proto::SetAttributeRequest {
+                scope: USER,
+                name: "x".into(),
+                value: Some(json_value(serde_json::json!(1))),
+                ..Default::default()
+            },
         ))
         .await
         .expect("set");
@@ -205,7 +292,10 @@ async fn set_attribute_expiry(backend: Backend) {
             proto::SetAttributeExpiryRequest {
                 scope: USER,
                 name: "x".into(),
-                expiration: Some(prost_types::Duration { seconds: 30, nanos: 0 }),
+                expiration: Some(prost_types::Duration {
+                    seconds: 30,
+                    nanos: 0,
+                }),
                 ..Default::default()
             },
         ))
@@ -216,7 +306,14 @@ async fn set_attribute_expiry(backend: Backend) {
         .expect("attribute");
     assert!(with_expiry.expiration_time.is_some());
     let cleared = client
-        .set_attribute_expiry(authed(&ust, proto::SetAttributeExpiryRequest { scope: USER, name: "x".into(), ..Default::default() }))
+        .set_attribute_expiry(authed(
+            &ust,
+            proto::SetAttributeExpiryRequest {
+                scope: USER,
+                name: "x".into(),
+                ..Default::default()
+            },
+        ))
         .await
         .expect("clear")
         .into_inner()
@@ -226,7 +323,14 @@ async fn set_attribute_expiry(backend: Backend) {
     server.advance(Duration::from_secs(31));
     let ust = server.login("vic", "user-password-1").await.ust;
     client
-        .get_attribute(authed(&ust, proto::GetAttributeRequest { scope: USER, name: "x".into(), ..Default::default() }))
+        .get_attribute(authed(
+            &ust,
+            proto::GetAttributeRequest {
+                scope: USER,
+                name: "x".into(),
+                ..Default::default()
+            },
+        ))
         .await
         .expect("never expires now");
     let negative = client
@@ -235,7 +339,10 @@ async fn set_attribute_expiry(backend: Backend) {
             proto::SetAttributeExpiryRequest {
                 scope: USER,
                 name: "x".into(),
-                expiration: Some(prost_types::Duration { seconds: -1, nanos: 0 }),
+                expiration: Some(prost_types::Duration {
+                    seconds: -1,
+                    nanos: 0,
+                }),
                 ..Default::default()
             },
         ))
@@ -250,20 +357,48 @@ async fn a_failed_multi_write_writes_nothing(backend: Backend) {
     let (_, ust) = server.user_session("wendy").await;
     let mut client = server.attributes();
     let bad_batches = vec![
-        vec![item("ok", serde_json::json!(1)), item("", serde_json::json!(2))],
-        vec![item("ok", serde_json::json!(1)), item("ok", serde_json::json!(2))],
-        vec![item("ok", serde_json::json!(1)), proto::AttributeWrite { name: "novalue".into(), ..Default::default() }],
-        vec![item("ok", serde_json::json!(1)), item("big", serde_json::json!("x".repeat(70_000)))],
+        vec![
+            item("ok", serde_json::json!(1)),
+            item("", serde_json::json!(2)),
+        ],
+        vec![
+            item("ok", serde_json::json!(1)),
+            item("ok", serde_json::json!(2)),
+        ],
+        vec![
+            item("ok", serde_json::json!(1)),
+            proto::AttributeWrite {
+                name: "novalue".into(),
+                ..Default::default()
+            },
+        ],
+        vec![
+            item("ok", serde_json::json!(1)),
+            item("big", serde_json::json!("x".repeat(70_000))),
+        ],
     ];
     for batch in bad_batches {
         let status = client
-            .set_attributes(authed(&ust, proto::SetAttributesRequest { scope: SESSION, attributes: batch, ..Default::default() }))
+            .set_attributes(authed(
+                &ust,
+                proto::SetAttributesRequest {
+                    scope: SESSION,
+                    attributes: batch,
+                    ..Default::default()
+                },
+            ))
             .await
             .expect_err("refused");
         assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     }
     let names = client
-        .list_attribute_names(authed(&ust, proto::ListAttributeNamesRequest { scope: SESSION, ..Default::default() }))
+        .list_attribute_names(authed(
+            &ust,
+            proto::ListAttributeNamesRequest {
+                scope: SESSION,
+                ..Default::default()
+            },
+        ))
         .await
         .expect("names")
         .into_inner()
@@ -292,11 +427,23 @@ async fn ownership_rules(backend: Backend) {
         )
     };
     // Another session of the caller's own user is allowed.
-    client.set_attribute(set(&xena_ust, SESSION, &xena_second_id)).await.expect("own user's session");
-    client.set_attribute(set(&xena_ust, USER, &xena.user_id)).await.expect("own user by id");
+    client
+        .set_attribute(set(&xena_ust, SESSION, &xena_second_id))
+        .await
+        .expect("own user's session");
+    client
+        .set_attribute(set(&xena_ust, USER, &xena.user_id))
+        .await
+        .expect("own user by id");
     // Someone else's session or user is not.
-    for request in [set(&yuri_ust, SESSION, &xena_second_id), set(&yuri_ust, USER, &xena.user_id)] {
-        let status = client.set_attribute(request).await.expect_err("not the owner");
+    for request in [
+        set(&yuri_ust, SESSION, &xena_second_id),
+        set(&yuri_ust, USER, &xena.user_id),
+    ] {
+        let status = client
+            .set_attribute(request)
+            .await
+            .expect_err("not the owner");
         assert_error(&status, Code::PermissionDenied, "NOT_OWNER");
     }
     let guest_session_id = guest.session.expect("session").session_id;
@@ -306,13 +453,25 @@ async fn ownership_rules(backend: Backend) {
         .expect_err("a guest owns only itself");
     assert_error(&status, Code::PermissionDenied, "NOT_OWNER");
     // A guest has session attributes but no user attributes.
-    client.set_attribute(set(&guest.ust, SESSION, "")).await.expect("guest session attribute");
-    let status = client.set_attribute(set(&guest.ust, USER, "")).await.expect_err("guest user attrs");
+    client
+        .set_attribute(set(&guest.ust, SESSION, ""))
+        .await
+        .expect("guest session attribute");
+    let status = client
+        .set_attribute(set(&guest.ust, USER, ""))
+        .await
+        .expect_err("guest user attrs");
     assert_error(&status, Code::NotFound, "USER_NOT_FOUND");
     // A super-user may touch anyone's.
     let admin = server.admin().await;
-    client.set_attribute(set(&admin, SESSION, &guest_session_id)).await.expect("SU on a guest");
-    client.set_attribute(set(&admin, USER, &xena.user_id)).await.expect("SU on a user");
+    client
+        .set_attribute(set(&admin, SESSION, &guest_session_id))
+        .await
+        .expect("SU on a guest");
+    client
+        .set_attribute(set(&admin, USER, &xena.user_id))
+        .await
+        .expect("SU on a user");
     let missing = client
         .set_attribute(set(&admin, SESSION, &uuid::Uuid::now_v7().to_string()))
         .await
@@ -324,25 +483,49 @@ async fn ownership_rules(backend: Backend) {
         .expect_err("no such user");
     assert_error(&missing, Code::NotFound, "USER_NOT_FOUND");
     // The scope must be given; ids must parse; a token is required.
-    let status = client.set_attribute(set(&xena_ust, 0, "")).await.expect_err("unspecified scope");
+    let status = client
+        .set_attribute(set(&xena_ust, 0, ""))
+        .await
+        .expect_err("unspecified scope");
     assert_error(&status, Code::InvalidArgument, "INVALID_ARGUMENT");
     assert_eq!(violated_fields(&status), ["scope"]);
-    let status = client.set_attribute(set(&xena_ust, SESSION, "not-a-uuid")).await.expect_err("bad id");
+    let status = client
+        .set_attribute(set(&xena_ust, SESSION, "not-a-uuid"))
+        .await
+        .expect_err("bad id");
     assert_eq!(violated_fields(&status), ["owner_id"]);
     let status = client
-        .get_attribute(proto::GetAttributeRequest { scope: SESSION, name: "n".into(), ..Default::default() })
+        .get_attribute(proto::GetAttributeRequest {
+            scope: SESSION,
+            name: "n".into(),
+            ..Default::default()
+        })
         .await
         .expect_err("no token");
     assert_error(&status, Code::Unauthenticated, "UST_MISSING");
     // Session and user attributes are separate namespaces.
     let session_value = client
-        .get_attribute(authed(&xena_ust, proto::GetAttributeRequest { scope: SESSION, owner_id: xena_second_id, name: "n".into() }))
+        .get_attribute(authed(
+            &xena_ust,
+            proto::GetAttributeRequest {
+                scope: SESSION,
+                owner_id: xena_second_id,
+                name: "n".into(),
+            },
+        ))
         .await
         .expect("session attribute")
         .into_inner();
     assert!(session_value.attribute.is_some());
     let status = client
-        .get_attribute(authed(&xena_ust, proto::GetAttributeRequest { scope: SESSION, name: "n".into(), ..Default::default() }))
+        .get_attribute(authed(
+            &xena_ust,
+            proto::GetAttributeRequest {
+                scope: SESSION,
+                name: "n".into(),
+                ..Default::default()
+            },
+        ))
         .await
         .expect_err("not on this session");
     assert_error(&status, Code::NotFound, "ATTRIBUTE_NOT_FOUND");
@@ -370,7 +553,14 @@ async fn encrypted_values_are_not_stored_in_plaintext(backend: Backend) {
         .attribute
         .expect("attribute");
     assert!(attribute.encrypted);
-    let session_id = SessionId(guest.session.expect("session").session_id.parse().expect("uuid"));
+    let session_id = SessionId(
+        guest
+            .session
+            .expect("session")
+            .session_id
+            .parse()
+            .expect("uuid"),
+    );
     let stored = server
         .store
         .get_attributes(Owner::Session(session_id), None, server.clock_now())
@@ -379,13 +569,24 @@ async fn encrypted_values_are_not_stored_in_plaintext(backend: Backend) {
     match &stored[0].value {
         StoredValue::Sealed { key_id, ciphertext } => {
             assert_eq!(key_id, "k1");
-            assert!(!ciphertext.windows(plaintext.len()).any(|w| w == plaintext.as_bytes()));
+            assert!(
+                !ciphertext
+                    .windows(plaintext.len())
+                    .any(|w| w == plaintext.as_bytes())
+            );
         }
         other => panic!("stored in the clear: {other:?}"),
     }
     let back = server
         .attributes()
-        .get_attribute(authed(&guest.ust, proto::GetAttributeRequest { scope: SESSION, name: "pan".into(), ..Default::default() }))
+        .get_attribute(authed(
+            &guest.ust,
+            proto::GetAttributeRequest {
+                scope: SESSION,
+                name: "pan".into(),
+                ..Default::default()
+            },
+        ))
         .await
         .expect("get")
         .into_inner()

@@ -37,9 +37,15 @@ fn the_gate_table_is_the_contracts_list() {
 }
 
 /// Calls `method` with an empty request message: every SU method accepts one on the wire.
-async fn call_raw(server: &TestServer, method: &'static str, ust: Option<&str>) -> Result<(), Status> {
+async fn call_raw(
+    server: &TestServer,
+    method: &'static str,
+    ust: Option<&str>,
+) -> Result<(), Status> {
     let mut grpc = tonic::client::Grpc::new(server.channel.clone());
-    grpc.ready().await.map_err(|e| Status::unknown(e.to_string()))?;
+    grpc.ready()
+        .await
+        .map_err(|e| Status::unknown(e.to_string()))?;
     let request = match ust {
         Some(ust) => authed(ust, ()),
         None => Request::new(()),
@@ -95,10 +101,18 @@ async fn gate_matrix(backend: Backend) {
             let context = format!("{method} with {token:?}");
             match token {
                 Token::Missing => {
-                    assert_error(&result.expect_err(&context), Code::Unauthenticated, "UST_MISSING");
+                    assert_error(
+                        &result.expect_err(&context),
+                        Code::Unauthenticated,
+                        "UST_MISSING",
+                    );
                 }
                 Token::Malformed(_) | Token::Unknown(_) | Token::Expired(_) => {
-                    assert_error(&result.expect_err(&context), Code::Unauthenticated, "UST_INVALID");
+                    assert_error(
+                        &result.expect_err(&context),
+                        Code::Unauthenticated,
+                        "UST_INVALID",
+                    );
                 }
                 Token::Guest(_) | Token::NonSuperUser(_) => assert_error(
                     &result.expect_err(&context),
@@ -108,7 +122,10 @@ async fn gate_matrix(backend: Backend) {
                 Token::SuperUser(_) => {
                     if let Err(status) = result {
                         assert!(
-                            !matches!(status.code(), Code::Unauthenticated | Code::PermissionDenied),
+                            !matches!(
+                                status.code(),
+                                Code::Unauthenticated | Code::PermissionDenied
+                            ),
                             "{context}: {status:?}"
                         );
                     }
@@ -155,26 +172,43 @@ async fn refused_calls_have_no_effect(backend: Backend) {
 async fn only_bearer_authorization_counts(backend: Backend) {
     let server = TestServer::start(backend).await;
     let admin = server.admin().await;
-    for header in [format!("Basic {admin}"), admin.clone(), format!("Bearer {admin}x")] {
+    for header in [
+        format!("Basic {admin}"),
+        admin.clone(),
+        format!("Bearer {admin}x"),
+    ] {
         let mut request = Request::new(proto::PurgeExpiredRequest {});
         request
             .metadata_mut()
             .insert("authorization", header.parse().expect("header"));
-        let status = server.sessions().purge_expired(request).await.expect_err(&header);
+        let status = server
+            .sessions()
+            .purge_expired(request)
+            .await
+            .expect_err(&header);
         assert_error(&status, Code::Unauthenticated, "UST_INVALID");
     }
     let mut request = Request::new(proto::PurgeExpiredRequest {});
     request
         .metadata_mut()
         .insert("x-ust", admin.parse().expect("header"));
-    let status = server.sessions().purge_expired(request).await.expect_err("no header");
+    let status = server
+        .sessions()
+        .purge_expired(request)
+        .await
+        .expect_err("no header");
     assert_error(&status, Code::Unauthenticated, "UST_MISSING");
 }
 
 async fn health_and_reflection_need_no_token(backend: Backend) {
     let server = TestServer::start(backend).await;
     let mut health = HealthClient::new(server.channel.clone());
-    for service in ["", "sso.v1.UserService", "sso.v1.SessionService", "sso.v1.AttributeService"] {
+    for service in [
+        "",
+        "sso.v1.UserService",
+        "sso.v1.SessionService",
+        "sso.v1.AttributeService",
+    ] {
         let response = health
             .check(HealthCheckRequest {
                 service: service.into(),
@@ -196,12 +230,20 @@ async fn health_and_reflection_need_no_token(backend: Backend) {
 async fn request_ids_are_echoed_or_generated(backend: Backend) {
     let server = TestServer::start(backend).await;
     let mut request = Request::new(proto::CreateSessionRequest::default());
-    request
-        .metadata_mut()
-        .insert("x-request-id", "cid-from-client-42".parse().expect("header"));
-    let response = server.sessions().create_session(request).await.expect("guest");
+    request.metadata_mut().insert(
+        "x-request-id",
+        "cid-from-client-42".parse().expect("header"),
+    );
+    let response = server
+        .sessions()
+        .create_session(request)
+        .await
+        .expect("guest");
     assert_eq!(
-        response.metadata().get("x-request-id").and_then(|v| v.to_str().ok()),
+        response
+            .metadata()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
         Some("cid-from-client-42")
     );
     let response = server

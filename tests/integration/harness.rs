@@ -116,7 +116,9 @@ impl TestServer {
             let _ = shutdown.send(());
         }
         if let Some(task) = self.task.take() {
-            task.await.expect("server task").expect("server stops cleanly");
+            task.await
+                .expect("server task")
+                .expect("server stops cleanly");
         }
         (self.config.clone(), Arc::clone(&self.store))
     }
@@ -175,7 +177,12 @@ impl TestServer {
     }
 
     /// Creates an approved user with the given password; returns it.
-    pub async fn create_user(&self, admin_ust: &str, username: &str, password: &str) -> proto::User {
+    pub async fn create_user(
+        &self,
+        admin_ust: &str,
+        username: &str,
+        password: &str,
+    ) -> proto::User {
         self.users()
             .create_user(authed(
                 admin_ust,
@@ -250,7 +257,12 @@ pub fn violated_fields(status: &Status) -> Vec<String> {
     status
         .get_error_details()
         .bad_request()
-        .map(|bad| bad.field_violations.iter().map(|v| v.field.clone()).collect())
+        .map(|bad| {
+            bad.field_violations
+                .iter()
+                .map(|v| v.field.clone())
+                .collect()
+        })
         .unwrap_or_default()
 }
 

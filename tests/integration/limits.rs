@@ -19,7 +19,12 @@ fn write(name: impl Into<String>, value: serde_json::Value) -> proto::AttributeW
     }
 }
 
-async fn set_one(server: &TestServer, ust: &str, name: &str, value: serde_json::Value) -> Result<(), tonic::Status> {
+async fn set_one(
+    server: &TestServer,
+    ust: &str,
+    name: &str,
+    value: serde_json::Value,
+) -> Result<(), tonic::Status> {
     server
         .attributes()
         .set_attribute(authed(
@@ -38,7 +43,13 @@ async fn set_one(server: &TestServer, ust: &str, name: &str, value: serde_json::
 async fn names(server: &TestServer, ust: &str) -> Vec<String> {
     server
         .attributes()
-        .list_attribute_names(authed(ust, proto::ListAttributeNamesRequest { scope: SESSION, ..Default::default() }))
+        .list_attribute_names(authed(
+            ust,
+            proto::ListAttributeNamesRequest {
+                scope: SESSION,
+                ..Default::default()
+            },
+        ))
         .await
         .expect("names")
         .into_inner()
@@ -50,8 +61,12 @@ async fn attribute_names_are_1_to_191_printable_characters(backend: Backend) {
     let ust = server.guest().await.ust;
     // 191 characters, several bytes each: the limit counts characters.
     let longest = "é".repeat(191);
-    set_one(&server, &ust, &longest, serde_json::json!(1)).await.expect("191 characters");
-    set_one(&server, &ust, "with space ✓", serde_json::json!(1)).await.expect("printable");
+    set_one(&server, &ust, &longest, serde_json::json!(1))
+        .await
+        .expect("191 characters");
+    set_one(&server, &ust, "with space ✓", serde_json::json!(1))
+        .await
+        .expect("printable");
     for (name, expected_reason) in [
         ("é".repeat(192), "LIMIT_EXCEEDED"),
         (String::new(), "INVALID_ARGUMENT"),
@@ -59,7 +74,9 @@ async fn attribute_names_are_1_to_191_printable_characters(backend: Backend) {
         ("nul\0name".to_string(), "INVALID_ARGUMENT"),
         ("line\nbreak".to_string(), "INVALID_ARGUMENT"),
     ] {
-        let status = set_one(&server, &ust, &name, serde_json::json!(1)).await.expect_err("bad name");
+        let status = set_one(&server, &ust, &name, serde_json::json!(1))
+            .await
+            .expect_err("bad name");
         assert_eq!(status.code(), Code::InvalidArgument, "{name:?}");
         assert_eq!(reason(&status), expected_reason, "{name:?}");
         assert_eq!(violated_fields(&status), ["name"]);
@@ -72,9 +89,13 @@ async fn values_are_at_most_64_kib_of_json(backend: Backend) {
     let ust = server.guest().await.ust;
     // A JSON string's encoding is its text plus two quotes.
     let at_limit = "v".repeat(64 * 1024 - 2);
-    set_one(&server, &ust, "max", serde_json::json!(at_limit)).await.expect("exactly 64 KiB");
+    set_one(&server, &ust, "max", serde_json::json!(at_limit))
+        .await
+        .expect("exactly 64 KiB");
     let over = "v".repeat(64 * 1024 - 1);
-    let status = set_one(&server, &ust, "over", serde_json::json!(over)).await.expect_err("too big");
+    let status = set_one(&server, &ust, "over", serde_json::json!(over))
+        .await
+        .expect_err("too big");
     assert_eq!(status.code(), Code::InvalidArgument);
     assert_eq!(reason(&status), "LIMIT_EXCEEDED");
     assert_eq!(violated_fields(&status), ["value"]);
@@ -84,10 +105,21 @@ async fn values_are_at_most_64_kib_of_json(backend: Backend) {
 async fn at_most_1000_items_per_write(backend: Backend) {
     let server = TestServer::start(backend).await;
     let ust = server.guest().await.ust;
-    let items = |count: usize| (0..count).map(|i| write(format!("n{i:04}"), serde_json::json!(i))).collect::<Vec<_>>();
+    let items = |count: usize| {
+        (0..count)
+            .map(|i| write(format!("n{i:04}"), serde_json::json!(i)))
+            .collect::<Vec<_>>()
+    };
     let status = server
         .attributes()
-        .set_attributes(authed(&ust, proto::SetAttributesRequest { scope: SESSION, attributes: items(1001), ..Default::default() }))
+        .set_attributes(authed(
+            &ust,
+            proto::SetAttributesRequest {
+                scope: SESSION,
+                attributes: items(1001),
+                ..Default::default()
+            },
+        ))
         .await
         .expect_err("1001 items");
     assert_eq!(status.code(), Code::InvalidArgument);
@@ -95,7 +127,14 @@ async fn at_most_1000_items_per_write(backend: Backend) {
     assert!(names(&server, &ust).await.is_empty());
     let written = server
         .attributes()
-        .set_attributes(authed(&ust, proto::SetAttributesRequest { scope: SESSION, attributes: items(1000), ..Default::default() }))
+        .set_attributes(authed(
+            &ust,
+            proto::SetAttributesRequest {
+                scope: SESSION,
+                attributes: items(1000),
+                ..Default::default()
+            },
+        ))
         .await
         .expect("1000 items")
         .into_inner()
@@ -103,7 +142,13 @@ async fn at_most_1000_items_per_write(backend: Backend) {
     assert_eq!(written.len(), 1000);
     let empty = server
         .attributes()
-        .set_attributes(authed(&ust, proto::SetAttributesRequest { scope: SESSION, ..Default::default() }))
+        .set_attributes(authed(
+            &ust,
+            proto::SetAttributesRequest {
+                scope: SESSION,
+                ..Default::default()
+            },
+        ))
         .await
         .expect_err("no items");
     assert_eq!(empty.code(), Code::InvalidArgument);
@@ -119,34 +164,68 @@ async fn at_most_1000_attributes_per_owner(backend: Backend) {
     };
     server
         .attributes()
-        .set_attributes(authed(&ust, proto::SetAttributesRequest { scope: SESSION, attributes: batch(0, 999), ..Default::default() }))
+        .set_attributes(authed(
+            &ust,
+            proto::SetAttributesRequest {
+                scope: SESSION,
+                attributes: batch(0, 999),
+                ..Default::default()
+            },
+        ))
         .await
         .expect("999");
     // Replacing existing names does not count against the limit.
     server
         .attributes()
-        .set_attributes(authed(&ust, proto::SetAttributesRequest { scope: SESSION, attributes: batch(0, 10), ..Default::default() }))
+        .set_attributes(authed(
+            &ust,
+            proto::SetAttributesRequest {
+                scope: SESSION,
+                attributes: batch(0, 10),
+                ..Default::default()
+            },
+        ))
         .await
         .expect("overwrite");
     // A write that would make 1001 is refused whole.
     let status = server
         .attributes()
-        .set_attributes(authed(&ust, proto::SetAttributesRequest { scope: SESSION, attributes: batch(999, 2), ..Default::default() }))
+        .set_attributes(authed(
+            &ust,
+            proto::SetAttributesRequest {
+                scope: SESSION,
+                attributes: batch(999, 2),
+                ..Default::default()
+            },
+        ))
         .await
         .expect_err("1001");
     assert_eq!(status.code(), Code::InvalidArgument);
     assert_eq!(reason(&status), "LIMIT_EXCEEDED");
     assert_eq!(names(&server, &ust).await.len(), 999);
-    set_one(&server, &ust, "n0999", serde_json::json!(1)).await.expect("the 1000th");
-    let status = set_one(&server, &ust, "n1000", serde_json::json!(1)).await.expect_err("the 1001st");
+    set_one(&server, &ust, "n0999", serde_json::json!(1))
+        .await
+        .expect("the 1000th");
+    let status = set_one(&server, &ust, "n1000", serde_json::json!(1))
+        .await
+        .expect_err("the 1001st");
     assert_eq!(reason(&status), "LIMIT_EXCEEDED");
     // Deleting makes room again.
     server
         .attributes()
-        .delete_attribute(authed(&ust, proto::DeleteAttributeRequest { scope: SESSION, name: "n0000".into(), ..Default::default() }))
+        .delete_attribute(authed(
+            &ust,
+            proto::DeleteAttributeRequest {
+                scope: SESSION,
+                name: "n0000".into(),
+                ..Default::default()
+            },
+        ))
         .await
         .expect("delete");
-    set_one(&server, &ust, "n1000", serde_json::json!(1)).await.expect("room again");
+    set_one(&server, &ust, "n1000", serde_json::json!(1))
+        .await
+        .expect("room again");
 }
 
 async fn configured_limits_apply(backend: Backend) {
@@ -158,19 +237,46 @@ async fn configured_limits_apply(backend: Backend) {
     })
     .await;
     let ust = server.guest().await.ust;
-    set_one(&server, &ust, "abcd", serde_json::json!("12345678")).await.expect("at the limits");
-    assert!(set_one(&server, &ust, "abcde", serde_json::json!(1)).await.is_err());
-    assert!(set_one(&server, &ust, "v", serde_json::json!("123456789")).await.is_err());
-    let three = vec![write("a", serde_json::json!(1)), write("b", serde_json::json!(1)), write("c", serde_json::json!(1))];
+    set_one(&server, &ust, "abcd", serde_json::json!("12345678"))
+        .await
+        .expect("at the limits");
+    assert!(
+        set_one(&server, &ust, "abcde", serde_json::json!(1))
+            .await
+            .is_err()
+    );
+    assert!(
+        set_one(&server, &ust, "v", serde_json::json!("123456789"))
+            .await
+            .is_err()
+    );
+    let three = vec![
+        write("a", serde_json::json!(1)),
+        write("b", serde_json::json!(1)),
+        write("c", serde_json::json!(1)),
+    ];
     let status = server
         .attributes()
-        .set_attributes(authed(&ust, proto::SetAttributesRequest { scope: SESSION, attributes: three, ..Default::default() }))
+        .set_attributes(authed(
+            &ust,
+            proto::SetAttributesRequest {
+                scope: SESSION,
+                attributes: three,
+                ..Default::default()
+            },
+        ))
         .await
         .expect_err("3 > 2 per write");
     assert_eq!(reason(&status), "LIMIT_EXCEEDED");
-    set_one(&server, &ust, "b", serde_json::json!(1)).await.expect("2nd");
-    set_one(&server, &ust, "c", serde_json::json!(1)).await.expect("3rd");
-    let status = set_one(&server, &ust, "d", serde_json::json!(1)).await.expect_err("4th");
+    set_one(&server, &ust, "b", serde_json::json!(1))
+        .await
+        .expect("2nd");
+    set_one(&server, &ust, "c", serde_json::json!(1))
+        .await
+        .expect("3rd");
+    let status = set_one(&server, &ust, "d", serde_json::json!(1))
+        .await
+        .expect_err("4th");
     assert_eq!(reason(&status), "LIMIT_EXCEEDED");
 }
 
@@ -180,14 +286,24 @@ async fn read_requests_are_bounded_too(backend: Backend) {
     let names: Vec<String> = (0..1001).map(|i| format!("n{i}")).collect();
     let status = server
         .attributes()
-        .get_attributes(authed(&ust, proto::GetAttributesRequest { scope: SESSION, names, ..Default::default() }))
+        .get_attributes(authed(
+            &ust,
+            proto::GetAttributesRequest {
+                scope: SESSION,
+                names,
+                ..Default::default()
+            },
+        ))
         .await
         .expect_err("1001 names");
     assert_eq!(reason(&status), "LIMIT_EXCEEDED");
     let long_field = "x".repeat(513);
     let status = server
         .sessions()
-        .create_session(proto::CreateSessionRequest { user_agent: long_field, ..Default::default() })
+        .create_session(proto::CreateSessionRequest {
+            user_agent: long_field,
+            ..Default::default()
+        })
         .await
         .expect_err("user agent too long");
     assert_eq!(violated_fields(&status), ["user_agent"]);

@@ -9,8 +9,8 @@ use std::{
 };
 
 use ssod::proto::{
-    self, AttributeScope, session_service_client::SessionServiceClient,
-    user_service_client::UserServiceClient, attribute_service_client::AttributeServiceClient,
+    self, AttributeScope, attribute_service_client::AttributeServiceClient,
+    session_service_client::SessionServiceClient, user_service_client::UserServiceClient,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::{Request, transport::Channel};
@@ -45,7 +45,10 @@ impl Process {
     /// Sends SIGTERM, waits for the exit, returns (success, stderr).
     fn terminate(mut self) -> (bool, String) {
         let pid = self.child.id().to_string();
-        let killed = Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+        let killed = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
         assert!(killed.success());
         let deadline = Instant::now() + Duration::from_secs(20);
         let status = loop {
@@ -72,7 +75,11 @@ impl Drop for Process {
 async fn connect(address: SocketAddr) -> Channel {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Ok(channel) = Channel::from_shared(format!("http://{address}")).expect("uri").connect().await {
+        if let Ok(channel) = Channel::from_shared(format!("http://{address}"))
+            .expect("uri")
+            .connect()
+            .await
+        {
             return channel;
         }
         assert!(Instant::now() < deadline, "ssod did not start listening");
@@ -81,7 +88,9 @@ async fn connect(address: SocketAddr) -> Channel {
 }
 
 async fn scrape(address: SocketAddr) -> String {
-    let mut stream = tokio::net::TcpStream::connect(address).await.expect("metrics port");
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("metrics port");
     stream
         .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .await
@@ -119,9 +128,20 @@ async fn debug_logs_carry_cids_and_no_secrets_and_metrics_are_scraped() {
         ..Default::default()
     };
 
-    let admin = users.login(login("admin", admin_password)).await.expect("admin login").into_inner().ust;
+    let admin = users
+        .login(login("admin", admin_password))
+        .await
+        .expect("admin login")
+        .into_inner()
+        .ust;
     let created = users
-        .create_user(authed(&admin, proto::CreateUserRequest { username: "logged".into(), ..Default::default() }))
+        .create_user(authed(
+            &admin,
+            proto::CreateUserRequest {
+                username: "logged".into(),
+                ..Default::default()
+            },
+        ))
         .await
         .expect("create")
         .into_inner();
@@ -137,7 +157,12 @@ async fn debug_logs_carry_cids_and_no_secrets_and_metrics_are_scraped() {
         ))
         .await
         .expect("reset");
-    let guest = sessions.create_session(proto::CreateSessionRequest::default()).await.expect("guest").into_inner().ust;
+    let guest = sessions
+        .create_session(proto::CreateSessionRequest::default())
+        .await
+        .expect("guest")
+        .into_inner()
+        .ust;
     attributes
         .set_attribute(authed(
             &guest,
@@ -152,24 +177,53 @@ async fn debug_logs_carry_cids_and_no_secrets_and_metrics_are_scraped() {
         .await
         .expect("encrypted attribute");
     let mut rotated = Request::new(login("logged", user_password));
-    rotated.metadata_mut().insert("authorization", format!("Bearer {guest}").parse().expect("header"));
-    rotated.metadata_mut().insert("x-request-id", "cid-of-the-login".parse().expect("header"));
-    let user = users.login(rotated).await.expect("user login").into_inner().ust;
+    rotated.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {guest}").parse().expect("header"),
+    );
+    rotated
+        .metadata_mut()
+        .insert("x-request-id", "cid-of-the-login".parse().expect("header"));
+    let user = users
+        .login(rotated)
+        .await
+        .expect("user login")
+        .into_inner()
+        .ust;
     let value = attributes
         .get_attribute(authed(
             &user,
-            proto::GetAttributeRequest { scope: AttributeScope::Session as i32, name: "cart".into(), ..Default::default() },
+            proto::GetAttributeRequest {
+                scope: AttributeScope::Session as i32,
+                name: "cart".into(),
+                ..Default::default()
+            },
         ))
         .await
         .expect("get")
         .into_inner();
-    assert_eq!(value.attribute.expect("attribute").value, Some(json_value(serde_json::json!(plaintext))));
+    assert_eq!(
+        value.attribute.expect("attribute").value,
+        Some(json_value(serde_json::json!(plaintext)))
+    );
     sessions
-        .get_session(authed(&admin, proto::GetSessionRequest { target_ust: user.clone(), ..Default::default() }))
+        .get_session(authed(
+            &admin,
+            proto::GetSessionRequest {
+                target_ust: user.clone(),
+                ..Default::default()
+            },
+        ))
         .await
         .expect("get session");
-    users.login(login("logged", "wrong-password-5")).await.expect_err("a failed login");
-    users.logout(authed(&user, proto::LogoutRequest {})).await.expect("logout");
+    users
+        .login(login("logged", "wrong-password-5"))
+        .await
+        .expect_err("a failed login");
+    users
+        .logout(authed(&user, proto::LogoutRequest {}))
+        .await
+        .expect("logout");
 
     let scraped = scrape(metrics).await;
     for expected in [
@@ -180,13 +234,27 @@ async fn debug_logs_carry_cids_and_no_secrets_and_metrics_are_scraped() {
         "ssod_logins_total{outcome=\"failure\",reason=\"INVALID_CREDENTIALS\"} 1",
         "ssod_swept_total{kind=\"sessions\"}",
     ] {
-        assert!(scraped.contains(expected), "metrics lack {expected}:\n{scraped}");
+        assert!(
+            scraped.contains(expected),
+            "metrics lack {expected}:\n{scraped}"
+        );
     }
 
     let (exited_cleanly, logs) = server.terminate();
     assert!(exited_cleanly, "exit status after SIGTERM; logs:\n{logs}");
-    for secret in [admin_password, user_password, &generated, plaintext, &admin, &guest, &user] {
-        assert!(!logs.contains(secret), "a secret reached the logs: {secret}");
+    for secret in [
+        admin_password,
+        user_password,
+        &generated,
+        plaintext,
+        &admin,
+        &guest,
+        &user,
+    ] {
+        assert!(
+            !logs.contains(secret),
+            "a secret reached the logs: {secret}"
+        );
     }
     assert!(!logs.contains("ssod_ust_"), "a UST reached the logs");
     let lines: Vec<serde_json::Value> = logs
@@ -194,13 +262,19 @@ async fn debug_logs_carry_cids_and_no_secrets_and_metrics_are_scraped() {
         .filter(|line| line.starts_with('{'))
         .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
         .collect();
-    assert!(lines.len() > 10, "debug logging produced {} lines", lines.len());
+    assert!(
+        lines.len() > 10,
+        "debug logging produced {} lines",
+        lines.len()
+    );
     let login_lines: Vec<_> = lines
         .iter()
         .filter(|line| line["span"]["cid"] == "cid-of-the-login")
         .collect();
     assert!(
-        login_lines.iter().any(|line| line["fields"]["message"] == "login"),
+        login_lines
+            .iter()
+            .any(|line| line["fields"]["message"] == "login"),
         "the login line carries the client's cid"
     );
     // Connection-level lines (h2) have no call; every line of a call has its cid.
@@ -210,7 +284,15 @@ async fn debug_logs_carry_cids_and_no_secrets_and_metrics_are_scraped() {
         .collect();
     assert!(call_lines.len() >= 12, "one observe line per call at least");
     for line in call_lines {
-        assert!(line["span"]["cid"].is_string(), "a line of a call lacks its cid: {line}");
+        assert!(
+            line["span"]["cid"].is_string(),
+            "a line of a call lacks its cid: {line}"
+        );
     }
-    assert!(lines.iter().any(|line| line["fields"]["message"] == "stopped"), "graceful stop logged");
+    assert!(
+        lines
+            .iter()
+            .any(|line| line["fields"]["message"] == "stopped"),
+        "graceful stop logged"
+    );
 }

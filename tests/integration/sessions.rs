@@ -26,7 +26,10 @@ async fn guest_sessions_are_verified_without_extension(backend: Backend) {
         .sessions()
         .verify_session(authed(
             &admin,
-            proto::VerifySessionRequest { target_ust: guest.ust.clone(), ..Default::default() },
+            proto::VerifySessionRequest {
+                target_ust: guest.ust.clone(),
+                ..Default::default()
+            },
         ))
         .await
         .expect("verify")
@@ -34,24 +37,39 @@ async fn guest_sessions_are_verified_without_extension(backend: Backend) {
     assert!(verified.valid);
     let seen = verified.session.expect("session");
     assert_eq!(seen.session_id, session.session_id);
-    assert_eq!(seen.expiration_time, session.expiration_time, "verify never extends");
+    assert_eq!(
+        seen.expiration_time, session.expiration_time,
+        "verify never extends"
+    );
 
     server.advance(Duration::from_secs(30 * 60));
     let again = server
         .sessions()
         .verify_session(authed(
             &admin,
-            proto::VerifySessionRequest { target_ust: guest.ust.clone(), ..Default::default() },
+            proto::VerifySessionRequest {
+                target_ust: guest.ust.clone(),
+                ..Default::default()
+            },
         ))
         .await
         .expect("verify")
         .into_inner();
-    assert_eq!(again.session.expect("session").expiration_time, session.expiration_time);
+    assert_eq!(
+        again.session.expect("session").expiration_time,
+        session.expiration_time
+    );
 
     for target in [ssod::crypto::generate_ust(), "garbage".to_string()] {
         let invalid = server
             .sessions()
-            .verify_session(authed(&admin, proto::VerifySessionRequest { target_ust: target, ..Default::default() }))
+            .verify_session(authed(
+                &admin,
+                proto::VerifySessionRequest {
+                    target_ust: target,
+                    ..Default::default()
+                },
+            ))
             .await
             .expect("verify")
             .into_inner();
@@ -76,7 +94,13 @@ async fn get_session_finds_only_live_sessions(backend: Backend) {
     let admin_ust = server.admin().await;
     let found = server
         .sessions()
-        .get_session(authed(&admin_ust, proto::GetSessionRequest { target_ust: ust.clone(), ..Default::default() }))
+        .get_session(authed(
+            &admin_ust,
+            proto::GetSessionRequest {
+                target_ust: ust.clone(),
+                ..Default::default()
+            },
+        ))
         .await
         .expect("found")
         .into_inner()
@@ -89,7 +113,13 @@ async fn get_session_finds_only_live_sessions(backend: Backend) {
     let admin_ust = server.admin().await;
     let status = server
         .sessions()
-        .get_session(authed(&admin_ust, proto::GetSessionRequest { target_ust: ust, ..Default::default() }))
+        .get_session(authed(
+            &admin_ust,
+            proto::GetSessionRequest {
+                target_ust: ust,
+                ..Default::default()
+            },
+        ))
         .await
         .expect_err("expired");
     assert_error(&status, Code::NotFound, "SESSION_NOT_FOUND");
@@ -102,21 +132,39 @@ async fn get_session_finds_only_live_sessions(backend: Backend) {
         .update_user(authed(
             &admin_ust,
             proto::UpdateUserRequest {
-                user: Some(proto::User { user_id: user.user_id, password_expiry: Some(expiry), ..Default::default() }),
-                update_mask: Some(prost_types::FieldMask { paths: vec!["password_expiry".into()] }),
+                user: Some(proto::User {
+                    user_id: user.user_id,
+                    password_expiry: Some(expiry),
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["password_expiry".into()],
+                }),
             },
         ))
         .await
         .expect("set expiry");
     server
         .sessions()
-        .get_session(authed(&admin_ust, proto::GetSessionRequest { target_ust: fresh.clone(), ..Default::default() }))
+        .get_session(authed(
+            &admin_ust,
+            proto::GetSessionRequest {
+                target_ust: fresh.clone(),
+                ..Default::default()
+            },
+        ))
         .await
         .expect("still valid");
     server.advance(Duration::from_secs(60));
     let status = server
         .sessions()
-        .get_session(authed(&admin_ust, proto::GetSessionRequest { target_ust: fresh, ..Default::default() }))
+        .get_session(authed(
+            &admin_ust,
+            proto::GetSessionRequest {
+                target_ust: fresh,
+                ..Default::default()
+            },
+        ))
         .await
         .expect_err("password expired");
     assert_error(&status, Code::NotFound, "SESSION_NOT_FOUND");
@@ -128,7 +176,9 @@ async fn renewal_slides_and_is_capped(backend: Backend) {
         config.session_max_lifetime = Duration::from_secs(1000);
     })
     .await;
-    let login = server.login(crate::harness::ADMIN, crate::harness::ADMIN_PASSWORD).await;
+    let login = server
+        .login(crate::harness::ADMIN, crate::harness::ADMIN_PASSWORD)
+        .await;
     let session = login.session.expect("session");
     let created = seconds(&session.creation_time);
     assert_eq!(seconds(&session.expiration_time), created + 600);
@@ -154,7 +204,11 @@ async fn renewal_slides_and_is_capped(backend: Backend) {
         .into_inner()
         .session
         .expect("session");
-    assert_eq!(seconds(&capped.expiration_time), created + 1000, "capped by the lifetime");
+    assert_eq!(
+        seconds(&capped.expiration_time),
+        created + 1000,
+        "capped by the lifetime"
+    );
 
     server.advance(Duration::from_secs(200));
     let status = server
@@ -179,14 +233,21 @@ async fn list_sessions_pages_and_never_returns_usts(backend: Backend) {
             .sessions()
             .list_sessions(authed(
                 &first,
-                proto::ListSessionsRequest { page_size: 2, page_token: token.clone(), ..Default::default() },
+                proto::ListSessionsRequest {
+                    page_size: 2,
+                    page_token: token.clone(),
+                    ..Default::default()
+                },
             ))
             .await
             .expect("list")
             .into_inner();
         let bytes = page.encode_to_vec();
         let text = String::from_utf8_lossy(&bytes);
-        assert!(!text.contains("ssod_ust_"), "a UST leaked into ListSessions");
+        assert!(
+            !text.contains("ssod_ust_"),
+            "a UST leaked into ListSessions"
+        );
         for ust in &usts {
             assert!(!text.contains(ust.as_str()));
         }
@@ -204,14 +265,26 @@ async fn list_sessions_pages_and_never_returns_usts(backend: Backend) {
     let (_, other) = server.user_session("mia").await;
     let status = server
         .sessions()
-        .list_sessions(authed(&other, proto::ListSessionsRequest { user_id: user.user_id.clone(), ..Default::default() }))
+        .list_sessions(authed(
+            &other,
+            proto::ListSessionsRequest {
+                user_id: user.user_id.clone(),
+                ..Default::default()
+            },
+        ))
         .await
         .expect_err("someone else's");
     assert_error(&status, Code::PermissionDenied, "SUPER_USER_REQUIRED");
     let admin = server.admin().await;
     let listed = server
         .sessions()
-        .list_sessions(authed(&admin, proto::ListSessionsRequest { user_id: user.user_id, ..Default::default() }))
+        .list_sessions(authed(
+            &admin,
+            proto::ListSessionsRequest {
+                user_id: user.user_id,
+                ..Default::default()
+            },
+        ))
         .await
         .expect("SU lists anyone's")
         .into_inner();
@@ -227,13 +300,23 @@ async fn delete_session_rules(backend: Backend) {
 
     let status = server
         .sessions()
-        .delete_session(authed(&stranger, proto::DeleteSessionRequest { session_id: second_id.clone() }))
+        .delete_session(authed(
+            &stranger,
+            proto::DeleteSessionRequest {
+                session_id: second_id.clone(),
+            },
+        ))
         .await
         .expect_err("not the owner");
     assert_error(&status, Code::PermissionDenied, "NOT_OWNER");
     server
         .sessions()
-        .delete_session(authed(&first, proto::DeleteSessionRequest { session_id: second_id.clone() }))
+        .delete_session(authed(
+            &first,
+            proto::DeleteSessionRequest {
+                session_id: second_id.clone(),
+            },
+        ))
         .await
         .expect("another session of the same user");
     let status = server
@@ -265,7 +348,12 @@ async fn delete_session_rules(backend: Backend) {
     assert!(stranger_id.user.is_some());
     let status = server
         .sessions()
-        .delete_session(authed(&admin, proto::DeleteSessionRequest { session_id: second_id }))
+        .delete_session(authed(
+            &admin,
+            proto::DeleteSessionRequest {
+                session_id: second_id,
+            },
+        ))
         .await
         .expect_err("already gone");
     assert_error(&status, Code::NotFound, "SESSION_NOT_FOUND");
@@ -280,7 +368,10 @@ async fn delete_user_sessions_selectors(backend: Backend) {
 
     let none = server
         .sessions()
-        .delete_user_sessions(authed(&admin, proto::DeleteUserSessionsRequest { selector: None }))
+        .delete_user_sessions(authed(
+            &admin,
+            proto::DeleteUserSessionsRequest { selector: None },
+        ))
         .await
         .expect_err("no selector");
     assert_error(&none, Code::InvalidArgument, "INVALID_ARGUMENT");
@@ -288,7 +379,9 @@ async fn delete_user_sessions_selectors(backend: Backend) {
         .sessions()
         .delete_user_sessions(authed(
             &admin,
-            proto::DeleteUserSessionsRequest { selector: Some(Selector::GuestsOnly(false)) },
+            proto::DeleteUserSessionsRequest {
+                selector: Some(Selector::GuestsOnly(false)),
+            },
         ))
         .await
         .expect_err("guests_only=false selects nothing");
@@ -298,7 +391,9 @@ async fn delete_user_sessions_selectors(backend: Backend) {
         .sessions()
         .delete_user_sessions(authed(
             &admin,
-            proto::DeleteUserSessionsRequest { selector: Some(Selector::UserId(user.user_id)) },
+            proto::DeleteUserSessionsRequest {
+                selector: Some(Selector::UserId(user.user_id)),
+            },
         ))
         .await
         .expect("by user")
@@ -315,7 +410,9 @@ async fn delete_user_sessions_selectors(backend: Backend) {
         .sessions()
         .delete_user_sessions(authed(
             &admin,
-            proto::DeleteUserSessionsRequest { selector: Some(Selector::GuestsOnly(true)) },
+            proto::DeleteUserSessionsRequest {
+                selector: Some(Selector::GuestsOnly(true)),
+            },
         ))
         .await
         .expect("guests")
@@ -329,7 +426,12 @@ async fn delete_user_sessions_selectors(backend: Backend) {
 
     let all = server
         .sessions()
-        .delete_user_sessions(authed(&admin, proto::DeleteUserSessionsRequest { selector: Some(Selector::All(true)) }))
+        .delete_user_sessions(authed(
+            &admin,
+            proto::DeleteUserSessionsRequest {
+                selector: Some(Selector::All(true)),
+            },
+        ))
         .await
         .expect("all")
         .into_inner();
@@ -349,11 +451,18 @@ async fn purge_expired_sweeps_sessions_and_attributes(backend: Backend) {
             proto::SetAttributesRequest {
                 scope: AttributeScope::Session as i32,
                 attributes: vec![
-                    proto::AttributeWrite { name: "a".into(), value: Some(json_value(serde_json::json!(1))), ..Default::default() },
+                    proto::AttributeWrite {
+                        name: "a".into(),
+                        value: Some(json_value(serde_json::json!(1))),
+                        ..Default::default()
+                    },
                     proto::AttributeWrite {
                         name: "short".into(),
                         value: Some(json_value(serde_json::json!(2))),
-                        expiration: Some(prost_types::Duration { seconds: 10, nanos: 0 }),
+                        expiration: Some(prost_types::Duration {
+                            seconds: 10,
+                            nanos: 0,
+                        }),
                         ..Default::default()
                     },
                 ],
@@ -429,7 +538,10 @@ async fn login_rotates_a_guest_session(backend: Backend) {
         .attributes()
         .get_attributes(authed(
             &login.ust,
-            proto::GetAttributesRequest { scope: AttributeScope::Session as i32, ..Default::default() },
+            proto::GetAttributesRequest {
+                scope: AttributeScope::Session as i32,
+                ..Default::default()
+            },
         ))
         .await
         .expect("get")
@@ -440,13 +552,20 @@ async fn login_rotates_a_guest_session(backend: Backend) {
     assert_eq!(names, ["cart", "secret"]);
     let secret = &attributes["secret"];
     assert!(secret.encrypted);
-    assert_eq!(secret.value, Some(json_value(serde_json::json!({"k": "v"}))), "re-sealed for the new session");
+    assert_eq!(
+        secret.value,
+        Some(json_value(serde_json::json!({"k": "v"}))),
+        "re-sealed for the new session"
+    );
 
     let status = server
         .attributes()
         .get_attributes(authed(
             &guest.ust,
-            proto::GetAttributesRequest { scope: AttributeScope::Session as i32, ..Default::default() },
+            proto::GetAttributesRequest {
+                scope: AttributeScope::Session as i32,
+                ..Default::default()
+            },
         ))
         .await
         .expect_err("the guest session ended");
@@ -484,7 +603,11 @@ async fn logout_carries_persistent_attributes_to_a_guest(backend: Backend) {
         .attributes()
         .get_attribute(authed(
             &guest_ust,
-            proto::GetAttributeRequest { scope: AttributeScope::Session as i32, name: "theme".into(), ..Default::default() },
+            proto::GetAttributeRequest {
+                scope: AttributeScope::Session as i32,
+                name: "theme".into(),
+                ..Default::default()
+            },
         ))
         .await
         .expect("carried")
@@ -539,14 +662,21 @@ async fn data_survives_a_server_restart(backend: Backend) {
         .attributes()
         .get_attribute(authed(
             &ust,
-            proto::GetAttributeRequest { scope: AttributeScope::User as i32, name: "pref".into(), ..Default::default() },
+            proto::GetAttributeRequest {
+                scope: AttributeScope::User as i32,
+                name: "pref".into(),
+                ..Default::default()
+            },
         ))
         .await
         .expect("the session and attribute survive")
         .into_inner()
         .attribute
         .expect("attribute");
-    assert_eq!(pref.value, Some(json_value(serde_json::json!({"lang": "pl"}))));
+    assert_eq!(
+        pref.value,
+        Some(json_value(serde_json::json!({"lang": "pl"})))
+    );
 }
 
 both!(

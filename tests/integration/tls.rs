@@ -49,7 +49,8 @@ async fn call(channel: Channel) -> Result<proto::CreateSessionResponse, tonic::S
 
 async fn connect(address: std::net::SocketAddr, tls: Option<ClientTlsConfig>) -> Option<Channel> {
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let mut endpoint = Channel::from_shared(format!("{scheme}://localhost:{}", address.port())).expect("uri");
+    let mut endpoint =
+        Channel::from_shared(format!("{scheme}://localhost:{}", address.port())).expect("uri");
     if let Some(tls) = tls {
         endpoint = endpoint.tls_config(tls).expect("client tls");
     }
@@ -79,19 +80,40 @@ async fn mutual_tls_admits_only_clients_with_a_certificate_from_the_ca() {
             .identity(Identity::from_pem(cert, key))
     };
 
-    let trusted = connect(server.address, Some(with_identity(&client_cert, &client_key)))
-        .await
-        .expect("mTLS connects");
+    let trusted = connect(
+        server.address,
+        Some(with_identity(&client_cert, &client_key)),
+    )
+    .await
+    .expect("mTLS connects");
     let guest = call(trusted).await.expect("a call over mTLS");
     assert!(guest.ust.starts_with("ssod_ust_"));
 
-    let anonymous = connect(server.address, Some(ClientTlsConfig::new().ca_certificate(ca.clone()).domain_name("localhost"))).await;
+    let anonymous = connect(
+        server.address,
+        Some(
+            ClientTlsConfig::new()
+                .ca_certificate(ca.clone())
+                .domain_name("localhost"),
+        ),
+    )
+    .await;
     if let Some(channel) = anonymous {
-        assert!(call(channel).await.is_err(), "no client certificate must be refused");
+        assert!(
+            call(channel).await.is_err(),
+            "no client certificate must be refused"
+        );
     }
-    let untrusted = connect(server.address, Some(with_identity(&stranger_cert, &stranger_key))).await;
+    let untrusted = connect(
+        server.address,
+        Some(with_identity(&stranger_cert, &stranger_key)),
+    )
+    .await;
     if let Some(channel) = untrusted {
-        assert!(call(channel).await.is_err(), "a certificate from another CA must be refused");
+        assert!(
+            call(channel).await.is_err(),
+            "a certificate from another CA must be refused"
+        );
     }
     let plaintext = connect(server.address, None).await;
     if let Some(channel) = plaintext {
@@ -112,7 +134,9 @@ async fn tls_without_client_certificates() {
     let tls = ClientTlsConfig::new()
         .ca_certificate(TonicCertificate::from_pem(pki.ca.pem()))
         .domain_name("localhost");
-    let channel = connect(server.address, Some(tls)).await.expect("TLS connects");
+    let channel = connect(server.address, Some(tls))
+        .await
+        .expect("TLS connects");
     call(channel).await.expect("a call over TLS");
     // A client that does not trust the server's CA cannot connect.
     let other = Pki::new();

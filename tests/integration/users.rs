@@ -32,8 +32,14 @@ async fn login_opens_a_session_and_never_returns_a_hash(backend: Backend) {
 
 async fn wrong_password_and_unknown_user_look_the_same(backend: Backend) {
     let server = TestServer::start(backend).await;
-    let wrong = server.try_login(ADMIN, "not-the-password", None).await.expect_err("wrong");
-    let unknown = server.try_login("nobody", ADMIN_PASSWORD, None).await.expect_err("unknown");
+    let wrong = server
+        .try_login(ADMIN, "not-the-password", None)
+        .await
+        .expect_err("wrong");
+    let unknown = server
+        .try_login("nobody", ADMIN_PASSWORD, None)
+        .await
+        .expect_err("unknown");
     for status in [&wrong, &unknown] {
         assert_error(status, Code::Unauthenticated, "INVALID_CREDENTIALS");
     }
@@ -43,13 +49,23 @@ async fn wrong_password_and_unknown_user_look_the_same(backend: Backend) {
 async fn refused_users_get_invalid_credentials_by_default(backend: Backend) {
     let server = TestServer::start(backend).await;
     let admin = server.admin().await;
-    let user = server.create_user(&admin, "locked-out", "user-password-1").await;
+    let user = server
+        .create_user(&admin, "locked-out", "user-password-1")
+        .await;
     server
         .users()
-        .lock_user(authed(&admin, proto::LockUserRequest { user_id: user.user_id.clone() }))
+        .lock_user(authed(
+            &admin,
+            proto::LockUserRequest {
+                user_id: user.user_id.clone(),
+            },
+        ))
         .await
         .expect("lock");
-    let status = server.try_login("locked-out", "user-password-1", None).await.expect_err("locked");
+    let status = server
+        .try_login("locked-out", "user-password-1", None)
+        .await
+        .expect_err("locked");
     assert_error(&status, Code::Unauthenticated, "INVALID_CREDENTIALS");
 
     let pending = server
@@ -69,32 +85,58 @@ async fn refused_users_get_invalid_credentials_by_default(backend: Backend) {
         .user
         .expect("user");
     assert_eq!(pending.approval_status, ApprovalStatus::Pending as i32);
-    let status = server.try_login("pending", "user-password-1", None).await.expect_err("pending");
+    let status = server
+        .try_login("pending", "user-password-1", None)
+        .await
+        .expect_err("pending");
     assert_error(&status, Code::Unauthenticated, "INVALID_CREDENTIALS");
 }
 
 async fn a_setting_reveals_why_login_was_refused(backend: Backend) {
-    let server = TestServer::start_with(backend, |config| config.reveal_login_failures = true).await;
+    let server =
+        TestServer::start_with(backend, |config| config.reveal_login_failures = true).await;
     let admin = server.admin().await;
-    let locked = server.create_user(&admin, "locked", "user-password-1").await;
+    let locked = server
+        .create_user(&admin, "locked", "user-password-1")
+        .await;
     server
         .users()
-        .lock_user(authed(&admin, proto::LockUserRequest { user_id: locked.user_id }))
+        .lock_user(authed(
+            &admin,
+            proto::LockUserRequest {
+                user_id: locked.user_id,
+            },
+        ))
         .await
         .expect("lock");
-    let status = server.try_login("locked", "user-password-1", None).await.expect_err("locked");
+    let status = server
+        .try_login("locked", "user-password-1", None)
+        .await
+        .expect_err("locked");
     assert_error(&status, Code::PermissionDenied, "USER_LOCKED");
 
-    let rejected = server.create_user(&admin, "rejected", "user-password-1").await;
+    let rejected = server
+        .create_user(&admin, "rejected", "user-password-1")
+        .await;
     server
         .users()
-        .reject_user(authed(&admin, proto::RejectUserRequest { user_id: rejected.user_id }))
+        .reject_user(authed(
+            &admin,
+            proto::RejectUserRequest {
+                user_id: rejected.user_id,
+            },
+        ))
         .await
         .expect("reject");
-    let status = server.try_login("rejected", "user-password-1", None).await.expect_err("rejected");
+    let status = server
+        .try_login("rejected", "user-password-1", None)
+        .await
+        .expect_err("rejected");
     assert_error(&status, Code::PermissionDenied, "USER_NOT_APPROVED");
 
-    let expiring = server.create_user(&admin, "expiring", "user-password-1").await;
+    let expiring = server
+        .create_user(&admin, "expiring", "user-password-1")
+        .await;
     let expiry = prost_types::Timestamp::from(server.clock_now() + Duration::from_secs(3600));
     server
         .users()
@@ -110,9 +152,15 @@ async fn a_setting_reveals_why_login_was_refused(backend: Backend) {
         .await
         .expect("set expiry");
     let warned = server.login("expiring", "user-password-2").await;
-    assert!(warned.password_expiry_warning, "expires within the warning window");
+    assert!(
+        warned.password_expiry_warning,
+        "expires within the warning window"
+    );
     server.advance(Duration::from_secs(3601));
-    let status = server.try_login("expiring", "user-password-2", None).await.expect_err("expired");
+    let status = server
+        .try_login("expiring", "user-password-2", None)
+        .await
+        .expect_err("expired");
     assert_error(&status, Code::FailedPrecondition, "PASSWORD_EXPIRED");
     // The session opened before the expiry no longer authenticates.
     let status = server
@@ -153,7 +201,10 @@ async fn must_change_password_is_changed_at_login(backend: Backend) {
         ))
         .await
         .expect("create");
-    let status = server.try_login("newbie", "initial-password", None).await.expect_err("must change");
+    let status = server
+        .try_login("newbie", "initial-password", None)
+        .await
+        .expect_err("must change");
     assert_error(&status, Code::FailedPrecondition, "PASSWORD_MUST_CHANGE");
     let same = server
         .users()
@@ -179,7 +230,10 @@ async fn must_change_password_is_changed_at_login(backend: Backend) {
         .into_inner();
     assert!(!changed.user.expect("user").password_must_change);
     server.login("newbie", "chosen-password").await;
-    let old = server.try_login("newbie", "initial-password", None).await.expect_err("old");
+    let old = server
+        .try_login("newbie", "initial-password", None)
+        .await
+        .expect_err("old");
     assert_error(&old, Code::Unauthenticated, "INVALID_CREDENTIALS");
 }
 
@@ -292,7 +346,13 @@ async fn get_and_list_users(backend: Backend) {
     }
     let by_id = server
         .users()
-        .get_user(authed(&admin, proto::GetUserRequest { user_id: alice.user_id.clone(), ..Default::default() }))
+        .get_user(authed(
+            &admin,
+            proto::GetUserRequest {
+                user_id: alice.user_id.clone(),
+                ..Default::default()
+            },
+        ))
         .await
         .expect("by id")
         .into_inner()
@@ -301,7 +361,13 @@ async fn get_and_list_users(backend: Backend) {
     assert_eq!(by_id, alice);
     let by_name = server
         .users()
-        .get_user(authed(&admin, proto::GetUserRequest { username: "ALICE".into(), ..Default::default() }))
+        .get_user(authed(
+            &admin,
+            proto::GetUserRequest {
+                username: "ALICE".into(),
+                ..Default::default()
+            },
+        ))
         .await
         .expect("by name")
         .into_inner()
@@ -316,7 +382,13 @@ async fn get_and_list_users(backend: Backend) {
     assert_error(&neither, Code::InvalidArgument, "INVALID_ARGUMENT");
     let bad_id = server
         .users()
-        .get_user(authed(&admin, proto::GetUserRequest { user_id: "nope".into(), ..Default::default() }))
+        .get_user(authed(
+            &admin,
+            proto::GetUserRequest {
+                user_id: "nope".into(),
+                ..Default::default()
+            },
+        ))
         .await
         .expect_err("bad id");
     assert_eq!(violated_fields(&bad_id), ["user_id"]);
@@ -359,7 +431,12 @@ async fn get_and_list_users(backend: Backend) {
 
     server
         .users()
-        .reject_user(authed(&admin, proto::RejectUserRequest { user_id: alice.user_id.clone() }))
+        .reject_user(authed(
+            &admin,
+            proto::RejectUserRequest {
+                user_id: alice.user_id.clone(),
+            },
+        ))
         .await
         .expect("reject");
     let rejected = server
@@ -378,7 +455,12 @@ async fn get_and_list_users(backend: Backend) {
     assert_eq!(rejected.users[0].username, "alice");
     let approved = server
         .users()
-        .approve_user(authed(&admin, proto::ApproveUserRequest { user_id: alice.user_id }))
+        .approve_user(authed(
+            &admin,
+            proto::ApproveUserRequest {
+                user_id: alice.user_id,
+            },
+        ))
         .await
         .expect("approve")
         .into_inner()
@@ -387,8 +469,14 @@ async fn get_and_list_users(backend: Backend) {
     assert_eq!(approved.approval_status, ApprovalStatus::Approved as i32);
 
     for bad in [
-        proto::ListUsersRequest { page_size: -1, ..Default::default() },
-        proto::ListUsersRequest { page_token: "!!".into(), ..Default::default() },
+        proto::ListUsersRequest {
+            page_size: -1,
+            ..Default::default()
+        },
+        proto::ListUsersRequest {
+            page_token: "!!".into(),
+            ..Default::default()
+        },
     ] {
         let status = server
             .users()
@@ -431,7 +519,10 @@ async fn update_user_profile_and_admin_fields(backend: Backend) {
         .update_user(authed(
             &ust,
             proto::UpdateUserRequest {
-                user: Some(proto::User { is_super_user: true, ..Default::default() }),
+                user: Some(proto::User {
+                    is_super_user: true,
+                    ..Default::default()
+                }),
                 update_mask: Some(mask(&["is_super_user"])),
             },
         ))
@@ -483,7 +574,11 @@ async fn update_user_profile_and_admin_fields(backend: Backend) {
         .update_user(authed(
             &other,
             proto::UpdateUserRequest {
-                user: Some(proto::User { user_id: user.user_id, display_name: "x".into(), ..Default::default() }),
+                user: Some(proto::User {
+                    user_id: user.user_id,
+                    display_name: "x".into(),
+                    ..Default::default()
+                }),
                 update_mask: Some(mask(&["display_name"])),
             },
         ))
@@ -498,7 +593,12 @@ async fn delete_user_removes_sessions_and_attributes(backend: Backend) {
     let (user, ust) = server.user_session("frank").await;
     let status = server
         .users()
-        .delete_user(authed(&admin, proto::DeleteUserRequest { user_id: user.user_id.clone() }))
+        .delete_user(authed(
+            &admin,
+            proto::DeleteUserRequest {
+                user_id: user.user_id.clone(),
+            },
+        ))
         .await;
     status.expect("delete");
     let status = server
@@ -509,7 +609,12 @@ async fn delete_user_removes_sessions_and_attributes(backend: Backend) {
     assert_error(&status, Code::Unauthenticated, "UST_INVALID");
     let again = server
         .users()
-        .delete_user(authed(&admin, proto::DeleteUserRequest { user_id: user.user_id }))
+        .delete_user(authed(
+            &admin,
+            proto::DeleteUserRequest {
+                user_id: user.user_id,
+            },
+        ))
         .await
         .expect_err("gone");
     assert_error(&again, Code::NotFound, "USER_NOT_FOUND");
@@ -523,7 +628,12 @@ async fn delete_user_removes_sessions_and_attributes(backend: Backend) {
         .expect("user");
     let status = server
         .users()
-        .delete_user(authed(&admin, proto::DeleteUserRequest { user_id: me.user_id }))
+        .delete_user(authed(
+            &admin,
+            proto::DeleteUserRequest {
+                user_id: me.user_id,
+            },
+        ))
         .await
         .expect_err("self");
     assert_error(&status, Code::InvalidArgument, "INVALID_ARGUMENT");
@@ -608,7 +718,10 @@ async fn change_password_ends_other_sessions(backend: Backend) {
         .await
         .expect_err("all of grace's sessions ended");
     assert_error(&status, Code::Unauthenticated, "UST_INVALID");
-    let status = server.try_login("grace", "reset-password", None).await.expect_err("must change");
+    let status = server
+        .try_login("grace", "reset-password", None)
+        .await
+        .expect_err("must change");
     assert_error(&status, Code::FailedPrecondition, "PASSWORD_MUST_CHANGE");
 }
 
@@ -618,7 +731,12 @@ async fn lock_ends_sessions_and_unlock_restores_login(backend: Backend) {
     let (user, ust) = server.user_session("ivan").await;
     let locked = server
         .users()
-        .lock_user(authed(&admin, proto::LockUserRequest { user_id: user.user_id.clone() }))
+        .lock_user(authed(
+            &admin,
+            proto::LockUserRequest {
+                user_id: user.user_id.clone(),
+            },
+        ))
         .await
         .expect("lock")
         .into_inner()
@@ -633,7 +751,12 @@ async fn lock_ends_sessions_and_unlock_restores_login(backend: Backend) {
     assert_error(&status, Code::Unauthenticated, "UST_INVALID");
     let unlocked = server
         .users()
-        .unlock_user(authed(&admin, proto::UnlockUserRequest { user_id: user.user_id }))
+        .unlock_user(authed(
+            &admin,
+            proto::UnlockUserRequest {
+                user_id: user.user_id,
+            },
+        ))
         .await
         .expect("unlock")
         .into_inner()
@@ -643,7 +766,12 @@ async fn lock_ends_sessions_and_unlock_restores_login(backend: Backend) {
     server.login("ivan", "user-password-1").await;
     let missing = server
         .users()
-        .lock_user(authed(&admin, proto::LockUserRequest { user_id: uuid::Uuid::now_v7().to_string() }))
+        .lock_user(authed(
+            &admin,
+            proto::LockUserRequest {
+                user_id: uuid::Uuid::now_v7().to_string(),
+            },
+        ))
         .await
         .expect_err("no such user");
     assert_error(&missing, Code::NotFound, "USER_NOT_FOUND");
@@ -670,7 +798,11 @@ async fn logout_answers_ok_whatever_the_token(backend: Backend) {
         authed(&ust, proto::LogoutRequest {}),
         authed("garbage", proto::LogoutRequest {}),
     ] {
-        server.users().logout(request).await.expect("logout is always OK");
+        server
+            .users()
+            .logout(request)
+            .await
+            .expect("logout is always OK");
     }
 }
 
