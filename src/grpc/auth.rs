@@ -77,9 +77,7 @@ where
     }
 
     fn call(&mut self, mut request: Request<Body>) -> Self::Future {
-        // The clone is not ready; swap it in so the service polled ready handles this call.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = super::take_ready(&mut self.inner);
         let sso = Arc::clone(&self.sso);
         Box::pin(async move {
             let path = request.uri().path();

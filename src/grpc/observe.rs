@@ -70,8 +70,7 @@ where
     }
 
     fn call(&mut self, mut request: Request<Body>) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = super::take_ready(&mut self.inner);
         let cid = request_id(request.headers());
         request.headers_mut().insert(REQUEST_ID_HEADER, cid.clone());
         let method = request.uri().path().to_owned();

@@ -3,10 +3,7 @@
 use uuid::Uuid;
 
 use super::{Caller, ClientInfo, PageRequest, ServiceError, ServiceResult, Sso, page_token};
-use crate::{
-    crypto,
-    domain::{NewSession, OpenSession, PurgeCounts, Session, SessionId, SessionSelector, UserId},
-};
+use crate::domain::{PurgeCounts, Session, SessionId, SessionSelector, UserId};
 
 #[derive(Debug)]
 pub struct SessionsPage {
@@ -19,24 +16,9 @@ impl Sso {
     pub async fn create_session(&self, client: ClientInfo) -> ServiceResult<(String, Session)> {
         self.check_client(&client)?;
         let now = self.clock.now();
-        let ust = crypto::generate_ust();
         let session = self.new_session(None, client, now);
-        let session = self
-            .store
-            .open_session(
-                OpenSession {
-                    new: NewSession {
-                        session,
-                        token_hash: crypto::hash_ust(&ust),
-                    },
-                    attributes: Vec::new(),
-                    replaces: None,
-                    login: None,
-                },
-                now,
-            )
-            .await?;
-        Ok((ust, session))
+        self.open_session(session, Vec::new(), None, None, now)
+            .await
     }
 
     /// A super-user's view of another session; `SessionNotFound` unless it exists, has not

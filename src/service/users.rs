@@ -11,8 +11,9 @@ use super::{
 use crate::{
     crypto,
     domain::{
-        ApprovalStatus, EndSessions, LoginRecord, NewSession, OpenSession, Owner, PasswordChange,
-        Profile, Session, SessionId, User, UserId, UserPatch, UserQuery, UserRecord,
+        ApprovalStatus, EndSessions, LoginRecord, NewAttribute, NewSession, OpenSession, Owner,
+        PasswordChange, Profile, Session, SessionId, User, UserId, UserPatch, UserQuery,
+        UserRecord,
     },
 };
 
@@ -152,7 +153,6 @@ impl Sso {
             Authentication::Valid(caller) if caller.user.is_none() => Some(caller.session.id),
             _ => None,
         };
-        let ust = crypto::generate_ust();
         let session = self.new_session(Some(user.id), request.client, now);
         let attributes = match guest {
             Some(guest) => {
@@ -161,22 +161,11 @@ impl Sso {
             }
             None => Vec::new(),
         };
-        let session = self
-            .store
-            .open_session(
-                OpenSession {
-                    new: NewSession {
-                        session,
-                        token_hash: crypto::hash_ust(&ust),
-                    },
-                    attributes,
-                    replaces: guest,
-                    login: Some(LoginRecord {
-                        new_password: new_password.clone(),
-                    }),
-                },
-                now,
-            )
+        let login = LoginRecord {
+            new_password: new_password.clone(),
+        };
+        let (ust, session) = self
+            .open_session(session, attributes, guest, Some(login), now)
             .await?;
         user.last_login_at = Some(now);
         if let Some(change) = new_password {
@@ -247,20 +236,8 @@ impl Sso {
             self.store.delete_session(old.id, now).await?;
             return Ok(None);
         }
-        let ust = crypto::generate_ust();
-        self.store
-            .open_session(
-                OpenSession {
-                    new: NewSession {
-                        session: guest,
-                        token_hash: crypto::hash_ust(&ust),
-                    },
-                    attributes,
-                    replaces: Some(old.id),
-                    login: None,
-                },
-                now,
-            )
+        let (ust, _) = self
+            .open_session(guest, attributes, Some(old.id), None, now)
             .await?;
         Ok(Some(ust))
     }
@@ -551,6 +528,29 @@ impl Sso {
         }
     }
 
+    /// Mints a UST and opens a session for it in one store transaction.
+    pub(super) async fn open_session(
+        &self,
+        session: Session,
+        attributes: Vec<NewAttribute>,
+        replaces: Option<SessionId>,
+        login: Option<LoginRecord>,
+        now: SystemTime,
+    ) -> ServiceResult<(String, Session)> {
+        let ust = crypto::generate_ust();
+        let open = OpenSession {
+            new: NewSession {
+                session,
+                token_hash: crypto::hash_ust(&ust),
+            },
+            attributes,
+            replaces,
+            login,
+        };
+        let session = self.store.open_session(open, now).await?;
+        Ok((ust, session))
+    }
+
     async fn password_change(
         &self,
         user: &User,
@@ -621,7 +621,7 @@ impl Sso {
         to: SessionId,
         names: &[String],
         now: SystemTime,
-    ) -> ServiceResult<Vec<crate::domain::NewAttribute>> {
+    ) -> ServiceResult<Vec<NewAttribute>> {
         if names.is_empty() {
             return Ok(Vec::new());
         }
