@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The interop flow with grpcurl using server reflection only (no .proto files).
 # Env (set by .ci/interop/run): SSOD_ADDR, SSOD_ADMIN_USER, SSOD_ADMIN_PASSWORD.
+# Checks name fields snake_case; jcheck.py also finds grpcurl's lowerCamelCase json_names.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 py=$here/../../.interop/venv/bin/python
@@ -29,14 +30,13 @@ expect_error() {
   shift 6
   rpc "$name" "$method" "$body" "$@" || rc=$?
   [ "$rc" = $((64 + code)) ] || fail "$what: grpcurl exit $rc, want $((64 + code)) (code $code): $(cat "$out/$name.err")"
+  # -format-error prints the google.rpc.Status as JSON: the ErrorInfo's fields when reflection
+  # serves google.rpc.ErrorInfo, else its raw bytes (@value), which jcheck.py decodes.
   local info
   info=$(j errinfo "$out/$name.err")
-  if [ "$info" = "- -" ]; then
-    ok "$what: code $code (grpcurl showed no ErrorInfo: $(tr '\n' ' ' <"$out/$name.err"))"
-  else
-    [ "$info" = "sso $reason" ] || fail "$what: ErrorInfo '$info', want 'sso $reason'"
-    ok "$what: code $code, ErrorInfo sso/$reason"
-  fi
+  [ "$info" = "sso $reason" ] ||
+    fail "$what: ErrorInfo '$info', want 'sso $reason': $(tr '\n' ' ' <"$out/$name.err")"
+  ok "$what: code $code, ErrorInfo sso/$reason"
 }
 
 # Reflection: the services and one description.
@@ -61,7 +61,7 @@ login() { # login NAME USER PASSWORD
   call "$1" sso.v1.UserService/Login "$(printf '{"username":"%s","password":"%s","current_app":"interop","remote_addr":"127.0.0.1","user_agent":"grpcurl"}' "$2" "$3")"
 }
 login admin "$SSOD_ADMIN_USER" "$SSOD_ADMIN_PASSWORD"
-expect admin 'd["ust"] and d["user"]["isSuperUser"] is True and d["session"]["sessionId"]' "admin Login"
+expect admin 'd["ust"] and d["user"]["is_super_user"] is True and d["session"]["session_id"]' "admin Login"
 admin_auth="authorization: Bearer $(j get "$out/admin.json" 'd["ust"]')"
 
 user="grpcurl-$(date +%s)-$$"
@@ -69,19 +69,21 @@ password="Interop-grpcurl-$RANDOM-Pa55!"
 call create sso.v1.UserService/CreateUser \
   "{\"username\":\"$user\",\"password\":\"$password\",\"email\":\"$user@example.invalid\",\"display_name\":\"Grpcurl User\"}" \
   -H "$admin_auth"
-expect create "d['user']['username'] == '$user' and d['user']['isSuperUser'] is False and d['user']['approvalStatus'] == 'APPROVAL_STATUS_APPROVED' and d['generatedPassword'] == ''" "CreateUser $user"
-user_id=$(j get "$out/create.json" 'd["user"]["userId"]')
+expect create "d['user']['username'] == '$user' and d['user']['is_super_user'] is False and d['user']['approval_status'] == 'APPROVAL_STATUS_APPROVED' and d['generated_password'] == ''" "CreateUser $user"
+user_id=$(j get "$out/create.json" 'd["user"]["user_id"]')
 
 login ulogin "$user" "$password"
-expect ulogin "d['user']['userId'] == '$user_id' and d['session']['userId'] == '$user_id' and d['session']['currentApp'] == 'interop'" "user Login"
+expect ulogin "d['user']['user_id'] == '$user_id' and d['session']['user_id'] == '$user_id' and d['session']['current_app'] == 'interop'" "user Login"
 ust=$(j get "$out/ulogin.json" 'd["ust"]')
-session_id=$(j get "$out/ulogin.json" 'd["session"]["sessionId"]')
+session_id=$(j get "$out/ulogin.json" 'd["session"]["session_id"]')
 user_auth="authorization: Bearer $ust"
+# Tell run which secrets must never appear in the server's log.
+printf '%s\n' "$password" "$ust" "$(j get "$out/admin.json" 'd["ust"]')" >>"${SSOD_INTEROP_SECRETS:-/dev/null}"
 
 # Attributes: one SetAttribute, one SetAttributes, read back exactly.
 body=$(j get "$here/fixtures.json" 'json.dumps(dict(d["set_attribute"], scope="ATTRIBUTE_SCOPE_SESSION"))')
 call set1 sso.v1.AttributeService/SetAttribute "$body" -H "$user_auth"
-expect set1 'd["attribute"]["name"] == "prefs" and d["attribute"]["value"] == fx["set_attribute"]["value"] and d["attribute"]["encrypted"] is True and 50 < ts(d["attribute"]["expirationTime"]) <= 62' "SetAttribute prefs (encrypted, 60s)"
+expect set1 'd["attribute"]["name"] == "prefs" and d["attribute"]["value"] == fx["set_attribute"]["value"] and d["attribute"]["encrypted"] is True and 50 < ts(d["attribute"]["expiration_time"]) <= 62' "SetAttribute prefs (encrypted, 60s)"
 
 body=$(j get "$here/fixtures.json" 'json.dumps({"scope": "ATTRIBUTE_SCOPE_SESSION", "attributes": d["set_attributes"]})')
 call setn sso.v1.AttributeService/SetAttributes "$body" -H "$user_auth"
@@ -91,7 +93,7 @@ call getn sso.v1.AttributeService/GetAttributes '{"scope":"ATTRIBUTE_SCOPE_SESSI
 expect getn 'sorted(d["attributes"]) == sorted(["prefs"] + [i["name"] for i in fx["set_attributes"]])' "GetAttributes names"
 expect getn 'all(d["attributes"][i["name"]]["value"] == i["value"] for i in fx["set_attributes"])' "GetAttributes values round-trip"
 expect getn 'all(d["attributes"][i["name"]]["encrypted"] == i.get("encrypt", False) for i in fx["set_attributes"]) and d["attributes"]["prefs"]["encrypted"] is True' "GetAttributes encrypted flags"
-expect getn '290 < ts(d["attributes"]["cart"]["expirationTime"]) <= 302 and d["attributes"]["count"].get("expirationTime") is None' "GetAttributes expirations (item's own, none)"
+expect getn '290 < ts(d["attributes"]["cart"]["expiration_time"]) <= 302 and d["attributes"]["count"].get("expiration_time") is None' "GetAttributes expirations (item's own, none)"
 
 call get1 sso.v1.AttributeService/GetAttribute '{"scope":"ATTRIBUTE_SCOPE_SESSION","name":"prefs"}' -H "$user_auth"
 expect get1 'd["attribute"]["value"] == fx["set_attribute"]["value"] and d["attribute"]["encrypted"] is True' "GetAttribute prefs round-trip"
@@ -99,7 +101,7 @@ expect get1 'd["attribute"]["value"] == fx["set_attribute"]["value"] and d["attr
 # Admin looks at the user's session; the user may not.
 call gsess sso.v1.SessionService/GetSession \
   "{\"target_ust\":\"$ust\",\"current_app\":\"interop\",\"remote_addr\":\"127.0.0.1\"}" -H "$admin_auth"
-expect gsess "d['session']['sessionId'] == '$session_id' and d['session']['userId'] == '$user_id'" "GetSession as admin"
+expect gsess "d['session']['session_id'] == '$session_id' and d['session']['user_id'] == '$user_id'" "GetSession as admin"
 expect_error gsess_denied sso.v1.SessionService/GetSession \
   "{\"target_ust\":\"$ust\",\"current_app\":\"interop\",\"remote_addr\":\"127.0.0.1\"}" 7 SUPER_USER_REQUIRED \
   "GetSession as a normal user is PERMISSION_DENIED" -H "$user_auth"

@@ -7,6 +7,8 @@
                                grpcurl's -format-error output, or "- -" if none is shown
 
 EXPR sees: d (the JSON), fx (fixtures.json), ts(s) (RFC 3339 -> seconds from now), json.
+Field names may be written snake_case: grpcurl prints a field's json_name (lowerCamelCase)
+when the server's reflection descriptors carry one and the proto name otherwise.
 """
 import base64
 import datetime
@@ -15,6 +17,27 @@ import pathlib
 import sys
 
 FX = json.loads((pathlib.Path(__file__).parent / "fixtures.json").read_text())
+
+
+class Msg(dict):
+    """A JSON object whose snake_case lookups also find the lowerCamelCase key."""
+
+    @staticmethod
+    def _camel(key):
+        head, *rest = key.split("_")
+        return head + "".join(w[:1].upper() + w[1:] for w in rest)
+
+    def __missing__(self, key):
+        camel = self._camel(key)
+        if camel != key and camel in self:
+            return self[camel]
+        raise KeyError(key)
+
+    def get(self, key, default=None):
+        try:
+            return self[key]
+        except KeyError:
+            return default
 
 
 def ts(s):
@@ -46,7 +69,7 @@ def main():
     if op == "errinfo":
         print(errinfo(text))
         return 0
-    d = json.loads(text)
+    d = json.loads(text, object_hook=Msg)
     value = eval(sys.argv[3], {"d": d, "fx": FX, "ts": ts, "json": json})  # noqa: S307 - test helper
     if op == "get":
         print(value)

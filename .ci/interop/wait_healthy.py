@@ -5,7 +5,6 @@ Polls grpc.health.v1.Health/Check for service "" until SERVING, with raw bytes (
 no reflection): the empty request is b"", and SERVING is field 1 = 1, i.e. b"\\x08\\x01".
 Exits 1 on timeout or if process PID dies first.
 """
-import os
 import sys
 import time
 
@@ -18,8 +17,11 @@ with grpc.insecure_channel(addr) as channel:
     check = channel.unary_unary("/grpc.health.v1.Health/Check")
     while time.monotonic() < deadline:
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+            with open(f"/proc/{pid}/stat") as f:
+                dead = f.read().rsplit(")", 1)[1].split()[0] == "Z"
+        except FileNotFoundError:
+            dead = True
+        if dead:
             sys.exit(f"ssod (pid {pid}) exited before becoming healthy")
         try:
             answer = check(b"", timeout=1)

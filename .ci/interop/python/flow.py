@@ -1,0 +1,218 @@
+#!/usr/bin/env python3
+"""The ssod interop flow with grpcio and stubs generated from proto/ at run time.
+
+Env (set by .ci/interop/run): SSOD_ADDR, SSOD_ADMIN_USER, SSOD_ADMIN_PASSWORD.
+Prints one line per check and exits 1 at the first mismatch.
+"""
+import json
+import os
+import pathlib
+import shutil
+import sys
+import time
+import uuid
+
+ROOT = pathlib.Path(__file__).resolve().parents[3]
+GEN = ROOT / ".interop" / "py_gen"
+FX = json.loads((ROOT / ".ci" / "interop" / "fixtures.json").read_text())
+
+
+def generate_stubs():
+    """Same as `python -m grpc_tools.protoc -I proto --python_out --grpc_python_out ...`."""
+    import grpc_tools
+    from grpc_tools import protoc
+
+    shutil.rmtree(GEN, ignore_errors=True)
+    GEN.mkdir(parents=True)
+    wkt = pathlib.Path(grpc_tools.__file__).parent / "_proto"  # google/protobuf/*.proto
+    files = sorted(str(p.relative_to(ROOT / "proto")) for p in (ROOT / "proto").rglob("*.proto"))
+    args = ["protoc", f"-I{ROOT / 'proto'}", f"-I{wkt}", f"--python_out={GEN}", f"--grpc_python_out={GEN}"]
+    if protoc.main(args + files) != 0:
+        sys.exit("protoc failed")
+
+
+generate_stubs()
+sys.path.insert(0, str(GEN))
+
+import grpc  # noqa: E402
+from google.protobuf import duration_pb2, json_format, struct_pb2  # noqa: E402
+from google.rpc import error_details_pb2  # noqa: E402
+from grpc_status import rpc_status  # noqa: E402
+from sso.v1 import attribute_pb2 as apb  # noqa: E402
+from sso.v1 import attribute_pb2_grpc  # noqa: E402
+from sso.v1 import common_pb2 as cpb  # noqa: E402
+from sso.v1 import session_pb2 as spb  # noqa: E402
+from sso.v1 import session_pb2_grpc  # noqa: E402
+from sso.v1 import user_pb2 as upb  # noqa: E402
+from sso.v1 import user_pb2_grpc  # noqa: E402
+
+TIMEOUT = 10
+SESSION = apb.ATTRIBUTE_SCOPE_SESSION
+UA = f"python-grpcio/{grpc.__version__}"
+
+
+def fail(msg):
+    print(f"FAIL: {msg}")
+    sys.exit(1)
+
+
+def check(cond, msg):
+    if not cond:
+        fail(msg)
+    print(f"ok: {msg}")
+
+
+def bearer(ust):
+    return (("authorization", f"Bearer {ust}"),)
+
+
+def to_value(obj):
+    return json_format.ParseDict(obj, struct_pb2.Value())
+
+
+def from_value(value):
+    return json_format.MessageToDict(value)
+
+
+def duration(text):
+    d = duration_pb2.Duration()
+    d.FromJsonString(text)
+    return d
+
+
+def seconds_left(ts):
+    return ts.ToSeconds() - time.time()
+
+
+def call(method, request, metadata=(), what=""):
+    """Calls a unary RPC; returns (response, call). Any error ends the flow."""
+    try:
+        return method.with_call(request, metadata=metadata, timeout=TIMEOUT)
+    except grpc.RpcError as e:
+        fail(f"{what or request.DESCRIPTOR.name}: {e.code().name}: {e.details()} {error_infos(e)}")
+
+
+def error_infos(err):
+    """The google.rpc.ErrorInfo details of a failed call (grpc-status-details-bin)."""
+    status = rpc_status.from_call(err)  # raises ValueError if the Status disagrees with the call
+    infos = []
+    for detail in status.details if status else []:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            infos.append(info)
+    return infos
+
+
+def expect_error(method, request, metadata, code, reason, what):
+    try:
+        method.with_call(request, metadata=metadata, timeout=TIMEOUT)
+    except grpc.RpcError as e:
+        if e.code() != code:
+            fail(f"{what}: {e.code().name} ({e.details()}), want {code.name}")
+        try:
+            infos = error_infos(e)
+        except ValueError as bad:
+            fail(f"{what}: grpc-status-details-bin does not match the call's status: {bad}")
+        got = [(i.domain, i.reason) for i in infos]
+        check(got == [("sso", reason)], f"{what}: {code.name}, ErrorInfo {got} (want sso/{reason})")
+        return
+    fail(f"{what}: succeeded, want {code.name}")
+
+
+def main():
+    channel = grpc.insecure_channel(os.environ["SSOD_ADDR"])
+    users = user_pb2_grpc.UserServiceStub(channel)
+    sessions = session_pb2_grpc.SessionServiceStub(channel)
+    attrs = attribute_pb2_grpc.AttributeServiceStub(channel)
+
+    def login(username, password):
+        req = upb.LoginRequest(username=username, password=password, current_app="interop",
+                               remote_addr="127.0.0.1", user_agent=UA)
+        return call(users.Login, req, what=f"Login {username}")[0]
+
+    admin = login(os.environ["SSOD_ADMIN_USER"], os.environ["SSOD_ADMIN_PASSWORD"])
+    check(admin.ust and admin.user.is_super_user and admin.session.session_id, "admin Login")
+    admin_md = bearer(admin.ust)
+
+    username = f"python-{int(time.time())}-{os.getpid()}"
+    password = f"Interop-python-{uuid.uuid4().hex[:8]}-Pa55!"
+    created = call(users.CreateUser, upb.CreateUserRequest(
+        username=username, password=password, email=f"{username}@example.invalid",
+        display_name="Python User"), admin_md)[0]
+    check(created.user.username == username and not created.user.is_super_user
+          and created.user.approval_status == cpb.APPROVAL_STATUS_APPROVED
+          and created.generated_password == "", f"CreateUser {username}")
+    user_id = created.user.user_id
+
+    me = login(username, password)
+    check(me.user.user_id == user_id and me.session.user_id == user_id
+          and me.session.current_app == "interop" and me.session.user_agent == UA, "user Login")
+    user_md = bearer(me.ust)
+    if os.environ.get("SSOD_INTEROP_SECRETS"):  # run checks the server log holds none of these
+        with open(os.environ["SSOD_INTEROP_SECRETS"], "a") as f:
+            f.write(f"{password}\n{me.ust}\n{admin.ust}\n")
+
+    one = FX["set_attribute"]
+    res = call(attrs.SetAttribute, apb.SetAttributeRequest(
+        scope=SESSION, name=one["name"], value=to_value(one["value"]),
+        expiration=duration(one["expiration"]), encrypt=one["encrypt"]), user_md)[0]
+    check(res.attribute.name == one["name"] and from_value(res.attribute.value) == one["value"]
+          and res.attribute.encrypted and 50 < seconds_left(res.attribute.expiration_time) <= 62,
+          "SetAttribute prefs (encrypted, 60s)")
+
+    writes = []
+    for item in FX["set_attributes"]:
+        w = apb.AttributeWrite(name=item["name"], value=to_value(item["value"]))
+        if "expiration" in item:
+            w.expiration.CopyFrom(duration(item["expiration"]))
+        if "encrypt" in item:
+            w.encrypt = item["encrypt"]
+        writes.append(w)
+    res = call(attrs.SetAttributes, apb.SetAttributesRequest(scope=SESSION, attributes=writes), user_md)[0]
+    check(sorted(a.name for a in res.attributes) == sorted(i["name"] for i in FX["set_attributes"]),
+          "SetAttributes (item expiration and encrypt overrides)")
+
+    got = call(attrs.GetAttributes, apb.GetAttributesRequest(scope=SESSION), user_md)[0].attributes
+    expected_names = sorted([one["name"]] + [i["name"] for i in FX["set_attributes"]])
+    check(sorted(got) == expected_names, f"GetAttributes names {sorted(got)}")
+    for item in FX["set_attributes"]:
+        a = got[item["name"]]
+        check(from_value(a.value) == item["value"], f"GetAttributes {item['name']} value round-trip")
+        check(a.encrypted == item.get("encrypt", False), f"GetAttributes {item['name']} encrypted={a.encrypted}")
+        if "expiration" in item:
+            left = seconds_left(a.expiration_time)
+            check(290 < left <= 302, f"GetAttributes {item['name']} expires in {left:.0f}s")
+        else:
+            check(not a.HasField("expiration_time"), f"GetAttributes {item['name']} never expires")
+
+    a = call(attrs.GetAttribute, apb.GetAttributeRequest(scope=SESSION, name=one["name"]), user_md)[0].attribute
+    check(from_value(a.value) == one["value"] and a.encrypted, "GetAttribute prefs round-trip, encrypted")
+
+    target = spb.GetSessionRequest(target_ust=me.ust, current_app="interop", remote_addr="127.0.0.1")
+    res = call(sessions.GetSession, target, admin_md)[0]
+    s = res.session
+    check(s.session_id == me.session.session_id and s.user_id == user_id, "GetSession as admin")
+    check(me.ust.encode() not in res.SerializeToString(), "GetSession response does not carry the UST")
+    expect_error(sessions.GetSession, target, user_md, grpc.StatusCode.PERMISSION_DENIED,
+                 "SUPER_USER_REQUIRED", "GetSession as a normal user")
+    expect_error(users.Login, upb.LoginRequest(username=username, password="wrong-" + password,
+                                               current_app="interop", remote_addr="127.0.0.1", user_agent=UA),
+                 (), grpc.StatusCode.UNAUTHENTICATED, "INVALID_CREDENTIALS", "Login with a wrong password")
+
+    rid = str(uuid.uuid4())
+    res, c = call(users.GetCurrentUser, upb.GetCurrentUserRequest(), user_md + (("x-request-id", rid),))
+    headers = dict(c.initial_metadata())
+    check(res.user.username == username, "GetCurrentUser")
+    check(headers.get("x-request-id") == rid, f"x-request-id echoed in response headers ({headers.get('x-request-id')})")
+
+    call(users.Logout, upb.LogoutRequest(), user_md)
+    print("ok: Logout")
+    expect_error(users.GetCurrentUser, upb.GetCurrentUserRequest(), user_md, grpc.StatusCode.UNAUTHENTICATED,
+                 "UST_INVALID", "GetCurrentUser after Logout")
+    channel.close()
+    print("python flow: all checks passed")
+
+
+if __name__ == "__main__":
+    main()
