@@ -7,12 +7,13 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 
 use crate::domain::{
-    EndSessions, NewAttribute, OpenSession, Owner, PurgeCounts, Session,
-    SessionId, SessionSelector, SessionWithUser, StoredAttribute, TokenHash, User, UserId,
-    UserPage, UserPatch, UserQuery, UserRecord,
+    EndSessions, NewAttribute, OpenSession, Owner, PurgeCounts, Session, SessionId,
+    SessionSelector, SessionWithUser, StoredAttribute, TokenHash, User, UserId, UserPage,
+    UserPatch, UserQuery, UserRecord,
 };
 
 pub mod memory;
+pub mod postgres;
 
 /// What can go wrong in a store; mapped to service errors in one place.
 #[derive(Debug, thiserror::Error)]
@@ -91,11 +92,8 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes a session and its attributes; false if absent or expired.
     async fn delete_session(&self, id: SessionId, now: SystemTime) -> StoreResult<bool>;
     /// Deletes every selected session (expired ones too); counts the unexpired ones.
-    async fn delete_sessions(
-        &self,
-        selector: SessionSelector,
-        now: SystemTime,
-    ) -> StoreResult<u64>;
+    async fn delete_sessions(&self, selector: SessionSelector, now: SystemTime)
+    -> StoreResult<u64>;
     /// Deletes expired sessions and attributes in batches of at most `batch` rows.
     async fn purge_expired(&self, now: SystemTime, batch: usize) -> StoreResult<PurgeCounts>;
 

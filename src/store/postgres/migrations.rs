@@ -1,0 +1,203 @@
+//! Schema migrations, embedded in the binary. Each numbered file under `migrations/` is
+//! applied once, in its own transaction, and recorded in `ssod_schema_migrations`. Every
+//! transaction first takes a transaction-scoped advisory lock, so replicas migrating at the
+//! same moment apply each migration exactly once (the others wait, then see it recorded), and
+//! a failed migration releases the lock with its rollback.
+
+use super::{PostgresStore, error::from_pg};
+use crate::store::StoreError;
+
+/// One embedded migration.
+pub(super) struct Migration {
+    pub(super) version: u32,
+    pub(super) name: &'static str,
+    pub(super) sql: &'static str,
+}
+
+/// Every migration, in version order. Never edit an applied one: add the next.
+pub(super) const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "initial",
+    sql: include_str!("migrations/0001_initial.sql"),
+}];
+
+/// `pg_advisory_xact_lock` key serialising migrations ("ssodmigr" in ASCII).
+const MIGRATION_LOCK: i64 = 0x7373_6f64_6d69_6772;
+
+const CREATE_HISTORY: &str = "CREATE TABLE IF NOT EXISTS ssod_schema_migrations (
+    version    integer     PRIMARY KEY,
+    name       text        NOT NULL,
+    applied_at timestamptz NOT NULL
+)";
+
+impl PostgresStore {
+    /// Applies the embedded migrations the database lacks; returns the versions applied now
+    /// (empty when the schema was current). Safe to run from several replicas at once.
+    pub async fn migrate(&self) -> Result<Vec<u32>, StoreError> {
+        let mut client = self.client().await?;
+        let mut applied = Vec::new();
+        for migration in MIGRATIONS {
+            let version = i32::try_from(migration.version)
+                .map_err(|_| StoreError::Internal("migration version out of range".into()))?;
+            let transaction = client.transaction().await.map_err(from_pg)?;
+            let lock = transaction
+                .prepare_cached("SELECT pg_advisory_xact_lock($1)")
+                .await
+                .map_err(from_pg)?;
+            transaction
+                .execute(&lock, &[&MIGRATION_LOCK])
+                .await
+                .map_err(from_pg)?;
+            transaction
+                .batch_execute(CREATE_HISTORY)
+                .await
+                .map_err(from_pg)?;
+            let recorded = transaction
+                .prepare_cached("SELECT name FROM ssod_schema_migrations WHERE version = $1")
+                .await
+                .map_err(from_pg)?;
+            if let Some(row) = transaction
+                .query_opt(&recorded, &[&version])
+                .await
+                .map_err(from_pg)?
+            {
+                let name: String = row.try_get(0).map_err(from_pg)?;
+                if name != migration.name {
+                    return Err(mismatch(migration, &name));
+                }
+                transaction.commit().await.map_err(from_pg)?;
+                continue;
+            }
+            transaction
+                .batch_execute(migration.sql)
+                .await
+                .map_err(from_pg)?;
+            let record = transaction
+                .prepare_cached(
+                    "INSERT INTO ssod_schema_migrations (version, name, applied_at) \
+                     VALUES ($1, $2, now())",
+                )
+                .await
+                .map_err(from_pg)?;
+            transaction
+                .execute(&record, &[&version, &migration.name])
+                .await
+                .map_err(from_pg)?;
+            transaction.commit().await.map_err(from_pg)?;
+            tracing::info!(
+                version = migration.version,
+                name = migration.name,
+                "applied migration"
+            );
+            applied.push(migration.version);
+        }
+        Ok(applied)
+    }
+
+    /// Checks that the database holds exactly the embedded migrations: none missing (run
+    /// `ssod migrate`) and none newer than this build knows (upgrade ssod).
+    pub async fn check_schema(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let exists = client
+            .prepare_cached("SELECT to_regclass('ssod_schema_migrations') IS NOT NULL")
+            .await
+            .map_err(from_pg)?;
+        let exists: bool = client
+            .query_one(&exists, &[])
+            .await
+            .and_then(|row| row.try_get(0))
+            .map_err(from_pg)?;
+        if !exists {
+            return Err(StoreError::Internal(
+                "database schema is not initialised: run `ssod migrate`".into(),
+            ));
+        }
+        let recorded = client
+            .prepare_cached("SELECT version, name FROM ssod_schema_migrations ORDER BY version")
+            .await
+            .map_err(from_pg)?;
+        let mut applied = Vec::new();
+        for row in client.query(&recorded, &[]).await.map_err(from_pg)? {
+            let version: i32 = row.try_get(0).map_err(from_pg)?;
+            let name: String = row.try_get(1).map_err(from_pg)?;
+            applied.push((i64::from(version), name));
+        }
+        let unknown: Vec<i64> = applied
+            .iter()
+            .filter(|(version, _)| {
+                !MIGRATIONS
+                    .iter()
+                    .any(|known| i64::from(known.version) == *version)
+            })
+            .map(|(version, _)| *version)
+            .collect();
+        if !unknown.is_empty() {
+            let newest = MIGRATIONS.last().map_or(0, |migration| migration.version);
+            return Err(StoreError::Internal(format!(
+                "database schema has migrations {unknown:?} unknown to this ssod (it knows up to \
+                 {newest}): upgrade ssod, then run `ssod migrate`"
+            )));
+        }
+        for (version, name) in &applied {
+            if let Some(known) = MIGRATIONS
+                .iter()
+                .find(|known| i64::from(known.version) == *version)
+                && known.name != name
+            {
+                return Err(mismatch(known, name));
+            }
+        }
+        let missing: Vec<u32> = MIGRATIONS
+            .iter()
+            .map(|migration| migration.version)
+            .filter(|version| {
+                !applied
+                    .iter()
+                    .any(|(applied, _)| *applied == i64::from(*version))
+            })
+            .collect();
+        if !missing.is_empty() {
+            return Err(StoreError::Internal(format!(
+                "database schema lacks migrations {missing:?}: run `ssod migrate`"
+            )));
+        }
+        let ctype = client
+            .prepare_cached("SELECT datctype FROM pg_database WHERE datname = current_database()")
+            .await
+            .map_err(from_pg)?;
+        let ctype: String = client
+            .query_one(&ctype, &[])
+            .await
+            .and_then(|row| row.try_get(0))
+            .map_err(from_pg)?;
+        if ctype == "C" || ctype == "POSIX" {
+            tracing::warn!(
+                ctype,
+                "database character type folds case for ASCII only: usernames differing in the \
+                 case of other letters count as different; prefer a UTF-8 locale"
+            );
+        }
+        Ok(())
+    }
+}
+
+fn mismatch(migration: &Migration, recorded: &str) -> StoreError {
+    StoreError::Internal(format!(
+        "database migration {} is recorded as {recorded:?} but this ssod calls it {:?}: the \
+         database belongs to another build",
+        migration.version, migration.name
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_migrations_are_numbered_in_order() {
+        for (index, migration) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(migration.version as usize, index + 1);
+            assert!(!migration.sql.trim().is_empty());
+        }
+    }
+}

@@ -1,0 +1,764 @@
+//! The PostgreSQL store: [`Store`] on tokio-postgres with a deadpool connection pool.
+//!
+//! # Schema
+//!
+//! `migrations/0001_initial.sql` explains each table by its access paths. In short: `users`
+//! (unique index on `lower(username)` in the "C" collation, which also orders the listing);
+//! `sessions` (unique `token_hash`, the SHA-256 of the UST and the only form in which a token
+//! is stored; `(user_id, id)` for listing; `expires_at` for the sweep); and one attribute
+//! table per owner kind, `session_attributes` and `user_attributes`, each with a real
+//! foreign key that cascades and a primary key `(owner, name)`. Two tables rather than one
+//! with two nullable owner columns: each owner gets a plain primary key for `ON CONFLICT`, a
+//! cascading foreign key, and no CHECK to keep exactly one owner set.
+//!
+//! # Migrations
+//!
+//! Numbered SQL files embedded in the binary ([`PostgresStore::migrate`], run by
+//! `ssod migrate`), each applied in its own transaction under an advisory lock and recorded
+//! in `ssod_schema_migrations`; [`PostgresStore::check_schema`] refuses a database that
+//! lacks one or has one this build does not know.
+//!
+//! # Semantics
+//!
+//! Exactly those of [`super::memory::MemoryStore`], which the conformance suite checks
+//! against both stores:
+//! - expiry is decided by the `now` passed in (the injectable clock), never SQL `now()`;
+//!   an expiry equal to `now` has passed;
+//! - every operation that must be atomic is one statement or one transaction;
+//! - `set_attributes` locks the owner row (`FOR NO KEY UPDATE`: checks the owner exists and
+//!   queues concurrent writers of that owner), upserts all items in one
+//!   `INSERT … SELECT FROM unnest(…) ON CONFLICT DO UPDATE` that also counts the owner's
+//!   other live rows, and rolls back if the owner would exceed the limit. The lock is what
+//!   makes the per-owner limit hold under concurrency: nothing else can add live rows to an
+//!   owner, and everything else only removes them.
+//!
+//! Two differences from the memory store, both below anything a client can observe:
+//! timestamps are stored with microsecond precision (PostgreSQL's), so a time read back is
+//! truncated to the microsecond; and `lower()` follows the database's locale, which agrees
+//! with Rust's `to_lowercase` for ASCII and, under a UTF-8 locale, for ordinary letters.
+//!
+//! # Connections
+//!
+//! Connections are opened lazily by the pool, so [`PostgresStore::connect`] does no I/O and
+//! a database that is down fails calls with [`StoreError::Unavailable`] (and the health
+//! check) rather than start-up. Every wait is bounded by [`PgSettings`]. A multi-host URL
+//! with `target_session_attrs=read-write` makes each new connection find the primary. TLS to
+//! PostgreSQL is not supported yet: connections use `NoTls`, so keep the database on a
+//! private network (or a mesh that encrypts it).
+
+use std::{collections::HashMap, str::FromStr, time::Duration, time::SystemTime};
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+use uuid::Uuid;
+
+use super::{Store, StoreError, StoreResult};
+use crate::domain::{
+    EndSessions, NewAttribute, OpenSession, Owner, PurgeCounts, Session, SessionId,
+    SessionSelector, SessionWithUser, StoredAttribute, TokenHash, User, UserId, UserPage,
+    UserPatch, UserQuery, UserRecord,
+};
+
+mod error;
+mod migrations;
+mod rows;
+mod sql;
+
+use error::{from_pg, from_pool};
+use rows::{AttributeArrays, to_i64, to_u64};
+use sql::AttributeSql;
+
+/// Pool size and the bounds on every wait for a connection.
+#[derive(Clone, Copy, Debug)]
+pub struct PgSettings {
+    /// Most connections open at once.
+    pub pool_size: usize,
+    /// Longest wait for a free connection when all are busy.
+    pub wait_timeout: Duration,
+    /// Longest wait to open a new connection (TCP, authentication).
+    pub create_timeout: Duration,
+    /// Longest wait to check a pooled connection before reuse.
+    pub recycle_timeout: Duration,
+}
+
+impl Default for PgSettings {
+    fn default() -> Self {
+        Self {
+            pool_size: 16,
+            wait_timeout: Duration::from_secs(5),
+            create_timeout: Duration::from_secs(5),
+            recycle_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The PostgreSQL store. Clones share one pool.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+impl PostgresStore {
+    /// Builds the connection pool for a `postgres://` URL or a `key=value` connection string.
+    /// No connection is opened here (see the module documentation).
+    pub fn connect(url: &str, settings: PgSettings) -> Result<PostgresStore, StoreError> {
+        // The parse error names the offending option, never the URL (which may hold a password).
+        let config = tokio_postgres::Config::from_str(url)
+            .map_err(|error| StoreError::Internal(format!("invalid database url: {error}")))?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(settings.pool_size)
+            .wait_timeout(Some(settings.wait_timeout))
+            .create_timeout(Some(settings.create_timeout))
+            .recycle_timeout(Some(settings.recycle_timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|error| StoreError::Internal(format!("database pool: {error}")))?;
+        Ok(PostgresStore { pool })
+    }
+
+    /// Closes the pool: connections are dropped as they are returned, and new requests fail
+    /// with [`StoreError::Unavailable`].
+    pub fn close(&self) {
+        self.pool.close();
+    }
+
+    async fn client(&self) -> StoreResult<Object> {
+        self.pool.get().await.map_err(from_pool)
+    }
+}
+
+fn attribute_sql(owner: Owner) -> (&'static AttributeSql, Uuid) {
+    match owner {
+        Owner::Session(id) => (&sql::SESSION_ATTRIBUTES, id.0),
+        Owner::User(id) => (&sql::USER_ATTRIBUTES, id.0),
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn ping(&self) -> StoreResult<()> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql::PING).await.map_err(from_pg)?;
+        client.query_one(&statement, &[]).await.map_err(from_pg)?;
+        Ok(())
+    }
+
+    async fn create_user(&self, record: UserRecord) -> StoreResult<User> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(sql::CREATE_USER)
+            .await
+            .map_err(from_pg)?;
+        let user = &record.user;
+        let row = client
+            .query_one(
+                &statement,
+                &[
+                    &user.id.0,
+                    &user.username,
+                    &user.profile.email,
+                    &user.profile.display_name,
+                    &user.profile.first_name,
+                    &user.profile.middle_name,
+                    &user.profile.last_name,
+                    &user.is_super_user,
+                    &user.is_locked,
+                    &user.approval_status.as_str(),
+                    &record.password_hash,
+                    &user.password_must_change,
+                    &user.password_expiry,
+                    &user.created_at,
+                    &user.last_login_at,
+                ],
+            )
+            .await
+            .map_err(from_pg)?;
+        rows::user(&row, 0)
+    }
+
+    async fn user_by_id(&self, id: UserId) -> StoreResult<Option<UserRecord>> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(sql::USER_BY_ID)
+            .await
+            .map_err(from_pg)?;
+        let row = client
+            .query_opt(&statement, &[&id.0])
+            .await
+            .map_err(from_pg)?;
+        row.map(|row| rows::user_record(&row, 0)).transpose()
+    }
+
+    async fn user_by_username(&self, username: &str) -> StoreResult<Option<UserRecord>> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(sql::USER_BY_USERNAME)
+            .await
+            .map_err(from_pg)?;
+        let row = client
+            .query_opt(&statement, &[&username])
+            .await
+            .map_err(from_pg)?;
+        row.map(|row| rows::user_record(&row, 0)).transpose()
+    }
+
+    async fn list_users(&self, query: &UserQuery) -> StoreResult<UserPage> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(sql::LIST_USERS)
+            .await
+            .map_err(from_pg)?;
+        let pattern = like_prefix(&query.username_prefix);
+        let status = query.approval_status.map(|status| status.as_str());
+        let rows = client
+            .query(
+                &statement,
+                &[&pattern, &status, &query.after, &to_i64(query.limit)],
+            )
+            .await
+            .map_err(from_pg)?;
+        let mut total_size = 0;
+        let mut users = Vec::with_capacity(rows.len());
+        for row in &rows {
+            total_size = to_u64(row.try_get(0).map_err(from_pg)?);
+            let id: Option<Uuid> = row.try_get(1).map_err(from_pg)?;
+            if id.is_some() {
+                users.push(rows::user(row, 1)?);
+            }
+        }
+        Ok(UserPage { users, total_size })
+    }
+
+    async fn update_user(
+        &self,
+        id: UserId,
+        patch: &UserPatch,
+        end_sessions: EndSessions,
+    ) -> StoreResult<User> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(sql::UPDATE_USER)
+            .await
+            .map_err(from_pg)?;
+        let (end, keep) = match end_sessions {
+            EndSessions::None => (false, None),
+            EndSessions::All => (true, None),
+            EndSessions::AllBut(keep) => (true, Some(keep.0)),
+        };
+        let row = client
+            .query_opt(
+                &statement,
+                &[
+                    &id.0,
+                    &patch.email,
+                    &patch.display_name,
+                    &patch.first_name,
+                    &patch.middle_name,
+                    &patch.last_name,
+                    &patch.is_super_user,
+                    &patch.is_locked,
+                    &patch.approval_status.map(|status| status.as_str()),
+                    &patch.password_hash,
+                    &patch.password_must_change,
+                    &patch.password_expiry.is_some(),
+                    &patch.password_expiry.flatten(),
+                    &end,
+                    &keep,
+                ],
+            )
+            .await
+            .map_err(from_pg)?;
+        match row {
+            Some(row) => rows::user(&row, 0),
+            None => Err(StoreError::UserNotFound),
+        }
+    }
+
+    async fn delete_user(&self, id: UserId) -> StoreResult<bool> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(sql::DELETE_USER)
+            .await
+            .map_err(from_pg)?;
+        let deleted = client
+            .execute(&statement, &[&id.0])
+            .await
+            .map_err(from_pg)?;
+        Ok(deleted > 0)
+    }
+
+    async fn open_session(&self, open: OpenSession, now: SystemTime) -> StoreResult<Session> {
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await.map_err(from_pg)?;
+        let new = &open.new.session;
+        let user_id = new.user_id.map(|id| id.0);
+        // The user row first, as `update_user` does, so the two lock in the same order.
+        if let (Some(login), Some(user_id)) = (&open.login, user_id) {
+            let statement = transaction
+                .prepare_cached(sql::RECORD_LOGIN)
+                .await
+                .map_err(from_pg)?;
+            let change = login.new_password.as_ref();
+            let updated = transaction
+                .execute(
+                    &statement,
+                    &[
+                        &user_id,
+                        &new.created_at,
+                        &change.map(|change| change.password_hash.as_str()),
+                        &change.map(|change| change.password_must_change),
+                        &change.and_then(|change| change.password_expiry),
+                    ],
+                )
+                .await
+                .map_err(from_pg)?;
+            if updated == 0 {
+                return Err(StoreError::UserNotFound);
+            }
+        }
+        let statement = transaction
+            .prepare_cached(sql::INSERT_SESSION)
+            .await
+            .map_err(from_pg)?;
+        let arrays = AttributeArrays::new(&open.attributes);
+        let row = transaction
+            .query_one(
+                &statement,
+                &[
+                    &new.id.0,
+                    &open.new.token_hash.0.as_slice(),
+                    &user_id,
+                    &new.current_app,
+                    &new.remote_addr,
+                    &new.user_agent,
+                    &new.created_at,
+                    &new.expires_at,
+                    &new.last_renewed_at,
+                    &now,
+                    &arrays.names,
+                    &arrays.values,
+                    &arrays.key_ids,
+                    &arrays.expires_at,
+                ],
+            )
+            .await
+            .map_err(from_pg)?;
+        let session = rows::session(&row, 0)?;
+        if let Some(replaced) = open.replaces {
+            let statement = transaction
+                .prepare_cached(sql::END_REPLACED_SESSION)
+                .await
+                .map_err(from_pg)?;
+            let ended = transaction
+                .execute(&statement, &[&replaced.0, &now])
+                .await
+                .map_err(from_pg)?;
+            if ended == 0 {
+                return Err(StoreError::SessionNotFound);
+            }
+        }
+        transaction.commit().await.map_err(from_pg)?;
+        Ok(session)
+    }
+
+    async fn session_by_token(
+        &self,
+        hash: &TokenHash,
+        now: SystemTime,
+    ) -> StoreResult<Option<SessionWithUser>> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(sql::SESSION_BY_TOKEN)
+            .await
+            .map_err(from_pg)?;
+        let row = client
+            .query_opt(&statement, &[&hash.0.as_slice(), &now])
+            .await
+            .map_err(from_pg)?;
+        row.map(|row| rows::session_with_user(&row)).transpose()
+    }
+
+    async fn session_by_id(
+        &self,
+        id: SessionId,
+        now: SystemTime,
+    ) -> StoreResult<Option<SessionWithUser>> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(sql::SESSION_BY_ID)
+            .await
+            .map_err(from_pg)?;
+        let row = client
+            .query_opt(&statement, &[&id.0, &now])
+            .await
+            .map_err(from_pg)?;
+        row.map(|row| rows::session_with_user(&row)).transpose()
+    }
+
+    async fn renew_session(
+        &self,
+        id: SessionId,
+        expires_at: SystemTime,
+        now: SystemTime,
+    ) -> StoreResult<Option<Session>> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(sql::RENEW_SESSION)
+            .await
+            .map_err(from_pg)?;
+        let row = client
+            .query_opt(&statement, &[&id.0, &expires_at, &now])
+            .await
+            .map_err(from_pg)?;
+        row.map(|row| rows::session(&row, 0)).transpose()
+    }
+
+    async fn list_sessions(
+        &self,
+        user: UserId,
+        after: Option<SessionId>,
+        limit: usize,
+        now: SystemTime,
+    ) -> StoreResult<Vec<Session>> {
+        let client = self.client().await?;
+        let limit = to_i64(limit);
+        let rows = match after {
+            None => {
+                let statement = client
+                    .prepare_cached(sql::LIST_SESSIONS)
+                    .await
+                    .map_err(from_pg)?;
+                client.query(&statement, &[&user.0, &now, &limit]).await
+            }
+            Some(after) => {
+                let statement = client
+                    .prepare_cached(sql::LIST_SESSIONS_AFTER)
+                    .await
+                    .map_err(from_pg)?;
+                client
+                    .query(&statement, &[&user.0, &now, &limit, &after.0])
+                    .await
+            }
+        }
+        .map_err(from_pg)?;
+        rows.iter().map(|row| rows::session(row, 0)).collect()
+    }
+
+    async fn delete_session(&self, id: SessionId, now: SystemTime) -> StoreResult<bool> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(sql::DELETE_SESSION)
+            .await
+            .map_err(from_pg)?;
+        let row = client
+            .query_opt(&statement, &[&id.0, &now])
+            .await
+            .map_err(from_pg)?;
+        match row {
+            Some(row) => row.try_get(0).map_err(from_pg),
+            None => Ok(false),
+        }
+    }
+
+    async fn delete_sessions(
+        &self,
+        selector: SessionSelector,
+        now: SystemTime,
+    ) -> StoreResult<u64> {
+        let client = self.client().await?;
+        let row = match selector {
+            SessionSelector::User(user) => {
+                let statement = client
+                    .prepare_cached(sql::DELETE_USER_SESSIONS)
+                    .await
+                    .map_err(from_pg)?;
+                client.query_one(&statement, &[&now, &user.0]).await
+            }
+            SessionSelector::Guests => {
+                let statement = client
+                    .prepare_cached(sql::DELETE_GUEST_SESSIONS)
+                    .await
+                    .map_err(from_pg)?;
+                client.query_one(&statement, &[&now]).await
+            }
+            SessionSelector::All => {
+                let statement = client
+                    .prepare_cached(sql::DELETE_ALL_SESSIONS)
+                    .await
+                    .map_err(from_pg)?;
+                client.query_one(&statement, &[&now]).await
+            }
+        }
+        .map_err(from_pg)?;
+        Ok(to_u64(row.try_get(0).map_err(from_pg)?))
+    }
+
+    async fn purge_expired(&self, now: SystemTime, batch: usize) -> StoreResult<PurgeCounts> {
+        let client = self.client().await?;
+        // Each batch is its own statement, so locks are held for one batch at a time.
+        let batch = to_i64(batch.max(1));
+        let mut counts = PurgeCounts::default();
+        for table in [&sql::SESSION_ATTRIBUTES, &sql::USER_ATTRIBUTES] {
+            let statement = client.prepare_cached(table.purge).await.map_err(from_pg)?;
+            loop {
+                let deleted = client
+                    .execute(&statement, &[&now, &batch])
+                    .await
+                    .map_err(from_pg)?;
+                counts.attributes += deleted;
+                if i64::try_from(deleted).unwrap_or(i64::MAX) < batch {
+                    break;
+                }
+            }
+        }
+        let statement = client
+            .prepare_cached(sql::PURGE_SESSIONS)
+            .await
+            .map_err(from_pg)?;
+        loop {
+            let row = client
+                .query_one(&statement, &[&now, &batch])
+                .await
+                .map_err(from_pg)?;
+            let sessions: i64 = row.try_get(0).map_err(from_pg)?;
+            let attributes: i64 = row.try_get(1).map_err(from_pg)?;
+            counts.sessions += to_u64(sessions);
+            counts.attributes += to_u64(attributes);
+            if sessions < batch {
+                break;
+            }
+        }
+        if counts != PurgeCounts::default() {
+            tracing::debug!(
+                sessions = counts.sessions,
+                attributes = counts.attributes,
+                "purged expired rows"
+            );
+        }
+        Ok(counts)
+    }
+
+    async fn set_attributes(
+        &self,
+        owner: Owner,
+        items: Vec<NewAttribute>,
+        max_per_owner: usize,
+        now: SystemTime,
+    ) -> StoreResult<Vec<StoredAttribute>> {
+        let (table, owner_id) = attribute_sql(owner);
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await.map_err(from_pg)?;
+        let lock = transaction
+            .prepare_cached(table.lock_owner)
+            .await
+            .map_err(from_pg)?;
+        let locked = match owner {
+            Owner::Session(_) => transaction.query_opt(&lock, &[&owner_id, &now]).await,
+            Owner::User(_) => transaction.query_opt(&lock, &[&owner_id]).await,
+        }
+        .map_err(from_pg)?;
+        if locked.is_none() {
+            return Err(match owner {
+                Owner::Session(_) => StoreError::SessionNotFound,
+                Owner::User(_) => StoreError::UserNotFound,
+            });
+        }
+        let upsert = transaction
+            .prepare_cached(table.upsert)
+            .await
+            .map_err(from_pg)?;
+        let arrays = AttributeArrays::new(&items);
+        let rows = transaction
+            .query(
+                &upsert,
+                &[
+                    &owner_id,
+                    &now,
+                    &arrays.names,
+                    &arrays.values,
+                    &arrays.key_ids,
+                    &arrays.expires_at,
+                ],
+            )
+            .await
+            .map_err(from_pg)?;
+        let others = match rows.first() {
+            Some(row) => to_u64(row.try_get(0).map_err(from_pg)?),
+            None => 0,
+        };
+        // Counted like the memory store: every item, plus the live rows it does not replace.
+        let count = usize::try_from(others)
+            .unwrap_or(usize::MAX)
+            .saturating_add(items.len());
+        if count > max_per_owner {
+            transaction.rollback().await.map_err(from_pg)?;
+            return Err(StoreError::TooManyAttributes {
+                count,
+                limit: max_per_owner,
+            });
+        }
+        let mut written = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            if let Some(attribute) = rows::attribute(row, 1)? {
+                written.insert(attribute.name.clone(), attribute);
+            }
+        }
+        transaction.commit().await.map_err(from_pg)?;
+        // In the order given, one per item, like the memory store.
+        items
+            .iter()
+            .map(|item| {
+                written.get(&item.name).cloned().ok_or_else(|| {
+                    StoreError::Internal("upsert returned fewer rows than written".into())
+                })
+            })
+            .collect()
+    }
+
+    async fn get_attributes(
+        &self,
+        owner: Owner,
+        names: Option<&[String]>,
+        now: SystemTime,
+    ) -> StoreResult<Vec<StoredAttribute>> {
+        let (table, owner_id) = attribute_sql(owner);
+        let client = self.client().await?;
+        let rows = match names {
+            None => {
+                let statement = client
+                    .prepare_cached(table.select_all)
+                    .await
+                    .map_err(from_pg)?;
+                client.query(&statement, &[&owner_id, &now]).await
+            }
+            Some(names) => {
+                let statement = client
+                    .prepare_cached(table.select_named)
+                    .await
+                    .map_err(from_pg)?;
+                client.query(&statement, &[&owner_id, &now, &names]).await
+            }
+        }
+        .map_err(from_pg)?;
+        rows::attributes(&rows)
+    }
+
+    async fn attribute_names(
+        &self,
+        owner: Owner,
+        names: Option<&[String]>,
+        now: SystemTime,
+    ) -> StoreResult<Vec<String>> {
+        let (table, owner_id) = attribute_sql(owner);
+        let client = self.client().await?;
+        let rows = match names {
+            None => {
+                let statement = client
+                    .prepare_cached(table.names_all)
+                    .await
+                    .map_err(from_pg)?;
+                client.query(&statement, &[&owner_id, &now]).await
+            }
+            Some(names) => {
+                let statement = client
+                    .prepare_cached(table.names_named)
+                    .await
+                    .map_err(from_pg)?;
+                client.query(&statement, &[&owner_id, &now, &names]).await
+            }
+        }
+        .map_err(from_pg)?;
+        rows.iter()
+            .map(|row| row.try_get(0).map_err(from_pg))
+            .collect()
+    }
+
+    async fn delete_attributes(
+        &self,
+        owner: Owner,
+        names: &[String],
+        now: SystemTime,
+    ) -> StoreResult<u64> {
+        let (table, owner_id) = attribute_sql(owner);
+        let client = self.client().await?;
+        let statement = client.prepare_cached(table.delete).await.map_err(from_pg)?;
+        let row = client
+            .query_one(&statement, &[&owner_id, &names, &now])
+            .await
+            .map_err(from_pg)?;
+        Ok(to_u64(row.try_get(0).map_err(from_pg)?))
+    }
+
+    async fn set_attribute_expiry(
+        &self,
+        owner: Owner,
+        name: &str,
+        expires_at: Option<SystemTime>,
+        now: SystemTime,
+    ) -> StoreResult<Option<StoredAttribute>> {
+        let (table, owner_id) = attribute_sql(owner);
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(table.set_expiry)
+            .await
+            .map_err(from_pg)?;
+        let row = client
+            .query_opt(&statement, &[&owner_id, &name, &expires_at, &now])
+            .await
+            .map_err(from_pg)?;
+        match row {
+            Some(row) => rows::attribute(&row, 0),
+            None => Ok(None),
+        }
+    }
+}
+
+/// A LIKE pattern matching names that start with `prefix`, taken literally.
+fn like_prefix(prefix: &str) -> String {
+    let mut pattern = String::with_capacity(prefix.len() + 1);
+    for character in prefix.chars() {
+        if matches!(character, '\\' | '%' | '_') {
+            pattern.push('\\');
+        }
+        pattern.push(character);
+    }
+    pattern.push('%');
+    pattern
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_prefix_escapes_wildcards() {
+        assert_eq!(like_prefix(""), "%");
+        assert_eq!(like_prefix("a_b%c\\"), "a\\_b\\%c\\\\%");
+    }
+
+    #[test]
+    fn a_bad_url_is_refused_without_echoing_it() {
+        for url in [
+            "postgres://u:s3cret@host:notaport/db",
+            "postgres://u:s3cret@host/db?connect_timeout=s3cret",
+            "postgres://u:s3cret@host/db?sslmode=s3cret",
+            "postgres://u:s3cret@host/db?s3cret=1",
+            "host=h password=s3cret port=x",
+        ] {
+            let error = PostgresStore::connect(url, PgSettings::default())
+                .err()
+                .map(|error| error.to_string())
+                .unwrap_or_default();
+            assert!(error.contains("invalid database url"), "{url}: {error}");
+            assert!(!error.contains("s3cret"), "{url}: {error}");
+        }
+    }
+}

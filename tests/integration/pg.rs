@@ -1,0 +1,319 @@
+//! A throwaway PostgreSQL for the tests: every call to [`fresh_database_url`] creates a new,
+//! empty database, so tests are independent and run in parallel.
+//!
+//! With `SSOD_TEST_DATABASE_URL` set (a server where that user may `CREATE DATABASE`), the
+//! databases are created there and left behind: point it at a disposable server. Otherwise
+//! the first call starts one cluster for this test process with `initdb` and `pg_ctl` (from
+//! PATH, else the newest `/usr/lib/postgresql/*/bin`) in a fresh temporary directory,
+//! listening on 127.0.0.1 at a free port with its socket in that directory, tuned for speed
+//! (`fsync=off`). PostgreSQL refuses to run as root, so under root (CI) it runs as the
+//! `postgres` system user, created if missing. A watchdog process stops the cluster and
+//! removes the directory once this process has exited, however it exits.
+//!
+//! The cluster is started with blocking `std::process` calls behind a `OnceLock`: each
+//! `#[tokio::test]` has its own runtime, so nothing about the cluster may belong to one.
+
+use std::{
+    net::TcpListener,
+    os::unix::process::CommandExt,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        OnceLock,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use tokio_postgres::{NoTls, error::SqlState};
+
+const INSTALL_HINT: &str = "the PostgreSQL tests need a server: set SSOD_TEST_DATABASE_URL to a \
+     PostgreSQL URL whose user may CREATE DATABASE, or install the server binaries \
+     (`apt-get install postgresql`) so that initdb and pg_ctl are on PATH or under \
+     /usr/lib/postgresql/*/bin";
+
+static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+static NEXT_DATABASE: AtomicU32 = AtomicU32::new(0);
+
+/// A new, empty database on the test server; its URL.
+pub async fn fresh_database_url() -> String {
+    let admin_url = match std::env::var("SSOD_TEST_DATABASE_URL") {
+        Ok(url) if !url.trim().is_empty() => url,
+        _ => CLUSTER.get_or_init(Cluster::start).admin_url.clone(),
+    };
+    let (client, connection) = tokio_postgres::connect(&admin_url, NoTls)
+        .await
+        .unwrap_or_else(|error| panic!("cannot connect to the test PostgreSQL server: {error}"));
+    let connection = tokio::spawn(connection);
+    let mut attempts = 0;
+    let name = loop {
+        let name = format!(
+            "ssod_test_{}_{}",
+            NEXT_DATABASE.fetch_add(1, Ordering::Relaxed),
+            std::process::id()
+        );
+        match client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+        {
+            Ok(()) => break name,
+            // Left over from an earlier process with the same pid on a shared server.
+            Err(error) if error.code() == Some(&SqlState::DUPLICATE_DATABASE) && attempts < 100 => {
+                attempts += 1;
+            }
+            Err(error) => panic!("cannot create test database {name}: {error}"),
+        }
+    };
+    drop(client);
+    let _ = connection.await;
+    with_database(&admin_url, &name)
+}
+
+/// `url` with its database replaced by `database`, for URL and `key=value` forms alike.
+fn with_database(url: &str, database: &str) -> String {
+    let Some(scheme_end) = ["postgres://", "postgresql://"]
+        .iter()
+        .find(|scheme| url.starts_with(**scheme))
+        .map(|scheme| scheme.len())
+    else {
+        // key=value: a later key overrides an earlier one.
+        return format!("{url} dbname={database}");
+    };
+    let (base, query) = match url.find('?') {
+        Some(at) => url.split_at(at),
+        None => (url, ""),
+    };
+    let authority_end = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |at| scheme_end + at);
+    format!("{}/{database}{query}", &base[..authority_end])
+}
+
+struct Cluster {
+    admin_url: String,
+    /// Stops the cluster once this process is gone; kept so it is owned, never waited for.
+    _watchdog: Child,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let bin = postgres_bin_dir().unwrap_or_else(|| panic!("{INSTALL_HINT}"));
+        let as_root = is_root();
+        if as_root {
+            ensure_postgres_user();
+        }
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|elapsed| elapsed.subsec_nanos())
+            .unwrap_or_default();
+        let dir = std::env::temp_dir().join(format!("ssod-pg-{}-{nanos}", std::process::id()));
+        // create_dir, not create_dir_all: a directory that already exists is not ours.
+        std::fs::create_dir(&dir)
+            .unwrap_or_else(|error| panic!("cannot create {}: {error}", dir.display()));
+        if as_root {
+            run(
+                Command::new("chown").arg("postgres:").arg(&dir),
+                "chown the cluster directory",
+            );
+        }
+        let data = dir.join("data");
+        let initdb = |locale: &[&str]| {
+            pg_command(as_root, &bin.join("initdb"), &dir)
+                .arg("--pgdata")
+                .arg(&data)
+                .args([
+                    "--username=postgres",
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--no-sync",
+                ])
+                .args(locale)
+                .output()
+                .unwrap_or_else(|error| panic!("cannot run initdb: {error}"))
+        };
+        // A UTF-8 locale so lower() folds non-ASCII letters as Rust does; C when absent.
+        let mut output = initdb(&["--locale=C.UTF-8"]);
+        if !output.status.success() {
+            let _ = std::fs::remove_dir_all(&data);
+            output = initdb(&["--no-locale"]);
+        }
+        if !output.status.success() {
+            panic!(
+                "initdb failed: {}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        let settings = format!(
+            "\n# ssod tests\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
+             fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n\
+             max_connections = 300\nmax_parallel_workers_per_gather = 0\n",
+            dir.display()
+        );
+        append(&data.join("postgresql.conf"), &settings);
+        let log = dir.join("postgres.log");
+        let mut last_failure = String::new();
+        // A free port can be taken between finding and binding it: try a few.
+        for _ in 0..5 {
+            let port = free_port();
+            let status = pg_command(as_root, &bin.join("pg_ctl"), &dir)
+                .arg("--pgdata")
+                .arg(&data)
+                .arg("--log")
+                .arg(&log)
+                .args(["--wait", "--timeout=60", "-o"])
+                .arg(format!("-p {port}"))
+                .arg("start")
+                .stdout(Stdio::null())
+                .status()
+                .unwrap_or_else(|error| panic!("cannot run pg_ctl: {error}"));
+            if status.success() {
+                let watchdog = spawn_watchdog(as_root, &bin, &dir);
+                return Cluster {
+                    admin_url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+                    _watchdog: watchdog,
+                };
+            }
+            last_failure = std::fs::read_to_string(&log).unwrap_or_default();
+        }
+        panic!("PostgreSQL did not start: {last_failure}");
+    }
+}
+
+/// Waits for this process to end, then stops the cluster and removes its directory. In its
+/// own process group, so a Ctrl-C of the tests does not kill it before it has cleaned up.
+fn spawn_watchdog(as_root: bool, bin: &Path, dir: &Path) -> Child {
+    let run_as = if as_root {
+        "runuser -u postgres -- "
+    } else {
+        ""
+    };
+    let script = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
+         {run_as}'{pg_ctl}' --pgdata '{data}' -m immediate stop >/dev/null 2>&1; \
+         rm -rf '{dir}'",
+        pid = std::process::id(),
+        pg_ctl = bin.join("pg_ctl").display(),
+        data = dir.join("data").display(),
+        dir = dir.display(),
+    );
+    Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|error| panic!("cannot start the cluster watchdog: {error}"))
+}
+
+/// A PostgreSQL program, run as `postgres` when we are root.
+fn pg_command(as_root: bool, program: &Path, dir: &Path) -> Command {
+    let mut command = if as_root {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(program);
+        command
+    } else {
+        Command::new(program)
+    };
+    // The postgres user may not be able to enter our working directory.
+    command.current_dir(dir).process_group(0);
+    command
+}
+
+/// The directory of `initdb` and `pg_ctl`: PATH first, else the newest Debian-style install.
+fn postgres_bin_dir() -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("initdb"))
+            .find(|initdb| initdb.is_file())
+            // Through symlinks, so pg_ctl and postgres come from the same installation.
+            .and_then(|initdb| std::fs::canonicalize(initdb).ok())
+            .and_then(|initdb| initdb.parent().map(Path::to_path_buf))
+    });
+    let installed = || {
+        std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(Result::ok)
+            .filter_map(|entry| {
+                let version: f64 = entry.file_name().to_str()?.parse().ok()?;
+                Some((version, entry.path().join("bin")))
+            })
+            .filter(|(_, bin)| bin.join("initdb").is_file())
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, bin)| bin)
+    };
+    on_path
+        .filter(|bin| bin.join("pg_ctl").is_file())
+        .or_else(installed)
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|output| String::from_utf8_lossy(&output.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn ensure_postgres_user() {
+    let exists = Command::new("id")
+        .arg("-u")
+        .arg("postgres")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !exists {
+        run(
+            Command::new("useradd").args(["--system", "--no-create-home", "postgres"]),
+            "create the postgres system user (PostgreSQL refuses to run as root)",
+        );
+    }
+}
+
+fn run(command: &mut Command, what: &str) {
+    let output = command
+        .output()
+        .unwrap_or_else(|error| panic!("cannot {what}: {error}"));
+    assert!(
+        output.status.success(),
+        "cannot {what}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn append(path: &Path, text: &str) {
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .and_then(|mut file| file.write_all(text.as_bytes()))
+        .unwrap_or_else(|error| panic!("cannot write {}: {error}", path.display()));
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .unwrap_or_else(|error| panic!("cannot find a free port: {error}"))
+}
+
+#[test]
+fn database_urls_are_rewritten() {
+    assert_eq!(
+        with_database("postgres://u:p@h:5432/postgres?sslmode=disable", "x"),
+        "postgres://u:p@h:5432/x?sslmode=disable"
+    );
+    assert_eq!(
+        with_database("postgresql://h1,h2/db", "x"),
+        "postgresql://h1,h2/x"
+    );
+    assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
+    assert_eq!(
+        with_database("host=h user=u", "x"),
+        "host=h user=u dbname=x"
+    );
+}

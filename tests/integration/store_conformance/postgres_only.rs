@@ -1,0 +1,530 @@
+//! What only the PostgreSQL store has: concurrent writers from many connections, the stored
+//! form of tokens, migrations, reconnecting, and errors of an unreachable or busy database.
+//! Rows are checked with direct SQL on the same database.
+
+use std::{sync::Arc, time::Duration};
+
+use sha2::{Digest, Sha256};
+use ssod::{
+    domain::{Owner, SessionSelector, StoredValue},
+    store::{
+        Store, StoreError,
+        postgres::{PgSettings, PostgresStore},
+    },
+};
+use tokio_postgres::{Client, NoTls};
+
+use super::{NEVER, at, create_user, new_session, open, plain, plain_open, user_record};
+
+/// A migrated store on a fresh database, and the database's URL.
+async fn database() -> (Arc<PostgresStore>, String) {
+    let url = crate::pg::fresh_database_url().await;
+    let store = PostgresStore::connect(&url, PgSettings::default()).expect("pool builds");
+    store.migrate().await.expect("migrations apply");
+    (Arc::new(store), url)
+}
+
+/// A plain connection for looking at the tables directly.
+async fn sql(url: &str) -> Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await.expect("connects");
+    tokio::spawn(connection);
+    client
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_upserts_of_one_name_leave_one_row() {
+    let (store, url) = database().await;
+    let dyn_store: Arc<dyn Store> = store.clone();
+    let (session, _) = open(&dyn_store, None, 0, NEVER).await;
+    let owner = Owner::Session(session.id);
+    warm_up(&store, &dyn_store, 16).await;
+    let start = Arc::new(tokio::sync::Barrier::new(50));
+    let writers: Vec<_> = (0..50)
+        .map(|index| {
+            let store = Arc::clone(&store);
+            let start = Arc::clone(&start);
+            tokio::spawn(async move {
+                start.wait().await;
+                store
+                    .set_attributes(
+                        owner,
+                        vec![plain("same", &index.to_string(), None)],
+                        1000,
+                        at(1),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    for writer in writers {
+        let written = writer
+            .await
+            .expect("joined")
+            .expect("every upsert succeeds");
+        assert_eq!(written.len(), 1);
+    }
+    let row = sql(&url)
+        .await
+        .query_one(
+            "SELECT count(*), min(convert_from(value, 'UTF8')) FROM session_attributes \
+             WHERE session_id = $1",
+            &[&session.id.0],
+        )
+        .await
+        .expect("query");
+    assert_eq!(
+        row.get::<_, i64>(0),
+        1,
+        "one row, however many writers raced"
+    );
+    let value: String = row.get(1);
+    assert!(
+        value.parse::<u32>().is_ok_and(|value| value < 50),
+        "{value}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_never_exceed_the_limit() {
+    const LIMIT: usize = 10;
+    const WRITERS: usize = 16;
+    let (store, url) = database().await;
+    let dyn_store: Arc<dyn Store> = store.clone();
+    let (session, _) = open(&dyn_store, None, 0, NEVER).await;
+    let user = create_user(&dyn_store, "crowded").await;
+    warm_up(&store, &dyn_store, WRITERS).await;
+    for (owner, table, id) in [
+        (
+            Owner::Session(session.id),
+            "session_attributes",
+            "session_id",
+        ),
+        (Owner::User(user.id), "user_attributes", "user_id"),
+    ] {
+        // Eight already there; writers of two new names each race for the last two places,
+        // which only one of them can take.
+        let existing = (0..8)
+            .map(|index| plain(&format!("old{index}"), "0", None))
+            .collect();
+        store
+            .set_attributes(owner, existing, LIMIT, at(0))
+            .await
+            .expect("seeded");
+        let start = Arc::new(tokio::sync::Barrier::new(WRITERS));
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|index| {
+                let store = Arc::clone(&store);
+                let start = Arc::clone(&start);
+                let items = vec![
+                    plain(&format!("new{index}a"), "1", None),
+                    plain(&format!("new{index}b"), "1", None),
+                ];
+                tokio::spawn(async move {
+                    start.wait().await;
+                    store.set_attributes(owner, items, LIMIT, at(1)).await
+                })
+            })
+            .collect();
+        let mut succeeded = 0;
+        for writer in writers {
+            match writer.await.expect("joined") {
+                Ok(written) => {
+                    assert_eq!(written.len(), 2);
+                    succeeded += 1;
+                }
+                Err(StoreError::TooManyAttributes {
+                    count: 12,
+                    limit: LIMIT,
+                }) => {}
+                Err(error) => panic!("unexpected: {error:?}"),
+            }
+        }
+        assert_eq!(succeeded, 1, "{table}");
+        let query = format!("SELECT count(*) FROM {table} WHERE {id} = $1");
+        let owner_id = match owner {
+            Owner::Session(id) => id.0,
+            Owner::User(id) => id.0,
+        };
+        let count: i64 = sql(&url)
+            .await
+            .query_one(&query, &[&owner_id])
+            .await
+            .expect("query")
+            .get(0);
+        assert_eq!(count, LIMIT as i64, "{table}: never over the limit");
+    }
+}
+
+/// Opens `connections` pooled connections by running that many overlapping writes, so that
+/// racing writers afterwards start together instead of queueing for new connections.
+async fn warm_up(store: &Arc<PostgresStore>, dyn_store: &Arc<dyn Store>, connections: usize) {
+    let mut owners = Vec::new();
+    for _ in 0..connections {
+        owners.push(open(dyn_store, None, 0, NEVER).await.0.id);
+    }
+    let start = Arc::new(tokio::sync::Barrier::new(connections));
+    let writers: Vec<_> = owners
+        .into_iter()
+        .map(|id| {
+            let store = Arc::clone(store);
+            let start = Arc::clone(&start);
+            tokio::spawn(async move {
+                start.wait().await;
+                let items = (0..50)
+                    .map(|index| plain(&format!("w{index}"), "0", None))
+                    .collect();
+                store
+                    .set_attributes(Owner::Session(id), items, 1000, at(0))
+                    .await
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.expect("joined").expect("warm-up write");
+    }
+}
+
+#[tokio::test]
+async fn tokens_are_stored_only_as_their_sha256() {
+    let (store, url) = database().await;
+    let (new, ust) = new_session(None, 0, NEVER);
+    let id = new.session.id;
+    store
+        .open_session(
+            ssod::domain::OpenSession {
+                attributes: vec![plain("a", "1", None)],
+                ..plain_open(new)
+            },
+            at(0),
+        )
+        .await
+        .expect("opened");
+    let client = sql(&url).await;
+    let row = client
+        .query_one(
+            "SELECT token_hash, row_to_json(s)::text FROM sessions s WHERE id = $1",
+            &[&id.0],
+        )
+        .await
+        .expect("query");
+    let stored: Vec<u8> = row.get(0);
+    assert_eq!(stored, Sha256::digest(ust.as_bytes()).to_vec());
+    let as_text: String = row.get(1);
+    assert!(
+        !as_text.contains(&ust),
+        "the token itself is nowhere in the row"
+    );
+    // Nor anywhere else in the database's tables.
+    for table in ["sessions", "session_attributes", "users", "user_attributes"] {
+        let found: i64 = client
+            .query_one(
+                &format!(
+                    "SELECT count(*) FROM {table} t WHERE strpos(row_to_json(t)::text, $1) > 0"
+                ),
+                &[&ust],
+            )
+            .await
+            .expect("query")
+            .get(0);
+        assert_eq!(found, 0, "{table}");
+    }
+}
+
+#[tokio::test]
+async fn migrations_are_idempotent_and_checked() {
+    let url = crate::pg::fresh_database_url().await;
+    let store = PostgresStore::connect(&url, PgSettings::default()).expect("pool builds");
+    let error = store
+        .check_schema()
+        .await
+        .expect_err("an empty database is not ready");
+    assert!(error.to_string().contains("run `ssod migrate`"), "{error}");
+
+    assert_eq!(store.migrate().await.expect("migrated"), vec![1]);
+    assert_eq!(
+        store.migrate().await.expect("migrated again"),
+        Vec::<u32>::new()
+    );
+    store.check_schema().await.expect("current");
+
+    let client = sql(&url).await;
+    let applied: Vec<i32> = client
+        .query(
+            "SELECT version FROM ssod_schema_migrations ORDER BY version",
+            &[],
+        )
+        .await
+        .expect("query")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(applied, [1]);
+
+    client
+        .execute(
+            "INSERT INTO ssod_schema_migrations (version, name, applied_at) \
+             VALUES (999, 'from the future', now())",
+            &[],
+        )
+        .await
+        .expect("insert");
+    let error = store.check_schema().await.expect_err("a newer schema");
+    assert!(error.to_string().contains("999"), "{error}");
+    assert!(error.to_string().contains("upgrade ssod"), "{error}");
+
+    client
+        .execute("DELETE FROM ssod_schema_migrations", &[])
+        .await
+        .expect("delete");
+    let error = store.check_schema().await.expect_err("a missing migration");
+    assert!(error.to_string().contains("[1]"), "{error}");
+    assert!(error.to_string().contains("run `ssod migrate`"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_migrations_apply_each_once() {
+    let url = crate::pg::fresh_database_url().await;
+    let replicas: Vec<_> = (0..4)
+        .map(|_| {
+            let store = PostgresStore::connect(&url, PgSettings::default()).expect("pool builds");
+            tokio::spawn(async move { store.migrate().await })
+        })
+        .collect();
+    let mut applied = Vec::new();
+    for replica in replicas {
+        applied.extend(
+            replica
+                .await
+                .expect("joined")
+                .expect("every replica succeeds"),
+        );
+    }
+    assert_eq!(applied, [1], "exactly one replica applied migration 1");
+    let store = PostgresStore::connect(&url, PgSettings::default()).expect("pool builds");
+    store.check_schema().await.expect("current");
+}
+
+#[tokio::test]
+async fn data_survives_reconnecting() {
+    let (store, url) = database().await;
+    let dyn_store: Arc<dyn Store> = store.clone();
+    let user = create_user(&dyn_store, "durable").await;
+    let (session, hash) = open(&dyn_store, Some(user.id), 0, NEVER).await;
+    store
+        .set_attributes(
+            Owner::User(user.id),
+            vec![plain("kept", "\"yes\"", None)],
+            10,
+            at(0),
+        )
+        .await
+        .expect("set");
+    store.close();
+    drop(dyn_store);
+    drop(store);
+
+    let again = PostgresStore::connect(&url, PgSettings::default()).expect("pool builds");
+    again.check_schema().await.expect("still migrated");
+    let record = again
+        .user_by_username("DURABLE")
+        .await
+        .expect("read")
+        .expect("found");
+    assert_eq!(record.user, user);
+    let found = again
+        .session_by_token(&hash, at(1))
+        .await
+        .expect("read")
+        .expect("found");
+    assert_eq!(found.session, session);
+    let attributes = again
+        .get_attributes(Owner::User(user.id), None, at(1))
+        .await
+        .expect("read");
+    assert_eq!(attributes.len(), 1);
+    assert_eq!(attributes[0].value, StoredValue::Plain("\"yes\"".into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_registrations_of_one_name_admit_one() {
+    let (store, _) = database().await;
+    let attempts: Vec<_> = ["Zed", "zed", "ZED", "zEd", "Zed", "zeD"]
+        .into_iter()
+        .map(|spelling| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.create_user(user_record(spelling)).await })
+        })
+        .collect();
+    let mut created = 0;
+    for attempt in attempts {
+        match attempt.await.expect("joined") {
+            Ok(_) => created += 1,
+            Err(StoreError::UsernameTaken) => {}
+            Err(error) => panic!("unexpected: {error:?}"),
+        }
+    }
+    assert_eq!(created, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_sweeps_share_the_work() {
+    let (store, _) = database().await;
+    let dyn_store: Arc<dyn Store> = store.clone();
+    for _ in 0..40 {
+        let (session, _) = open(&dyn_store, None, 0, 10).await;
+        store
+            .set_attributes(
+                Owner::Session(session.id),
+                vec![plain("a", "1", None), plain("b", "1", Some(5))],
+                10,
+                at(0),
+            )
+            .await
+            .expect("set");
+    }
+    let sweepers: Vec<_> = (0..3)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.purge_expired(at(20), 3).await })
+        })
+        .collect();
+    let (mut sessions, mut attributes) = (0, 0);
+    for sweeper in sweepers {
+        let counts = sweeper.await.expect("joined").expect("swept");
+        sessions += counts.sessions;
+        attributes += counts.attributes;
+    }
+    assert_eq!(
+        (sessions, attributes),
+        (40, 80),
+        "every row counted exactly once"
+    );
+    assert_eq!(
+        store
+            .delete_sessions(SessionSelector::All, at(0))
+            .await
+            .expect("deleted"),
+        0
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_unavailable() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("free port")
+        .port();
+    let settings = PgSettings {
+        create_timeout: Duration::from_secs(2),
+        ..PgSettings::default()
+    };
+    let store = PostgresStore::connect(
+        &format!("postgres://ssod:secret-password@127.0.0.1:{port}/ssod"),
+        settings,
+    )
+    .expect("the pool builds without connecting");
+    let error = store.ping().await.expect_err("nothing listens there");
+    assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+    assert!(!error.to_string().contains("secret-password"), "{error}");
+    let error = store.migrate().await.expect_err("nothing listens there");
+    assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_pool_times_out_as_unavailable() {
+    let url = crate::pg::fresh_database_url().await;
+    let settings = PgSettings {
+        pool_size: 1,
+        wait_timeout: Duration::from_millis(200),
+        ..PgSettings::default()
+    };
+    let store = Arc::new(PostgresStore::connect(&url, settings).expect("pool builds"));
+    store.migrate().await.expect("migrated");
+    let dyn_store: Arc<dyn Store> = store.clone();
+    let (session, _) = open(&dyn_store, None, 0, NEVER).await;
+
+    // Another client holds the session row, so the store's only connection waits on it.
+    let mut blocker = sql(&url).await;
+    let transaction = blocker.transaction().await.expect("begin");
+    transaction
+        .execute(
+            "SELECT 1 FROM sessions WHERE id = $1 FOR UPDATE",
+            &[&session.id.0],
+        )
+        .await
+        .expect("lock");
+    let writer = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            store
+                .set_attributes(
+                    Owner::Session(session.id),
+                    vec![plain("a", "1", None)],
+                    10,
+                    at(1),
+                )
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let error = store.ping().await.expect_err("no free connection");
+    assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+
+    transaction.commit().await.expect("release");
+    let written = writer.await.expect("joined").expect("the writer proceeds");
+    assert_eq!(written.len(), 1);
+    store.ping().await.expect("the connection is free again");
+}
+
+#[tokio::test]
+async fn a_multi_host_url_finds_the_writable_server() {
+    let (store, url) = database().await;
+    let dyn_store: Arc<dyn Store> = store.clone();
+    let user = create_user(&dyn_store, "failover").await;
+    // The same database behind a dead first host: each new connection tries the hosts in
+    // order and keeps the first that accepts writes.
+    let config: tokio_postgres::Config = url.parse().expect("url parses");
+    let dead_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("free port")
+        .port();
+    let mut hosts = vec!["127.0.0.1".to_owned()];
+    let mut ports = vec![dead_port.to_string()];
+    for (host, port) in config.get_hosts().iter().zip(config.get_ports()) {
+        match host {
+            tokio_postgres::config::Host::Tcp(host) => hosts.push(host.clone()),
+            tokio_postgres::config::Host::Unix(path) => hosts.push(path.display().to_string()),
+        }
+        ports.push(port.to_string());
+    }
+    let mut multi_host = format!(
+        "host={} port={} dbname={} target_session_attrs=read-write",
+        hosts.join(","),
+        ports.join(","),
+        config.get_dbname().expect("a database"),
+    );
+    if let Some(user) = config.get_user() {
+        multi_host.push_str(&format!(" user={user}"));
+    }
+    if let Some(password) = config.get_password() {
+        let password = String::from_utf8_lossy(password)
+            .replace('\\', "\\\\")
+            .replace('\'', "\\'");
+        multi_host.push_str(&format!(" password='{password}'"));
+    }
+    let failover = PostgresStore::connect(&multi_host, PgSettings::default()).expect("pool builds");
+    failover
+        .check_schema()
+        .await
+        .expect("reaches the live host");
+    let found = failover
+        .user_by_id(user.id)
+        .await
+        .expect("read")
+        .expect("found");
+    assert_eq!(found.user, user);
+    failover
+        .set_attributes(Owner::User(user.id), vec![plain("w", "1", None)], 10, at(0))
+        .await
+        .expect("writes go through");
+}
