@@ -180,6 +180,9 @@ pub struct Config {
         global = true
     )]
     pub max_concurrent_hashes: usize,
+    /// How often the store is pinged: health turns NOT_SERVING while it does not answer.
+    #[arg(long, env = "SSOD_HEALTH_PROBE_INTERVAL", default_value = "2s", value_parser = duration, global = true)]
+    pub health_probe_interval: Duration,
     /// How long shutdown waits for in-flight calls.
     #[arg(long, env = "SSOD_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = duration, global = true)]
     pub shutdown_timeout: Duration,

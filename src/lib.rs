@@ -207,7 +207,7 @@ pub fn serve_options(config: &Config) -> Result<ServeOptions, AppError> {
         tls,
         sweep_interval: config.sweep_interval,
         shutdown_timeout: config.shutdown_timeout,
-        ..ServeOptions::default()
+        health_probe_interval: config.health_probe_interval,
     })
 }
 

@@ -17,6 +17,7 @@ use crate::{
         session_service_server::SessionServiceServer, user_service_server::UserServiceServer,
     },
     service::Sso,
+    store::Store,
 };
 
 /// How the server runs, apart from the service itself.
@@ -27,17 +28,6 @@ pub struct ServeOptions {
     pub shutdown_timeout: Duration,
     /// How often the store is pinged to drive the health status.
     pub health_probe_interval: Duration,
-}
-
-impl Default for ServeOptions {
-    fn default() -> Self {
-        Self {
-            tls: None,
-            sweep_interval: Duration::from_secs(60),
-            shutdown_timeout: Duration::from_secs(10),
-            health_probe_interval: Duration::from_secs(2),
-        }
-    }
 }
 
 /// The names health answers for: the server as a whole and each service.
@@ -171,6 +161,7 @@ async fn probe_loop(
             _ = tokio::time::sleep(every) => {}
             _ = stop.changed() => return,
         }
+        record_pool_status(sso.store().as_ref());
         let reachable = sso.store().ping().await.is_ok();
         if reachable != serving {
             serving = reachable;
@@ -183,4 +174,15 @@ async fn probe_loop(
             }
         }
     }
+}
+
+fn record_pool_status(store: &dyn Store) {
+    let Some(status) = store.pool_status() else {
+        return;
+    };
+    let in_use = status.size.saturating_sub(status.idle);
+    metrics::gauge!("ssod_db_pool_connections", "state" => "idle").set(status.idle as f64);
+    metrics::gauge!("ssod_db_pool_connections", "state" => "in_use").set(in_use as f64);
+    metrics::gauge!("ssod_db_pool_max_connections").set(status.max_size as f64);
+    metrics::gauge!("ssod_db_pool_waiting").set(status.waiting as f64);
 }

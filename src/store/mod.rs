@@ -34,12 +34,28 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Connection-pool figures, for the metrics endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolStatus {
+    pub max_size: usize,
+    /// Open connections, idle or in use.
+    pub size: usize,
+    pub idle: usize,
+    /// Calls waiting for a connection.
+    pub waiting: usize,
+}
+
 /// Sessions, users and attributes. `now` is always the caller's clock: rows whose expiry is at
 /// or before it are treated as absent by every read, count and limit, even before a sweep.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Answers while the store is reachable; drives the health status.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// Connection-pool figures; `None` for a store without a pool.
+    fn pool_status(&self) -> Option<PoolStatus> {
+        None
+    }
 
     // Users.
     /// Inserts a user; usernames are unique case-insensitively.

@@ -84,6 +84,7 @@ impl TestServer {
             // The background sweeper must not race the tests' own sweeps.
             sweep_interval: Duration::from_secs(3600),
             shutdown_timeout: Duration::from_secs(5),
+            health_probe_interval: Duration::from_millis(100),
             ..ssod::serve_options(&config).expect("serve options")
         };
         let task = tokio::spawn(ssod::server::serve(

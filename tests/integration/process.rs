@@ -15,7 +15,10 @@ use ssod::proto::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::{Request, transport::Channel};
 
-use crate::harness::{authed, base64_key, json_value};
+use crate::{
+    both,
+    harness::{Backend, authed, base64_key, json_value},
+};
 
 fn free_address() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -24,6 +27,8 @@ fn free_address() -> SocketAddr {
 
 struct Process {
     child: Child,
+    /// Drains stderr as it comes: a full pipe would block the server's logging.
+    stderr: Option<std::thread::JoinHandle<String>>,
 }
 
 impl Process {
@@ -37,8 +42,16 @@ impl Process {
         for (key, value) in envs {
             command.env(key, value);
         }
+        let mut child = command.spawn().expect("ssod starts");
+        let mut pipe = child.stderr.take().expect("stderr pipe");
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        });
         Self {
-            child: command.spawn().expect("ssod starts"),
+            child,
+            stderr: Some(stderr),
         }
     }
 
@@ -58,11 +71,11 @@ impl Process {
             assert!(Instant::now() < deadline, "ssod did not exit on SIGTERM");
             std::thread::sleep(Duration::from_millis(50));
         };
-        let mut stderr = String::new();
-        if let Some(mut pipe) = self.child.stderr.take() {
-            pipe.read_to_string(&mut stderr).expect("stderr");
-        }
-        (status.success(), stderr)
+        let stderr = self
+            .stderr
+            .take()
+            .map(|reader| reader.join().expect("stderr reader"));
+        (status.success(), stderr.unwrap_or_default())
     }
 }
 
@@ -100,14 +113,13 @@ async fn scrape(address: SocketAddr) -> String {
     body
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn debug_logs_carry_cids_and_no_secrets_and_metrics_are_scraped() {
+async fn debug_logs_carry_cids_and_no_secrets_and_metrics_are_scraped(backend: Backend) {
     let grpc = free_address();
     let metrics = free_address();
     let admin_password = "admin-secret-password-9";
     let user_password = "user-secret-password-7";
     let plaintext = "plaintext-only-the-client-may-see";
-    let server = Process::start(&[
+    let mut envs = vec![
         ("SSOD_LISTEN", grpc.to_string()),
         ("SSOD_METRICS_LISTEN", metrics.to_string()),
         ("SSOD_LOG", "debug".into()),
@@ -116,7 +128,12 @@ async fn debug_logs_carry_cids_and_no_secrets_and_metrics_are_scraped() {
         ("SSOD_SUPER_USER_PASSWORD", admin_password.into()),
         ("SSOD_ENCRYPTION_KEYS", format!("k1:{}", base64_key(3))),
         ("SSOD_PERSISTENT_ON_LOGIN", "cart".into()),
-    ]);
+        ("SSOD_HEALTH_PROBE_INTERVAL", "100ms".into()),
+    ];
+    if backend == Backend::Postgres {
+        envs.push(("SSOD_DATABASE_URL", crate::pg::fresh_database_url().await));
+    }
+    let server = Process::start(&envs);
     let channel = connect(grpc).await;
     let mut users = UserServiceClient::new(channel.clone());
     let mut sessions = SessionServiceClient::new(channel.clone());
@@ -226,6 +243,14 @@ async fn debug_logs_carry_cids_and_no_secrets_and_metrics_are_scraped() {
         .expect("logout");
 
     let scraped = scrape(metrics).await;
+    if backend == Backend::Postgres {
+        for gauge in [
+            "ssod_db_pool_connections{state=\"idle\"}",
+            "ssod_db_pool_max_connections 16",
+        ] {
+            assert!(scraped.contains(gauge), "metrics lack {gauge}:\n{scraped}");
+        }
+    }
     for expected in [
         "ssod_requests_total{method=\"/sso.v1.UserService/Login\",code=\"0\"}",
         "ssod_requests_total{method=\"/sso.v1.UserService/Login\",code=\"16\"}",
@@ -257,6 +282,10 @@ async fn debug_logs_carry_cids_and_no_secrets_and_metrics_are_scraped() {
         );
     }
     assert!(!logs.contains("ssod_ust_"), "a UST reached the logs");
+    assert!(
+        !logs.contains("$argon2id$"),
+        "a password hash reached the logs"
+    );
     let lines: Vec<serde_json::Value> = logs
         .lines()
         .filter(|line| line.starts_with('{'))
@@ -296,3 +325,5 @@ async fn debug_logs_carry_cids_and_no_secrets_and_metrics_are_scraped() {
         "graceful stop logged"
     );
 }
+
+both!(debug_logs_carry_cids_and_no_secrets_and_metrics_are_scraped);

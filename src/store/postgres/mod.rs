@@ -53,7 +53,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, R
 use tokio_postgres::NoTls;
 use uuid::Uuid;
 
-use super::{Store, StoreError, StoreResult};
+use super::{PoolStatus, Store, StoreError, StoreResult};
 use crate::domain::{
     EndSessions, NewAttribute, OpenSession, Owner, PurgeCounts, Session, SessionId,
     SessionSelector, SessionWithUser, StoredAttribute, TokenHash, User, UserId, UserPage,
@@ -149,6 +149,16 @@ impl Store for PostgresStore {
         let statement = client.prepare_cached(sql::PING).await.map_err(from_pg)?;
         client.query_one(&statement, &[]).await.map_err(from_pg)?;
         Ok(())
+    }
+
+    fn pool_status(&self) -> Option<PoolStatus> {
+        let status = self.pool.status();
+        Some(PoolStatus {
+            max_size: status.max_size,
+            size: status.size,
+            idle: status.available,
+            waiting: status.waiting,
+        })
     }
 
     async fn create_user(&self, record: UserRecord) -> StoreResult<User> {
