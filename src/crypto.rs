@@ -191,10 +191,6 @@ impl KeyRing {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-
     /// Encrypts with the first key and a fresh random nonce; returns the key id and
     /// nonce ‖ ciphertext.
     pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<(String, Vec<u8>), CryptoError> {
@@ -324,6 +320,9 @@ mod tests {
         assert!(KeyRing::parse("k:notbase64!").is_err());
         assert!(KeyRing::parse(&format!("k:{}", STANDARD.encode([0u8; 16]))).is_err());
         assert!(KeyRing::parse(&format!("k:{},k:{}", key(1), key(2))).is_err());
-        assert!(KeyRing::parse("").unwrap().is_empty());
+        assert!(matches!(
+            KeyRing::parse("").unwrap().seal(b"v", b""),
+            Err(CryptoError::NoKeys)
+        ));
     }
 }

@@ -133,6 +133,8 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, AppError> {
         SchemaMode::Migrate => {
             let applied = store.migrate().await?;
             tracing::info!(applied = ?applied, "schema migrated");
+            // Refuses a schema that a newer ssod has moved past.
+            store.check_schema().await?;
         }
         SchemaMode::Check => store.check_schema().await?,
     }

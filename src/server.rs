@@ -61,7 +61,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AppError> {
     let (reporter, health_service) = tonic_health::server::health_reporter();
-    set_health(&reporter, ServingStatus::Serving).await;
+    // Serving only once the store has answered.
+    let reachable = sso.store().ping().await.is_ok();
+    set_health(&reporter, serving_status(reachable)).await;
     let reflection_v1 = reflection()
         .build_v1()
         .map_err(|error| AppError::Startup(error.to_string()))?;
@@ -69,17 +71,19 @@ pub async fn serve(
         .build_v1alpha()
         .map_err(|error| AppError::Startup(error.to_string()))?;
 
-    let (stop_tasks, tasks_stopped) = watch::channel(false);
+    let (stop_sweeper, sweeper_stopped) = watch::channel(false);
     let sweeper = tokio::spawn(sweep_loop(
         Arc::clone(&sso),
         options.sweep_interval,
-        tasks_stopped.clone(),
+        sweeper_stopped,
     ));
+    let (stop_prober, prober_stopped) = watch::channel(false);
     let prober = tokio::spawn(probe_loop(
         Arc::clone(&sso),
         reporter.clone(),
         options.health_probe_interval,
-        tasks_stopped,
+        reachable,
+        prober_stopped,
     ));
 
     let mut builder = Server::builder().tcp_nodelay(true);
@@ -100,7 +104,9 @@ pub async fn serve(
         .add_service(SessionServiceServer::new(SessionApi {
             sso: Arc::clone(&sso),
         }))
-        .add_service(AttributeServiceServer::new(AttributeApi { sso }));
+        .add_service(AttributeServiceServer::new(AttributeApi {
+            sso: Arc::clone(&sso),
+        }));
 
     let address = listener.local_addr().ok();
     tracing::info!(address = ?address, tls = options.tls.is_some(), "serving");
@@ -114,22 +120,36 @@ pub async fn serve(
 
     shutdown.await;
     tracing::info!("shutting down");
+    // Order: the prober stops first so nothing turns health back on; then the API drains;
+    // then the sweeper; then the store.
+    let _ = stop_prober.send(true);
+    let _ = prober.await;
     set_health(&reporter, ServingStatus::NotServing).await;
     let _ = stop_accepting.send(());
-    let drained = tokio::time::timeout(options.shutdown_timeout, server).await;
-    let _ = stop_tasks.send(true);
-    let _ = tokio::join!(sweeper, prober);
+    let mut server = server;
+    let drained = tokio::time::timeout(options.shutdown_timeout, &mut server).await;
+    if drained.is_err() {
+        tracing::warn!(timeout = ?options.shutdown_timeout, "drain deadline passed; aborting calls");
+        server.abort();
+    }
+    let _ = stop_sweeper.send(true);
+    let _ = sweeper.await;
+    sso.store().close();
     match drained {
-        Ok(Ok(Ok(()))) => {
+        Ok(Ok(Ok(()))) | Err(_) => {
             tracing::info!("stopped");
             Ok(())
         }
         Ok(Ok(Err(error))) => Err(AppError::Startup(error.to_string())),
         Ok(Err(error)) => Err(AppError::Startup(error.to_string())),
-        Err(_) => {
-            tracing::warn!(timeout = ?options.shutdown_timeout, "drain deadline passed; stopping");
-            Ok(())
-        }
+    }
+}
+
+fn serving_status(reachable: bool) -> ServingStatus {
+    if reachable {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
     }
 }
 
@@ -153,9 +173,9 @@ async fn probe_loop(
     sso: Arc<Sso>,
     reporter: HealthReporter,
     every: Duration,
+    mut serving: bool,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut serving = true;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
@@ -166,12 +186,11 @@ async fn probe_loop(
         if reachable != serving {
             serving = reachable;
             if reachable {
-                tracing::info!("store reachable again; serving");
-                set_health(&reporter, ServingStatus::Serving).await;
+                tracing::info!("store reachable; serving");
             } else {
                 tracing::warn!("store unreachable; not serving");
-                set_health(&reporter, ServingStatus::NotServing).await;
             }
+            set_health(&reporter, serving_status(reachable)).await;
         }
     }
 }

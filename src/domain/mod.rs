@@ -87,6 +87,23 @@ impl User {
     pub fn password_expired(&self, now: SystemTime) -> bool {
         self.password_expiry.is_some_and(|expiry| expiry <= now)
     }
+
+    /// Whether this user's sessions still authenticate.
+    pub fn may_authenticate(&self, now: SystemTime) -> bool {
+        !self.is_locked
+            && self.approval_status == ApprovalStatus::Approved
+            && !self.password_expired(now)
+    }
+}
+
+impl UserPatch {
+    /// Locking or un-approving a user ends all of its sessions in the same transaction.
+    pub fn ends_sessions(&self) -> bool {
+        self.is_locked == Some(true)
+            || self
+                .approval_status
+                .is_some_and(|status| status != ApprovalStatus::Approved)
+    }
 }
 
 /// The fields a user may change about itself.
@@ -100,7 +117,7 @@ pub struct Profile {
 }
 
 /// A user together with its password hash, as the store keeps it; never leaves the service.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct UserRecord {
     pub user: User,
     /// Argon2id PHC string.
@@ -108,7 +125,7 @@ pub struct UserRecord {
 }
 
 /// A change to a user: `None` leaves a field as it is.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct UserPatch {
     pub email: Option<String>,
     pub display_name: Option<String>,
@@ -121,6 +138,46 @@ pub struct UserPatch {
     pub password_hash: Option<String>,
     pub password_must_change: Option<bool>,
     pub password_expiry: Option<Option<SystemTime>>,
+}
+
+/// Password hashes never reach a log line, even through `{:?}`.
+impl std::fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("user", &self.user)
+            .field("password_hash", &"[redacted]")
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for UserPatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserPatch")
+            .field(
+                "profile_changes",
+                &(self.email.is_some() || self.display_name.is_some()),
+            )
+            .field("is_super_user", &self.is_super_user)
+            .field("is_locked", &self.is_locked)
+            .field("approval_status", &self.approval_status)
+            .field(
+                "password_hash",
+                &self.password_hash.as_ref().map(|_| "[redacted]"),
+            )
+            .field("password_must_change", &self.password_must_change)
+            .field("password_expiry", &self.password_expiry)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for PasswordChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordChange")
+            .field("password_hash", &"[redacted]")
+            .field("password_must_change", &self.password_must_change)
+            .field("password_expiry", &self.password_expiry)
+            .finish()
+    }
 }
 
 /// Which of a user's sessions a user update ends, in the same transaction.
@@ -163,8 +220,14 @@ pub struct Session {
 }
 
 /// The SHA-256 of a UST: the only form in which a store ever sees a token.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TokenHash(pub [u8; 32]);
+
+impl std::fmt::Debug for TokenHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenHash([redacted])")
+    }
+}
 
 /// A session to insert, with the hash of its token.
 #[derive(Clone, Debug)]
@@ -189,7 +252,7 @@ pub struct LoginRecord {
     pub new_password: Option<PasswordChange>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct PasswordChange {
     pub password_hash: String,
     pub password_must_change: bool,

@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status};
 use super::{caller, convert};
 use crate::{
     proto::{self, attribute_service_server::AttributeService},
-    service::{AttributeWrite, ServiceError, Sso},
+    service::{AttributeWrite, ServiceError, Sso, WriteDefaults},
 };
 
 pub struct AttributeApi {
@@ -29,11 +29,11 @@ impl AttributeService for AttributeApi {
             name: message.name,
             value: convert::required_json("value", message.value)?,
             expiration: convert::duration("expiration", message.expiration)?,
-            encrypt: message.encrypt,
+            encrypt: Some(message.encrypt),
         };
         let attribute = self
             .sso
-            .set_attributes(&caller, owner, vec![write])
+            .set_attributes(&caller, owner, vec![write], WriteDefaults::default())
             .await?
             .pop()
             .ok_or_else(|| ServiceError::Internal("upsert returned no row".into()))?;
@@ -49,7 +49,10 @@ impl AttributeService for AttributeApi {
         let caller = caller(&request)?;
         let message = request.into_inner();
         let owner = convert::owner(message.scope, &message.owner_id)?;
-        let default_expiration = convert::duration("expiration", message.expiration)?;
+        let defaults = WriteDefaults {
+            expiration: convert::duration("expiration", message.expiration)?,
+            encrypt: message.encrypt,
+        };
         let writes = message
             .attributes
             .into_iter()
@@ -59,13 +62,15 @@ impl AttributeService for AttributeApi {
                 Ok(AttributeWrite {
                     name: item.name,
                     value: convert::required_json(&format!("{field}.value"), item.value)?,
-                    expiration: convert::duration(&format!("{field}.expiration"), item.expiration)?
-                        .or(default_expiration),
-                    encrypt: item.encrypt.unwrap_or(message.encrypt),
+                    expiration: convert::duration(&format!("{field}.expiration"), item.expiration)?,
+                    encrypt: item.encrypt,
                 })
             })
             .collect::<Result<Vec<_>, ServiceError>>()?;
-        let attributes = self.sso.set_attributes(&caller, owner, writes).await?;
+        let attributes = self
+            .sso
+            .set_attributes(&caller, owner, writes, defaults)
+            .await?;
         Ok(Response::new(proto::SetAttributesResponse {
             attributes: attributes.into_iter().map(Into::into).collect(),
         }))
@@ -178,7 +183,7 @@ impl AttributeService for AttributeApi {
             .delete_attributes(&caller, owner, &message.names)
             .await?;
         Ok(Response::new(proto::DeleteAttributesResponse {
-            deleted_count: i64::try_from(deleted).unwrap_or(i64::MAX),
+            deleted_count: convert::count(deleted),
         }))
     }
 

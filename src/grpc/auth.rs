@@ -123,8 +123,91 @@ fn gate(authentication: &Authentication) -> Result<(), ServiceError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use super::*;
+    use crate::{
+        clock::SystemClock,
+        config::Config,
+        crypto::{KeyRing, PasswordHasherPool},
+        store::memory::MemoryStore,
+    };
+
+    /// The layer over an inner service that only counts the calls that reach it.
+    #[allow(clippy::type_complexity)]
+    fn gated() -> (
+        AuthService<
+            impl Service<
+                Request<Body>,
+                Response = Response<Body>,
+                Error = std::convert::Infallible,
+                Future: Send,
+            > + Clone
+            + Send
+            + 'static,
+        >,
+        Arc<AtomicUsize>,
+    ) {
+        let sso = Arc::new(Sso::new(
+            Arc::new(MemoryStore::new()),
+            Arc::new(SystemClock),
+            KeyRing::default(),
+            PasswordHasherPool::new(1).unwrap(),
+            Config::defaults().policy(),
+        ));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&calls);
+        let inner = tower::service_fn(move |_request: Request<Body>| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async { Ok(Response::new(Body::empty())) }
+        });
+        (AuthLayer::new(sso).layer(inner), calls)
+    }
+
+    async fn call<S>(service: &mut S, path: &str, authorization: Option<&str>) -> Option<Status>
+    where
+        S: Service<Request<Body>, Response = Response<Body>>,
+        S::Error: std::fmt::Debug,
+    {
+        let mut request = Request::builder().uri(path);
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        let response = service
+            .call(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        Status::from_header_map(response.headers())
+    }
+
+    #[tokio::test]
+    async fn the_gate_refuses_before_the_inner_service_runs() {
+        let (mut service, calls) = gated();
+        for method in SUPER_USER_METHODS {
+            let refused = call(&mut service, method, None).await.expect("refused");
+            assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{method}");
+            let refused = call(&mut service, method, Some("Bearer ssod_ust_unknown"))
+                .await
+                .expect("refused");
+            assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{method}");
+        }
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            0,
+            "no refused call reached a handler"
+        );
+        // Methods outside the table, health and reflection go through; their handlers decide.
+        for path in [
+            "/sso.v1.UserService/Logout",
+            "/grpc.health.v1.Health/Check",
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        ] {
+            assert!(call(&mut service, path, None).await.is_none(), "{path}");
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
 
     #[test]
     fn bearer_tokens_are_parsed_strictly() {

@@ -16,9 +16,24 @@ pub fn timestamp(time: SystemTime) -> Timestamp {
     Timestamp::from(time)
 }
 
+/// 9999-12-31T23:59:59Z: the last second every store and client library represents.
+const MAX_TIMESTAMP_SECONDS: i64 = 253_402_300_799;
+
+/// A timestamp from 1970 to 9999.
 pub fn system_time(field: &str, timestamp: Timestamp) -> ServiceResult<SystemTime> {
+    if !(0..=MAX_TIMESTAMP_SECONDS).contains(&timestamp.seconds) {
+        return Err(ServiceError::invalid(
+            field,
+            "must lie between 1970 and 9999",
+        ));
+    }
     SystemTime::try_from(timestamp)
         .map_err(|_| ServiceError::invalid(field, "is not a valid timestamp"))
+}
+
+/// A count for the wire.
+pub fn count(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 /// An optional positive duration.

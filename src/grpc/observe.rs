@@ -3,9 +3,14 @@
 //! per method and status code, and logs every non-OK status once.
 
 use std::{
+    collections::HashSet,
+    sync::LazyLock,
     task::{Context, Poll},
     time::Instant,
 };
+
+use prost::Message;
+use prost_types::FileDescriptorSet;
 
 use futures::future::BoxFuture;
 use http::{HeaderValue, Request, Response};
@@ -15,6 +20,38 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Every method this server answers, as a metrics label; anything else is `unknown`, so
+/// callers cannot grow the number of series.
+static KNOWN_METHODS: LazyLock<HashSet<String>> = LazyLock::new(|| {
+    let mut methods: HashSet<String> = [
+        "/grpc.health.v1.Health/Check",
+        "/grpc.health.v1.Health/Watch",
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    if let Ok(set) = FileDescriptorSet::decode(crate::proto::FILE_DESCRIPTOR_SET) {
+        for file in set.file.iter().filter(|file| file.package() == "sso.v1") {
+            for service in &file.service {
+                for method in &service.method {
+                    methods.insert(format!("/sso.v1.{}/{}", service.name(), method.name()));
+                }
+            }
+        }
+    }
+    methods
+});
+
+fn method_label(path: &str) -> String {
+    if KNOWN_METHODS.contains(path) {
+        path.to_owned()
+    } else {
+        "unknown".to_owned()
+    }
+}
 const MAX_REQUEST_ID_LEN: usize = 128;
 
 #[derive(Clone, Copy, Default)]
@@ -73,11 +110,12 @@ where
         let mut inner = super::take_ready(&mut self.inner);
         let cid = request_id(request.headers());
         request.headers_mut().insert(REQUEST_ID_HEADER, cid.clone());
-        let method = request.uri().path().to_owned();
+        let path = request.uri().path().to_owned();
+        let method = method_label(&path);
         let span = tracing::info_span!(
             "rpc",
             cid = cid.to_str().unwrap_or_default(),
-            method = %method
+            method = %path
         );
         Box::pin(
             async move {
@@ -92,12 +130,17 @@ where
                     .record(elapsed.as_secs_f64());
                 match status.filter(|status| status.code() != tonic::Code::Ok) {
                     None => tracing::debug!(elapsed_ms = elapsed.as_millis() as u64, "ok"),
-                    Some(status) => tracing::info!(
-                        code = ?status.code(),
-                        message = status.message(),
-                        elapsed_ms = elapsed.as_millis() as u64,
-                        "failed"
-                    ),
+                    Some(status) => {
+                        tracing::info!(
+                            code = ?status.code(),
+                            message = status.message(),
+                            elapsed_ms = elapsed.as_millis() as u64,
+                            "failed"
+                        );
+                        if status.details().is_empty() {
+                            response = super::status::with_error_info(status).into_http();
+                        }
+                    }
                 }
                 response.headers_mut().insert(REQUEST_ID_HEADER, cid);
                 Ok(response)

@@ -17,10 +17,6 @@ pub struct SessionApi {
 
 type Reply<T> = Result<Response<T>, Status>;
 
-fn count(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
 #[tonic::async_trait]
 impl SessionService for SessionApi {
     async fn create_session(
@@ -127,7 +123,7 @@ impl SessionService for SessionApi {
         };
         let deleted = self.sso.delete_sessions(&caller, selector).await?;
         Ok(Response::new(proto::DeleteUserSessionsResponse {
-            deleted_count: count(deleted),
+            deleted_count: convert::count(deleted),
         }))
     }
 
@@ -138,8 +134,8 @@ impl SessionService for SessionApi {
         let caller = caller(&request)?;
         let counts = self.sso.purge_expired(&caller).await?;
         Ok(Response::new(proto::PurgeExpiredResponse {
-            sessions_deleted: count(counts.sessions),
-            attributes_deleted: count(counts.attributes),
+            sessions_deleted: convert::count(counts.sessions),
+            attributes_deleted: convert::count(counts.attributes),
         }))
     }
 }

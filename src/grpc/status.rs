@@ -75,3 +75,20 @@ fn message(error: &ServiceError) -> String {
         other => other.to_string(),
     }
 }
+
+/// Errors that tonic itself raises (unknown method, undecodable message, oversized message)
+/// carry no details; this gives them the contract's `ErrorInfo`, keeping their code.
+pub fn with_error_info(status: Status) -> Status {
+    if !status.details().is_empty() || status.code() == Code::Ok {
+        return status;
+    }
+    let reason = match status.code() {
+        Code::InvalidArgument
+        | Code::Unimplemented
+        | Code::OutOfRange
+        | Code::ResourceExhausted => "INVALID_ARGUMENT",
+        _ => "INTERNAL",
+    };
+    let details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, HashMap::new());
+    Status::with_error_details(status.code(), status.message(), details)
+}

@@ -79,7 +79,7 @@ impl UserService for UserApi {
                 last_name: message.last_name,
             },
             is_super_user: message.is_super_user,
-            is_approved: message.is_approved.unwrap_or(true),
+            is_approved: message.is_approved,
             password_must_change: message.password_must_change,
         };
         let (user, generated_password) = self.sso.create_user(&caller, new).await?;

@@ -23,12 +23,19 @@ pub struct OwnerRef {
     pub id: Option<Uuid>,
 }
 
-/// One attribute to write, with its own expiration and encryption already resolved.
+/// One attribute to write; its own expiration and encryption, when given, override the
+/// write's defaults.
 #[derive(Clone, Debug)]
 pub struct AttributeWrite {
     pub name: String,
     pub value: serde_json::Value,
-    /// `None`: never expires.
+    pub expiration: Option<Duration>,
+    pub encrypt: Option<bool>,
+}
+
+/// The defaults of one write: `expiration` `None` is never.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WriteDefaults {
     pub expiration: Option<Duration>,
     pub encrypt: bool,
 }
@@ -40,6 +47,7 @@ impl Sso {
         caller: &Caller,
         owner: OwnerRef,
         items: Vec<AttributeWrite>,
+        defaults: WriteDefaults,
     ) -> ServiceResult<Vec<Attribute>> {
         let limits = &self.policy.limits;
         if items.is_empty() {
@@ -68,7 +76,7 @@ impl Sso {
         let owner = self.resolve_owner(caller, owner, now).await?;
         let writes = items
             .into_iter()
-            .map(|item| self.seal(owner, item, now))
+            .map(|item| self.seal(owner, item, defaults, now))
             .collect::<ServiceResult<Vec<_>>>()?;
         let stored = self
             .store
@@ -223,6 +231,7 @@ impl Sso {
         &self,
         owner: Owner,
         item: AttributeWrite,
+        defaults: WriteDefaults,
         now: SystemTime,
     ) -> ServiceResult<NewAttribute> {
         let json = serde_json::to_string(&item.value)
@@ -234,7 +243,7 @@ impl Sso {
                 format!("a value's JSON encoding is at most {max} bytes"),
             ));
         }
-        let value = if item.encrypt {
+        let value = if item.encrypt.unwrap_or(defaults.encrypt) {
             let (key_id, ciphertext) = self
                 .keys
                 .seal(json.as_bytes(), &owner.associated_data(&item.name))?;
@@ -243,7 +252,7 @@ impl Sso {
             StoredValue::Plain(json)
         };
         Ok(NewAttribute {
-            expires_at: expiry_after(now, item.expiration, "expiration")?,
+            expires_at: expiry_after(now, item.expiration.or(defaults.expiration), "expiration")?,
             name: item.name,
             value,
         })
@@ -301,7 +310,11 @@ impl Sso {
     }
 }
 
-/// `now + ttl`; a zero ttl is refused (absent means never).
+/// The longest expiration accepted: far beyond any real use, and far inside what every store
+/// and timestamp type can represent.
+const MAX_EXPIRATION: Duration = Duration::from_secs(100 * 366 * 24 * 60 * 60);
+
+/// `now + ttl`; a zero ttl or one over a century is refused (absent means never).
 fn expiry_after(
     now: SystemTime,
     ttl: Option<Duration>,
@@ -310,9 +323,9 @@ fn expiry_after(
     match ttl {
         None => Ok(None),
         Some(ttl) if ttl.is_zero() => Err(ServiceError::invalid(field, "must be positive")),
-        Some(ttl) => now
-            .checked_add(ttl)
-            .map(Some)
-            .ok_or_else(|| ServiceError::invalid(field, "is too large")),
+        Some(ttl) if ttl > MAX_EXPIRATION => {
+            Err(ServiceError::invalid(field, "must be at most 100 years"))
+        }
+        Some(ttl) => Ok(Some(now + ttl)),
     }
 }

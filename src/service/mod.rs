@@ -17,7 +17,7 @@ mod error;
 mod sessions;
 mod users;
 
-pub use attributes::{AttributeWrite, OwnerRef, Scope};
+pub use attributes::{AttributeWrite, OwnerRef, Scope, WriteDefaults};
 pub use error::{FieldViolation, ServiceError, ServiceResult};
 pub use sessions::SessionsPage;
 pub use users::{
@@ -44,25 +44,6 @@ pub struct Policy {
     pub password_expiry_warning: Duration,
     /// Rows deleted per statement by the expiry sweep.
     pub sweep_batch: usize,
-}
-
-impl Default for Policy {
-    fn default() -> Self {
-        Self {
-            sessions: SessionPolicy {
-                idle_timeout: Duration::from_secs(60 * 60),
-                max_lifetime: Duration::from_secs(12 * 60 * 60),
-            },
-            limits: Limits::default(),
-            persistent_on_login: Vec::new(),
-            persistent_on_logout: Vec::new(),
-            allowed_apps: Vec::new(),
-            reveal_login_failures: false,
-            password_max_age: None,
-            password_expiry_warning: Duration::from_secs(7 * 24 * 60 * 60),
-            sweep_batch: 1000,
-        }
-    }
 }
 
 /// Who is calling: the session its UST names, and that session's user (none for a guest).
@@ -186,10 +167,6 @@ impl Sso {
         &self.store
     }
 
-    pub fn policy(&self) -> &Policy {
-        &self.policy
-    }
-
     /// Resolves a UST to its caller: the hot path, one store look-up. A session whose user
     /// is locked or whose password has expired does not authenticate.
     pub async fn authenticate(&self, ust: &str) -> ServiceResult<Caller> {
@@ -241,10 +218,11 @@ impl Sso {
     }
 }
 
-/// A stored session counts only while its user may use it.
+/// A stored session counts only while its user may use it: not locked, approved, and with a
+/// password that has not expired.
 fn usable(found: SessionWithUser, now: std::time::SystemTime) -> Option<Caller> {
     match &found.user {
-        Some(user) if user.is_locked || user.password_expired(now) => None,
+        Some(user) if !user.may_authenticate(now) => None,
         _ => Some(Caller {
             session: found.session,
             user: found.user,

@@ -17,8 +17,7 @@ use crate::{
     },
 };
 
-/// A login attempt.
-#[derive(Debug)]
+/// A login attempt. No `Debug`: it holds passwords.
 pub struct LoginRequest {
     pub username: String,
     pub password: Zeroizing<String>,
@@ -28,7 +27,7 @@ pub struct LoginRequest {
     pub rotate: Authentication,
 }
 
-#[derive(Debug)]
+/// No `Debug`: it holds the UST.
 pub struct LoginOutcome {
     pub ust: String,
     pub session: Session,
@@ -36,13 +35,14 @@ pub struct LoginOutcome {
     pub password_expiry_warning: bool,
 }
 
-#[derive(Debug)]
+/// No `Debug`: it may hold a password.
 pub struct NewUser {
     pub username: String,
     pub password: Option<Zeroizing<String>>,
     pub profile: Profile,
     pub is_super_user: bool,
-    pub is_approved: bool,
+    /// Absent: approved.
+    pub is_approved: Option<bool>,
     pub password_must_change: bool,
 }
 
@@ -88,7 +88,7 @@ pub struct UserUpdate {
     pub fields: Vec<UserField>,
 }
 
-#[derive(Debug)]
+/// No `Debug`: it holds passwords.
 pub struct ChangePassword {
     /// `None`: the caller's own user.
     pub user_id: Option<UserId>,
@@ -123,7 +123,10 @@ impl Sso {
     async fn try_login(&self, request: LoginRequest) -> ServiceResult<LoginOutcome> {
         self.check_client(&request.client)?;
         let limits = &self.policy.limits;
-        if request.password.chars().count() > limits.max_password_chars {
+        // Bounded before any work: no such user or password can exist.
+        if request.password.chars().count() > limits.max_password_chars
+            || request.username.chars().count() > limits.max_username_chars
+        {
             return Err(ServiceError::InvalidCredentials);
         }
         let now = self.clock.now();
@@ -164,9 +167,17 @@ impl Sso {
         let login = LoginRecord {
             new_password: new_password.clone(),
         };
-        let (ust, session) = self
-            .open_session(session, attributes, guest, Some(login), now)
-            .await?;
+        let opened = self
+            .open_session(session.clone(), attributes, guest, Some(login.clone()), now)
+            .await;
+        let (ust, session) = match opened {
+            // The guest session ended meanwhile: there is nothing to rotate.
+            Err(ServiceError::SessionNotFound) if guest.is_some() => {
+                self.open_session(session, Vec::new(), None, Some(login), now)
+                    .await?
+            }
+            other => other?,
+        };
         user.last_login_at = Some(now);
         if let Some(change) = new_password {
             user.password_must_change = change.password_must_change;
@@ -216,10 +227,16 @@ impl Sso {
     }
 
     /// Ends the caller's session. Where persistent-on-logout attributes are configured and the
-    /// session had any, a new guest session carries them and its UST is returned.
+    /// session had any, a new guest session carries them and its UST is returned. Answers OK
+    /// for a missing, unknown or expired UST, but not when the store cannot be asked: the
+    /// client must not believe a session ended that did not.
     pub async fn logout(&self, authentication: &Authentication) -> ServiceResult<Option<String>> {
-        let Authentication::Valid(caller) = authentication else {
-            return Ok(None);
+        let caller = match authentication {
+            Authentication::Valid(caller) => caller,
+            Authentication::Unavailable(cause) => {
+                return Err(ServiceError::StoreUnavailable(cause.clone()));
+            }
+            Authentication::Missing | Authentication::Invalid => return Ok(None),
         };
         let now = self.clock.now();
         let old = &caller.session;
@@ -229,17 +246,33 @@ impl Sso {
             user_agent: old.user_agent.clone(),
         };
         let guest = self.new_session(None, client, now);
-        let attributes = self
+        let carried = self
             .carry_attributes(old.id, guest.id, &self.policy.persistent_on_logout, now)
-            .await?;
+            .await;
+        let attributes = match carried {
+            Ok(attributes) => attributes,
+            // Ending the session matters more than keeping its attributes.
+            Err(ServiceError::StoreUnavailable(cause)) => {
+                return Err(ServiceError::StoreUnavailable(cause));
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "persistent attributes not carried at logout");
+                Vec::new()
+            }
+        };
         if attributes.is_empty() {
             self.store.delete_session(old.id, now).await?;
             return Ok(None);
         }
-        let (ust, _) = self
+        match self
             .open_session(guest, attributes, Some(old.id), None, now)
-            .await?;
-        Ok(Some(ust))
+            .await
+        {
+            Ok((ust, _)) => Ok(Some(ust)),
+            // Ended meanwhile (expired or deleted): logging out is done.
+            Err(ServiceError::SessionNotFound) => Ok(None),
+            Err(error) => Err(error),
+        }
     }
 
     pub async fn create_user(
@@ -266,7 +299,7 @@ impl Sso {
             password,
             profile: Profile::default(),
             is_super_user: true,
-            is_approved: true,
+            is_approved: None,
             password_must_change: false,
         };
         match self.insert_user(new).await {
@@ -293,7 +326,7 @@ impl Sso {
             profile: new.profile,
             is_super_user: new.is_super_user,
             is_locked: false,
-            approval_status: if new.is_approved {
+            approval_status: if new.is_approved.unwrap_or(true) {
                 ApprovalStatus::Approved
             } else {
                 ApprovalStatus::Pending
@@ -370,7 +403,6 @@ impl Sso {
             caller.require_super_user()?;
         }
         let mut patch = UserPatch::default();
-        let mut end_sessions = EndSessions::None;
         let max = self.policy.limits.max_profile_field_chars;
         for field in update.fields {
             match field {
@@ -388,18 +420,36 @@ impl Sso {
                     patch.last_name = Some(checked("last_name", value, max)?);
                 }
                 UserField::IsSuperUser(value) => patch.is_super_user = Some(value),
-                UserField::IsLocked(value) => {
-                    patch.is_locked = Some(value);
-                    if value {
-                        end_sessions = EndSessions::All;
-                    }
-                }
+                UserField::IsLocked(value) => patch.is_locked = Some(value),
                 UserField::ApprovalStatus(value) => patch.approval_status = Some(value),
                 UserField::PasswordMustChange(value) => patch.password_must_change = Some(value),
                 UserField::PasswordExpiry(value) => patch.password_expiry = Some(value),
             }
         }
-        Ok(self.store.update_user(target, &patch, end_sessions).await?)
+        self.apply_patch(caller, target, patch).await
+    }
+
+    /// Applies a patch; one that locks or un-approves the user also ends its sessions, and a
+    /// super-user may not lock, un-approve or demote itself (it would lose its own access).
+    async fn apply_patch(
+        &self,
+        caller: &Caller,
+        target: UserId,
+        patch: UserPatch,
+    ) -> ServiceResult<User> {
+        let is_self = caller.user.as_ref().is_some_and(|user| user.id == target);
+        if is_self && (patch.ends_sessions() || patch.is_super_user == Some(false)) {
+            return Err(ServiceError::invalid(
+                "user_id",
+                "a super-user cannot lock, reject or demote itself",
+            ));
+        }
+        let end = if patch.ends_sessions() {
+            EndSessions::All
+        } else {
+            EndSessions::None
+        };
+        Ok(self.store.update_user(target, &patch, end).await?)
     }
 
     pub async fn delete_user(&self, caller: &Caller, id: UserId) -> ServiceResult<()> {
@@ -426,7 +476,20 @@ impl Sso {
         let own = caller.require_user()?;
         let target = change.user_id.unwrap_or(own.id);
         let sets_policy = change.must_change.is_some() || change.password_expiry.is_some();
-        let user = if target == own.id && !sets_policy {
+        if sets_policy {
+            caller.require_super_user()?;
+        }
+        let max = self.policy.limits.max_password_chars;
+        if change.old_password.chars().count() > max {
+            return Err(ServiceError::InvalidCredentials);
+        }
+        // One's own password, super-user or not, changes only with the old one.
+        let user = if target == own.id {
+            if change.new_password.as_str() == change.old_password.as_str() {
+                return Err(ServiceError::PasswordTooWeak(
+                    "the new password must differ from the old one".into(),
+                ));
+            }
             let record = self
                 .store
                 .user_by_id(own.id)
@@ -483,14 +546,10 @@ impl Sso {
             is_locked: Some(locked),
             ..UserPatch::default()
         };
-        let end = if locked {
-            EndSessions::All
-        } else {
-            EndSessions::None
-        };
-        Ok(self.store.update_user(id, &patch, end).await?)
+        self.apply_patch(caller, id, patch).await
     }
 
+    /// Rejecting ends all of the user's sessions.
     pub async fn set_approval(
         &self,
         caller: &Caller,
@@ -502,12 +561,7 @@ impl Sso {
             approval_status: Some(status),
             ..UserPatch::default()
         };
-        let end = if status == ApprovalStatus::Approved {
-            EndSessions::None
-        } else {
-            EndSessions::All
-        };
-        Ok(self.store.update_user(id, &patch, end).await?)
+        self.apply_patch(caller, id, patch).await
     }
 
     pub(super) fn new_session(

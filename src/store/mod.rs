@@ -57,6 +57,9 @@ pub trait Store: Send + Sync + 'static {
         None
     }
 
+    /// Releases connections at shutdown; later calls fail as unavailable.
+    fn close(&self) {}
+
     // Users.
     /// Inserts a user; usernames are unique case-insensitively.
     async fn create_user(&self, record: UserRecord) -> StoreResult<User>;

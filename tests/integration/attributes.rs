@@ -619,7 +619,63 @@ async fn encryption_needs_a_key(backend: Backend) {
     assert_error(&status, Code::FailedPrecondition, "ENCRYPTION_UNAVAILABLE");
 }
 
+/// Expirations are bounded so no store or timestamp type overflows.
+async fn absurd_expirations_are_refused(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let guest = server.guest().await.ust;
+    let century = 100 * 366 * 24 * 60 * 60;
+    for seconds in [century + 1, 10_000_000_000_000, i64::MAX] {
+        let status = server
+            .attributes()
+            .set_attribute(authed(
+                &guest,
+                proto::SetAttributeRequest {
+                    scope: SESSION,
+                    name: "n".into(),
+                    value: Some(json_value(serde_json::json!(1))),
+                    expiration: Some(prost_types::Duration { seconds, nanos: 0 }),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect_err("too far");
+        assert_error(&status, Code::InvalidArgument, "INVALID_ARGUMENT");
+        assert_eq!(violated_fields(&status), ["expiration"]);
+    }
+    let written = server
+        .attributes()
+        .set_attribute(authed(
+            &guest,
+            proto::SetAttributeRequest {
+                scope: SESSION,
+                name: "n".into(),
+                value: Some(json_value(serde_json::json!(1))),
+                expiration: Some(prost_types::Duration {
+                    seconds: century,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("a century is fine")
+        .into_inner()
+        .attribute
+        .expect("attribute");
+    let expiry = written.expiration_time.expect("expiry").seconds;
+    assert_eq!(
+        expiry,
+        server
+            .clock_now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("epoch")
+            .as_secs() as i64
+            + century
+    );
+}
+
 both!(
+    absurd_expirations_are_refused,
     set_get_list_exist_delete,
     set_attribute_expiry,
     a_failed_multi_write_writes_nothing,

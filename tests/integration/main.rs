@@ -5,6 +5,7 @@ mod attributes;
 mod gate;
 mod harness;
 mod limits;
+mod outage;
 mod pg;
 mod process;
 mod sessions;

@@ -70,7 +70,7 @@ pub async fn fresh_database_url() -> String {
 }
 
 /// `url` with its database replaced by `database`, for URL and `key=value` forms alike.
-fn with_database(url: &str, database: &str) -> String {
+pub fn with_database(url: &str, database: &str) -> String {
     let Some(scheme_end) = ["postgres://", "postgresql://"]
         .iter()
         .find(|scheme| url.starts_with(**scheme))

@@ -114,13 +114,13 @@ async fn scrape(address: SocketAddr) -> String {
 }
 
 async fn debug_logs_carry_cids_and_no_secrets_and_metrics_are_scraped(backend: Backend) {
-    let grpc = free_address();
+    let grpc_address = free_address();
     let metrics = free_address();
     let admin_password = "admin-secret-password-9";
     let user_password = "user-secret-password-7";
     let plaintext = "plaintext-only-the-client-may-see";
     let mut envs = vec![
-        ("SSOD_LISTEN", grpc.to_string()),
+        ("SSOD_LISTEN", grpc_address.to_string()),
         ("SSOD_METRICS_LISTEN", metrics.to_string()),
         ("SSOD_LOG", "debug".into()),
         ("SSOD_LOG_FORMAT", "json".into()),
@@ -134,7 +134,7 @@ async fn debug_logs_carry_cids_and_no_secrets_and_metrics_are_scraped(backend: B
         envs.push(("SSOD_DATABASE_URL", crate::pg::fresh_database_url().await));
     }
     let server = Process::start(&envs);
-    let channel = connect(grpc).await;
+    let channel = connect(grpc_address).await;
     let mut users = UserServiceClient::new(channel.clone());
     let mut sessions = SessionServiceClient::new(channel.clone());
     let mut attributes = AttributeServiceClient::new(channel);
@@ -242,7 +242,36 @@ async fn debug_logs_carry_cids_and_no_secrets_and_metrics_are_scraped(backend: B
         .await
         .expect("logout");
 
+    // Unknown methods: UNIMPLEMENTED with the contract's ErrorInfo, and one metrics label.
+    for path in ["/attacker.Path/One", "/sso.v1.UserService/Nope"] {
+        let mut grpc = tonic::client::Grpc::new(
+            Channel::from_shared(format!("http://{grpc_address}"))
+                .expect("uri")
+                .connect()
+                .await
+                .expect("connect"),
+        );
+        grpc.ready().await.expect("ready");
+        let codec = tonic_prost::ProstCodec::<(), ()>::default();
+        let status = grpc
+            .unary(
+                Request::new(()),
+                http::uri::PathAndQuery::from_static(path),
+                codec,
+            )
+            .await
+            .expect_err("unknown method");
+        crate::harness::assert_error(&status, tonic::Code::Unimplemented, "INVALID_ARGUMENT");
+    }
     let scraped = scrape(metrics).await;
+    assert!(
+        scraped.contains("method=\"unknown\",code=\"12\""),
+        "unknown methods share a label"
+    );
+    assert!(
+        !scraped.contains("attacker") && !scraped.contains("Nope"),
+        "paths are not labels"
+    );
     if backend == Backend::Postgres {
         for gauge in [
             "ssod_db_pool_connections{state=\"idle\"}",

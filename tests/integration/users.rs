@@ -28,6 +28,10 @@ async fn login_opens_a_session_and_never_returns_a_hash(backend: Backend) {
     assert!(!String::from_utf8_lossy(&bytes).contains("argon2"));
     // Usernames are case-insensitive.
     server.login("ADMIN", ADMIN_PASSWORD).await;
+    for id in [&user.user_id, &session.session_id] {
+        let id = uuid::Uuid::parse_str(id).expect("uuid");
+        assert_eq!(id.get_version_num(), 7, "ids are UUIDv7");
+    }
 }
 
 async fn wrong_password_and_unknown_user_look_the_same(backend: Backend) {
@@ -833,7 +837,168 @@ async fn current_user_needs_a_user_session(backend: Backend) {
     assert_eq!(me.user_id, user.user_id);
 }
 
+/// Un-approving or locking a user through UpdateUser ends its sessions like RejectUser and
+/// LockUser do, and a super-user cannot lock, reject or demote itself.
+async fn approval_and_lock_changes_end_sessions(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let admin = server.admin().await;
+    let mask = |path: &str| {
+        Some(prost_types::FieldMask {
+            paths: vec![path.into()],
+        })
+    };
+    let (user, ust) = server.user_session("xavier").await;
+    server
+        .users()
+        .update_user(authed(
+            &admin,
+            proto::UpdateUserRequest {
+                user: Some(proto::User {
+                    user_id: user.user_id.clone(),
+                    approval_status: ApprovalStatus::Pending as i32,
+                    ..Default::default()
+                }),
+                update_mask: mask("approval_status"),
+            },
+        ))
+        .await
+        .expect("un-approve");
+    let status = server
+        .users()
+        .get_current_user(authed(&ust, proto::GetCurrentUserRequest {}))
+        .await
+        .expect_err("sessions of a pending user end");
+    assert_error(&status, Code::Unauthenticated, "UST_INVALID");
+    server
+        .users()
+        .approve_user(authed(
+            &admin,
+            proto::ApproveUserRequest {
+                user_id: user.user_id.clone(),
+            },
+        ))
+        .await
+        .expect("approve");
+    let ust = server.login("xavier", "user-password-1").await.ust;
+    server
+        .users()
+        .update_user(authed(
+            &admin,
+            proto::UpdateUserRequest {
+                user: Some(proto::User {
+                    user_id: user.user_id,
+                    is_locked: true,
+                    ..Default::default()
+                }),
+                update_mask: mask("is_locked"),
+            },
+        ))
+        .await
+        .expect("lock by update");
+    let status = server
+        .users()
+        .get_current_user(authed(&ust, proto::GetCurrentUserRequest {}))
+        .await
+        .expect_err("sessions of a locked user end");
+    assert_error(&status, Code::Unauthenticated, "UST_INVALID");
+
+    let me = server
+        .users()
+        .get_current_user(authed(&admin, proto::GetCurrentUserRequest {}))
+        .await
+        .expect("me")
+        .into_inner()
+        .user
+        .expect("user");
+    let lock_self = server
+        .users()
+        .lock_user(authed(
+            &admin,
+            proto::LockUserRequest {
+                user_id: me.user_id.clone(),
+            },
+        ))
+        .await
+        .expect_err("lock self");
+    assert_error(&lock_self, Code::InvalidArgument, "INVALID_ARGUMENT");
+    let demote_self = server
+        .users()
+        .update_user(authed(
+            &admin,
+            proto::UpdateUserRequest {
+                user: Some(proto::User {
+                    user_id: me.user_id,
+                    is_super_user: false,
+                    ..Default::default()
+                }),
+                update_mask: mask("is_super_user"),
+            },
+        ))
+        .await
+        .expect_err("demote self");
+    assert_error(&demote_self, Code::InvalidArgument, "INVALID_ARGUMENT");
+    server
+        .users()
+        .get_current_user(authed(&admin, proto::GetCurrentUserRequest {}))
+        .await
+        .expect("the super-user keeps its session");
+}
+
+/// One's own password changes only with the old one, super-user or not, and must differ.
+async fn own_password_needs_the_old_one(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let admin = server.admin().await;
+    let status = server
+        .users()
+        .change_password(authed(
+            &admin,
+            proto::ChangePasswordRequest {
+                new_password: "taken-over-password".into(),
+                must_change: Some(false),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect_err("no old password");
+    assert_error(&status, Code::Unauthenticated, "INVALID_CREDENTIALS");
+    let same = server
+        .users()
+        .change_password(authed(
+            &admin,
+            proto::ChangePasswordRequest {
+                old_password: ADMIN_PASSWORD.into(),
+                new_password: ADMIN_PASSWORD.into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect_err("same password");
+    assert_error(&same, Code::InvalidArgument, "PASSWORD_TOO_WEAK");
+    server.login(ADMIN, ADMIN_PASSWORD).await;
+    let far_future = prost_types::Timestamp {
+        seconds: 300_000_000_000,
+        nanos: 0,
+    };
+    let (user, _) = server.user_session("yara").await;
+    let status = server
+        .users()
+        .change_password(authed(
+            &admin,
+            proto::ChangePasswordRequest {
+                user_id: user.user_id,
+                new_password: "reset-password-1".into(),
+                password_expiry: Some(far_future),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect_err("year beyond 9999");
+    assert_error(&status, Code::InvalidArgument, "INVALID_ARGUMENT");
+}
+
 both!(
+    approval_and_lock_changes_end_sessions,
+    own_password_needs_the_old_one,
     login_opens_a_session_and_never_returns_a_hash,
     wrong_password_and_unknown_user_look_the_same,
     refused_users_get_invalid_credentials_by_default,

@@ -124,12 +124,6 @@ impl PostgresStore {
         Ok(PostgresStore { pool })
     }
 
-    /// Closes the pool: connections are dropped as they are returned, and new requests fail
-    /// with [`StoreError::Unavailable`].
-    pub fn close(&self) {
-        self.pool.close();
-    }
-
     async fn client(&self) -> StoreResult<Object> {
         self.pool.get().await.map_err(from_pool)
     }
@@ -149,6 +143,12 @@ impl Store for PostgresStore {
         let statement = client.prepare_cached(sql::PING).await.map_err(from_pg)?;
         client.query_one(&statement, &[]).await.map_err(from_pg)?;
         Ok(())
+    }
+
+    /// Closes the pool: connections are dropped as they are returned, and new requests fail
+    /// with [`StoreError::Unavailable`].
+    fn close(&self) {
+        self.pool.close();
     }
 
     fn pool_status(&self) -> Option<PoolStatus> {
