@@ -133,7 +133,7 @@ where
                     Some(status) => {
                         tracing::info!(
                             code = ?status.code(),
-                            message = status.message(),
+                            error = status.message(),
                             elapsed_ms = elapsed.as_millis() as u64,
                             "failed"
                         );

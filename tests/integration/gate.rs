@@ -225,6 +225,71 @@ async fn health_and_reflection_need_no_token(backend: Backend) {
         .await
         .expect_err("unknown service");
     assert_eq!(unknown.code(), Code::NotFound);
+
+    // Reflection v1 and v1alpha both list the services, without a token.
+    use tonic_reflection::pb::{v1, v1alpha};
+    let request = v1::ServerReflectionRequest {
+        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
+            String::new(),
+        )),
+        ..Default::default()
+    };
+    let mut client =
+        v1::server_reflection_client::ServerReflectionClient::new(server.channel.clone());
+    let mut stream = client
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await
+        .expect("reflection v1")
+        .into_inner();
+    let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) = stream
+        .message()
+        .await
+        .expect("v1 answer")
+        .expect("a message")
+        .message_response
+    else {
+        panic!("v1 did not list services");
+    };
+    let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
+    for service in [
+        "sso.v1.UserService",
+        "sso.v1.SessionService",
+        "sso.v1.AttributeService",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            names.iter().any(|name| name == service),
+            "v1 lists {service}: {names:?}"
+        );
+    }
+    let request = v1alpha::ServerReflectionRequest {
+        message_request: Some(
+            v1alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+        ),
+        ..Default::default()
+    };
+    let mut client =
+        v1alpha::server_reflection_client::ServerReflectionClient::new(server.channel.clone());
+    let mut stream = client
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await
+        .expect("reflection v1alpha")
+        .into_inner();
+    let Some(v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        stream
+            .message()
+            .await
+            .expect("v1alpha answer")
+            .expect("a message")
+            .message_response
+    else {
+        panic!("v1alpha did not list services");
+    };
+    assert!(
+        list.service
+            .iter()
+            .any(|s| s.name == "sso.v1.SessionService")
+    );
 }
 
 async fn request_ids_are_echoed_or_generated(backend: Backend) {
