@@ -1,7 +1,7 @@
 //! Tokens, password hashing and the attribute key ring. Everything here uses vetted crates
 //! (sha2, argon2, aes-gcm) and the OS CSPRNG; nothing is hand-rolled.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, mpsc};
 
 use aes_gcm::{
     Aes256Gcm, Key, KeyInit, Nonce,
@@ -11,7 +11,7 @@ use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVe
 use base64::{Engine, engine::general_purpose::STANDARD, engine::general_purpose::URL_SAFE_NO_PAD};
 use rand::{RngCore, rngs::OsRng};
 use sha2::{Digest, Sha256};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, oneshot};
 use zeroize::Zeroizing;
 
 use crate::domain::TokenHash;
@@ -65,11 +65,17 @@ pub fn generate_password() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// Argon2id hashing on the blocking pool, with a bound on concurrent hashes so a burst of
-/// logins cannot starve the other RPCs of threads or memory.
+/// One hashing job, run on a hasher thread with that thread's Argon2 instance.
+type HashJob = Box<dyn FnOnce(&Argon2<'static>) + Send>;
+
+/// Argon2id hashing on a fixed set of dedicated threads, so logins cannot starve the other
+/// RPCs of runtime threads, and memory stays bounded: each hash needs 19 MiB, and the
+/// allocator keeps that per thread that ever hashed; a fixed set of threads keeps it to
+/// `threads × 19 MiB` (on tokio's elastic blocking pool it grew to hundreds of MiB).
 #[derive(Clone)]
 pub struct PasswordHasherPool {
-    argon2: Argon2<'static>,
+    jobs: mpsc::Sender<HashJob>,
+    /// At most one job per thread in flight, so the queue never grows.
     permits: Arc<Semaphore>,
     /// Verified against when a username is unknown, so that costs the same as a wrong
     /// password.
@@ -77,15 +83,39 @@ pub struct PasswordHasherPool {
 }
 
 impl PasswordHasherPool {
-    /// OWASP's minimum for Argon2id: 19 MiB, two passes, one lane.
-    pub fn new(max_concurrent: usize) -> Result<Self, CryptoError> {
+    /// OWASP's minimum for Argon2id: 19 MiB, two passes, one lane; `threads` hash at once.
+    pub fn new(threads: usize) -> Result<Self, CryptoError> {
         let params = Params::new(19 * 1024, 2, 1, None)
             .map_err(|error| CryptoError::Hashing(error.to_string()))?;
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
         let dummy_hash = hash_with(&argon2, &generate_password())?;
+        let threads = threads.max(1);
+        let (jobs, queue) = mpsc::channel::<HashJob>();
+        let queue = Arc::new(Mutex::new(queue));
+        for index in 0..threads {
+            let queue = Arc::clone(&queue);
+            let argon2 = argon2.clone();
+            std::thread::Builder::new()
+                .name(format!("ssod-argon2-{index}"))
+                .spawn(move || {
+                    loop {
+                        // The lock is only held while waiting; a job runs without it.
+                        let job = match queue.lock() {
+                            Ok(queue) => queue.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(&argon2),
+                            // Every pool handle is gone.
+                            Err(_) => return,
+                        }
+                    }
+                })
+                .map_err(|error| CryptoError::Hashing(error.to_string()))?;
+        }
         Ok(Self {
-            argon2,
-            permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            jobs,
+            permits: Arc::new(Semaphore::new(threads)),
             dummy_hash: dummy_hash.into(),
         })
     }
@@ -119,10 +149,15 @@ impl PasswordHasherPool {
             .acquire()
             .await
             .map_err(|error| CryptoError::Hashing(error.to_string()))?;
-        let argon2 = self.argon2.clone();
-        tokio::task::spawn_blocking(move || work(&argon2))
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Box::new(move |argon2| {
+                let _ = reply.send(work(argon2));
+            }))
+            .map_err(|_| CryptoError::Hashing("the hasher threads have stopped".into()))?;
+        answer
             .await
-            .map_err(|error| CryptoError::Hashing(error.to_string()))?
+            .map_err(|_| CryptoError::Hashing("a hasher thread failed".into()))?
     }
 }
 

@@ -2,6 +2,11 @@
 
 use clap::Parser;
 
+/// mimalloc returns freed memory to the OS; glibc's malloc kept every Argon2id block (19 MiB
+/// per hash) and grew to hundreds of MiB under logins.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = ssod::config::Cli::parse();

@@ -1,0 +1,1232 @@
+//! Load figures for the README: `cargo bench --bench load`.
+//!
+//! ```sh
+//! cargo bench --bench load                                   # both stores, defaults
+//! cargo bench --bench load -- --seconds 5 --concurrency 32 --store postgres
+//! ```
+//!
+//! Starts the real `ssod` binary (built by cargo for this bench, release profile) as a
+//! subprocess on a free 127.0.0.1 port, once per store, and drives it with `--concurrency`
+//! tasks spread over `--channels` HTTP/2 connections. Every workload runs for a 1 s warm-up
+//! and then `--seconds` measured; only calls that start and finish inside the measured
+//! window count. `req/s` counts successful calls; latencies are of every counted call.
+//!
+//! Workloads: `Health/Check` (service ""), `VerifySession` (a super-user's UST verifying a
+//! logged-in user's UST), `GetAttribute` and `SetAttribute` on the caller's own session
+//! (each task has its own session; names cycle over 100 so the per-owner limit is never
+//! hit), `SetAttribute` with every task on one shared session, and `Login` (Argon2id-bound,
+//! at `--login-concurrency`, at most 3 s). On PostgreSQL, raw baselines run through
+//! tokio-postgres at the same concurrency with a pool of ssod's default size (16), against
+//! the same database, table and sessions:
+//!
+//! - `raw_upsert`: one autocommitted single-row `INSERT … ON CONFLICT DO UPDATE` of the same
+//!   columns (the target's denominator);
+//! - `raw_txn`: what ssod's store runs per write (`src/store/postgres/sql.rs`): `BEGIN`, the
+//!   owner row locked `FOR NO KEY UPDATE`, the `unnest` upsert that also counts the owner's
+//!   other live attributes, `COMMIT`;
+//! - `raw_txn_auth`: the same plus the UST look-up ssod's auth layer does first on its own
+//!   pooled connection: all the database work of one `SetAttribute`.
+//!
+//! The `cpu` columns are cores used during the measured window, from `/proc`: the ssod
+//! process, this bench process, and everything else on the machine (PostgreSQL mostly).
+//!
+//! PostgreSQL is `SSOD_BENCH_DATABASE_URL` when set (the bench creates uniquely named users
+//! there and leaves them behind: use a disposable database), else a fresh database on the
+//! integration tests' throwaway cluster (`tests/integration/pg.rs`; `fsync=off`,
+//! `synchronous_commit=off`, so writes are not durable-write figures).
+//!
+//! All traffic goes to 127.0.0.1; every loop is bounded by time; the server subprocess is
+//! stopped with SIGTERM at the end of its store's run and killed by a drop guard otherwise.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../tests/integration/pg.rs"]
+mod pg;
+
+use std::{
+    collections::VecDeque,
+    future::Future,
+    io::{BufRead, BufReader},
+    net::{SocketAddr, TcpListener},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant, SystemTime},
+};
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use ssod::proto::{
+    self, AttributeScope, attribute_service_client::AttributeServiceClient,
+    session_service_client::SessionServiceClient, user_service_client::UserServiceClient,
+};
+use tokio_postgres::NoTls;
+use tonic::{
+    Request,
+    metadata::{Ascii, MetadataValue},
+    transport::{Channel, Endpoint},
+};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+use uuid::Uuid;
+
+const WARM_UP: Duration = Duration::from_secs(1);
+/// Login is Argon2id-bound (tens of ms of CPU each): it runs at most this long.
+const LOGIN_SECONDS: u64 = 3;
+/// ssod's default `SSOD_DB_POOL_SIZE`; the raw baselines use a pool of the same size.
+const POOL_SIZE: usize = 16;
+/// Attribute names cycle over this many, far below the per-owner limit of 1,000.
+const NAMES: u64 = 100;
+/// No single call may take longer than this; a stuck call is an error, not a hang.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+const APP: &str = "bench";
+const ADDR: &str = "127.0.0.1";
+const AGENT: &str = "ssod-load-bench";
+const ADMIN_PASSWORD: &str = "bench-admin-password-1";
+const USER_PASSWORD: &str = "bench-user-password-1";
+
+// The SQL ssod's PostgreSQL store runs for a SetAttribute on a session, spelled out from
+// `src/store/postgres/sql.rs` (its statements are private to the store).
+
+/// The auth layer's look-up (`SESSION_BY_TOKEN`).
+const SESSION_BY_TOKEN: &str = "SELECT s.id, s.user_id, s.current_app, s.remote_addr, \
+     s.user_agent, s.created_at, s.expires_at, s.last_renewed_at, u.id, u.username, u.email, \
+     u.display_name, u.first_name, u.middle_name, u.last_name, u.is_super_user, u.is_locked, \
+     u.approval_status, u.password_must_change, u.password_expiry, u.created_at, \
+     u.last_login_at FROM sessions s LEFT JOIN users u ON u.id = s.user_id \
+     WHERE s.token_hash = $1 AND s.expires_at > $2";
+
+/// `SESSION_ATTRIBUTES.lock_owner`.
+const LOCK_OWNER: &str =
+    "SELECT 1 FROM sessions WHERE id = $1 AND expires_at > $2 FOR NO KEY UPDATE";
+
+/// `SESSION_ATTRIBUTES.upsert`: the counted `unnest` upsert.
+const COUNTED_UPSERT: &str = "WITH input AS (SELECT * FROM unnest($3::text[], $4::bytea[], \
+     $5::text[], $6::timestamptz[]) AS i (name, value, key_id, expires_at)), \
+     others AS (SELECT count(*) AS live FROM session_attributes a WHERE a.session_id = $1 \
+     AND (a.expires_at IS NULL OR a.expires_at > $2) AND a.name <> ALL ($3)), \
+     written AS (INSERT INTO session_attributes AS a (session_id, name, value, key_id, \
+     created_at, modified_at, expires_at) \
+     SELECT $1, i.name, i.value, i.key_id, $2, $2, i.expires_at FROM input i \
+     ON CONFLICT (session_id, name) DO UPDATE SET \
+       value = excluded.value, key_id = excluded.key_id, \
+       expires_at = excluded.expires_at, \
+       created_at = CASE WHEN a.expires_at IS NOT NULL \
+         AND a.expires_at <= excluded.modified_at \
+         THEN excluded.created_at ELSE a.created_at END, \
+       modified_at = excluded.modified_at \
+     RETURNING a.name, a.value, a.key_id, a.created_at, a.modified_at, a.expires_at) \
+     SELECT others.live, a.* FROM others LEFT JOIN written a ON true";
+
+/// The baseline: the same upsert of one row, no transaction, no lock, no count.
+const RAW_UPSERT: &str = "INSERT INTO session_attributes AS a (session_id, name, value, \
+     key_id, created_at, modified_at, expires_at) VALUES ($1, $2, $3, NULL, $4, $4, NULL) \
+     ON CONFLICT (session_id, name) DO UPDATE SET \
+       value = excluded.value, key_id = excluded.key_id, \
+       expires_at = excluded.expires_at, \
+       created_at = CASE WHEN a.expires_at IS NOT NULL \
+         AND a.expires_at <= excluded.modified_at \
+         THEN excluded.created_at ELSE a.created_at END, \
+       modified_at = excluded.modified_at \
+     RETURNING a.name, a.value, a.key_id, a.created_at, a.modified_at, a.expires_at";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StoreKind {
+    Memory,
+    Postgres,
+}
+
+impl StoreKind {
+    fn name(self) -> &'static str {
+        match self {
+            StoreKind::Memory => "memory",
+            StoreKind::Postgres => "postgres",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Args {
+    seconds: u64,
+    concurrency: usize,
+    channels: usize,
+    login_concurrency: usize,
+    stores: Vec<StoreKind>,
+}
+
+const USAGE: &str = "usage: cargo bench --bench load [-- [--seconds N (5)] \
+     [--concurrency N (32)] [--channels N (4)] [--login-concurrency N (4)] \
+     [--store memory|postgres|both (both)]]";
+
+fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
+    let mut parsed = Args {
+        seconds: 5,
+        concurrency: 32,
+        channels: 4,
+        login_concurrency: 4,
+        stores: vec![StoreKind::Memory, StoreKind::Postgres],
+    };
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => {
+                (flag.to_owned(), Some(value.to_owned()))
+            }
+            _ => (arg, None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
+        match flag.as_str() {
+            // `cargo bench` passes this to every bench binary.
+            "--bench" => {}
+            "-h" | "--help" => return Err(String::new()),
+            "--seconds" => parsed.seconds = number(&flag, &value()?, 1, 600)?,
+            "--concurrency" => parsed.concurrency = number(&flag, &value()?, 1, 1024)?,
+            "--channels" => parsed.channels = number(&flag, &value()?, 1, 64)?,
+            "--login-concurrency" => {
+                parsed.login_concurrency = number(&flag, &value()?, 1, 64)?;
+            }
+            "--store" => {
+                parsed.stores = match value()?.as_str() {
+                    "memory" => vec![StoreKind::Memory],
+                    "postgres" => vec![StoreKind::Postgres],
+                    "both" => vec![StoreKind::Memory, StoreKind::Postgres],
+                    other => return Err(format!("--store {other:?}: memory, postgres or both")),
+                }
+            }
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(parsed)
+}
+
+fn number<T: std::str::FromStr + PartialOrd + std::fmt::Display>(
+    flag: &str,
+    text: &str,
+    min: T,
+    max: T,
+) -> Result<T, String> {
+    match text.parse::<T>() {
+        Ok(n) if n >= min && n <= max => Ok(n),
+        _ => Err(format!("{flag} {text:?}: a number from {min} to {max}")),
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(args) => args,
+        Err(message) => {
+            if !message.is_empty() {
+                eprintln!("load: {message}");
+            }
+            eprintln!("{USAGE}");
+            return if message.is_empty() {
+                std::process::ExitCode::SUCCESS
+            } else {
+                std::process::ExitCode::from(2)
+            };
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(bench(args));
+    std::process::ExitCode::SUCCESS
+}
+
+async fn bench(args: Args) {
+    print_machine(&args);
+    for store in args.stores.clone() {
+        let database_url = match store {
+            StoreKind::Memory => None,
+            StoreKind::Postgres => Some(database_url().await),
+        };
+        run_store(&args, store, database_url.as_deref()).await;
+    }
+}
+
+async fn database_url() -> String {
+    match std::env::var("SSOD_BENCH_DATABASE_URL") {
+        Ok(url) if !url.trim().is_empty() => url,
+        _ => pg::fresh_database_url().await,
+    }
+}
+
+fn command_output(program: &str, args: &[&str]) -> Option<String> {
+    let output = Command::new(program).args(args).output().ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+fn print_machine(args: &Args) {
+    let cpus = command_output("nproc", &[]).unwrap_or_else(|| "?".into());
+    let arch = command_output("uname", &["-m"]).unwrap_or_else(|| "?".into());
+    let kernel = command_output("uname", &["-sr"]).unwrap_or_else(|| "?".into());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|line| line.starts_with("model name"))
+                .and_then(|line| line.split_once(':'))
+                .map(|(_, model)| model.trim().to_owned())
+        })
+        .unwrap_or_else(|| "?".into());
+    println!(
+        "ssod load bench, {}",
+        humantime::format_rfc3339_seconds(SystemTime::now())
+    );
+    println!("machine: {cpus} CPUs (nproc), {arch}, {model}, {kernel}");
+    println!(
+        "client and server share these CPUs; ssod is {} (release profile)",
+        env!("CARGO_BIN_EXE_ssod")
+    );
+    if let Ok(tunables) = std::env::var("GLIBC_TUNABLES") {
+        println!("ssod runs with GLIBC_TUNABLES={tunables}");
+    }
+    println!(
+        "each workload: {:.0} s warm-up, then {} s measured (login: at most {LOGIN_SECONDS} s); \
+         concurrency {} over {} HTTP/2 channels (login: {})",
+        WARM_UP.as_secs_f64(),
+        args.seconds,
+        args.concurrency,
+        args.channels,
+        args.login_concurrency
+    );
+}
+
+// The server subprocess.
+
+/// Drains the server's stderr: the line count and the last few lines.
+#[derive(Default)]
+struct LogTail {
+    lines: u64,
+    last: VecDeque<String>,
+}
+
+/// The `ssod` subprocess; killed on drop (a panic included) unless it was stopped.
+struct Server {
+    child: Child,
+    address: SocketAddr,
+    log: Arc<Mutex<LogTail>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+fn free_address() -> SocketAddr {
+    let listener = TcpListener::bind((ADDR, 0)).expect("bind a free port");
+    listener.local_addr().expect("local address")
+}
+
+impl Server {
+    fn spawn(database_url: Option<&str>, admin: &str) -> Server {
+        let address = free_address();
+        let key = {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.encode([42u8; 32])
+        };
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ssod"));
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("SSOD_LISTEN", address.to_string())
+            .env("SSOD_SUPER_USER", admin)
+            .env("SSOD_SUPER_USER_PASSWORD", ADMIN_PASSWORD)
+            .env("SSOD_ENCRYPTION_KEYS", format!("bench:{key}"))
+            .env("SSOD_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(url) = database_url {
+            command.env("SSOD_DATABASE_URL", url);
+        }
+        // Passed through for allocator experiments (e.g. `glibc.malloc.mmap_threshold`).
+        if let Ok(tunables) = std::env::var("GLIBC_TUNABLES") {
+            command.env("GLIBC_TUNABLES", tunables);
+        }
+        let mut child = command.spawn().expect("ssod starts");
+        let log = Arc::new(Mutex::new(LogTail::default()));
+        let pipe = child.stderr.take().expect("stderr pipe");
+        let sink = Arc::clone(&log);
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                let mut tail = sink.lock().expect("log tail");
+                tail.lines += 1;
+                if tail.last.len() == 5 {
+                    tail.last.pop_front();
+                }
+                tail.last.push_back(line);
+            }
+        });
+        Server {
+            child,
+            address,
+            log,
+            reader: Some(reader),
+        }
+    }
+
+    /// Starts ssod and waits until health answers SERVING; a few tries, in case another
+    /// process took the free port first.
+    async fn start(database_url: Option<&str>, admin: &str) -> Server {
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            let mut server = Server::spawn(database_url, admin);
+            match server.ready().await {
+                Ok(()) => return server,
+                Err(why) => failures.push(why),
+            }
+        }
+        panic!("ssod did not start:\n{}", failures.join("\n"));
+    }
+
+    async fn ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("ssod exited ({status}): {}", self.log_tail()));
+            }
+            if let Ok(channel) = self.channel().await {
+                let serving = HealthClient::new(channel)
+                    .check(HealthCheckRequest::default())
+                    .await
+                    .is_ok_and(|r| r.into_inner().status == ServingStatus::Serving as i32);
+                if serving {
+                    return Ok(());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(format!("not serving after 30 s: {}", self.log_tail()))
+    }
+
+    async fn channel(&self) -> Result<Channel, tonic::transport::Error> {
+        Endpoint::from_shared(format!("http://{}", self.address))?
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(CALL_TIMEOUT)
+            .connect()
+            .await
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn log_tail(&self) -> String {
+        let tail = self.log.lock().expect("log tail");
+        format!(
+            "{} stderr lines{}{}",
+            tail.lines,
+            if tail.last.is_empty() { "" } else { "; last: " },
+            tail.last.iter().cloned().collect::<Vec<_>>().join(" | ")
+        )
+    }
+
+    /// SIGTERM, then waits (bounded) for a graceful exit; SIGKILL if it does not come.
+    fn stop(mut self) -> String {
+        let pid = self.pid().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let outcome = loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => break format!("exited after SIGTERM ({status})"),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                _ => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    break "killed: no exit within 15 s of SIGTERM".to_owned();
+                }
+            }
+        };
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        format!("{outcome}; {}", self.log_tail())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+// Measuring.
+
+#[derive(Clone, Copy)]
+struct Window {
+    measure_from: Instant,
+    end: Instant,
+}
+
+#[derive(Default)]
+struct Tally {
+    latencies_us: Vec<u32>,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+/// One task: calls `op` back to back until the window ends; counts the calls that started
+/// and finished inside the measured part.
+async fn drive<Op, Fut>(window: Window, mut op: Op) -> Tally
+where
+    Op: FnMut(u64) -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let mut tally = Tally::default();
+    let mut k = 0u64;
+    loop {
+        let started = Instant::now();
+        if started >= window.end {
+            break;
+        }
+        let result = op(k).await;
+        k += 1;
+        let finished = Instant::now();
+        if started >= window.measure_from && finished <= window.end {
+            let micros = finished.duration_since(started).as_micros();
+            tally
+                .latencies_us
+                .push(u32::try_from(micros).unwrap_or(u32::MAX));
+            if let Err(error) = result {
+                tally.errors += 1;
+                tally.first_error.get_or_insert(error);
+            }
+        }
+    }
+    tally
+}
+
+/// CPU time in clock ticks: (this process's, the server's, the whole machine's busy).
+#[derive(Clone, Copy)]
+struct CpuSample {
+    bench: u64,
+    server: u64,
+    machine_busy: u64,
+}
+
+fn process_ticks(pid: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+fn machine_busy_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let values: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let total: u64 = values.iter().take(8).sum();
+    let idle = values.get(3)? + values.get(4).copied().unwrap_or(0);
+    Some(total - idle)
+}
+
+fn cpu_sample(server_pid: u32) -> Option<CpuSample> {
+    Some(CpuSample {
+        bench: process_ticks("self")?,
+        server: process_ticks(&server_pid.to_string())?,
+        machine_busy: machine_busy_ticks()?,
+    })
+}
+
+/// A process's resident memory now, in MiB, from `/proc`.
+fn rss(pid: u32) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(format!("{} MiB", kib / 1024))
+}
+
+fn clock_ticks_per_second() -> f64 {
+    command_output("getconf", &["CLK_TCK"])
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// Cores used in the window: (ssod, bench, everything else).
+type CpuUse = (f64, f64, f64);
+
+struct Row {
+    name: String,
+    concurrency: usize,
+    seconds: u64,
+    requests: usize,
+    ok: usize,
+    errors: u64,
+    p50_ms: f64,
+    p99_ms: f64,
+    cpu: Option<CpuUse>,
+    /// The server's resident memory at the end of the workload.
+    rss: Option<String>,
+    first_error: Option<String>,
+}
+
+impl Row {
+    fn rate(&self) -> f64 {
+        self.ok as f64 / self.seconds as f64
+    }
+}
+
+struct Context {
+    server_pid: u32,
+    ticks_per_second: f64,
+}
+
+const HEADER: &str = "workload                 conc  requests      req/s   p50 ms   p99 ms  \
+                      errors   cpu: ssod  bench  other   ssod rss";
+
+fn print_row(row: &Row) {
+    let cpu = row.cpu.map_or_else(
+        || "          ?      ?      ?".to_owned(),
+        |(server, bench, other)| format!("{server:11.2} {bench:6.2} {other:6.2}"),
+    );
+    let rss = row.rss.as_deref().unwrap_or("?");
+    println!(
+        "{:<23} {:>5} {:>9} {:>10.1} {:>8.2} {:>8.2} {:>7} {cpu} {rss:>10}",
+        row.name,
+        row.concurrency,
+        row.requests,
+        row.rate(),
+        row.p50_ms,
+        row.p99_ms,
+        row.errors
+    );
+    if let Some(error) = &row.first_error {
+        println!("    first error: {error}");
+    }
+}
+
+/// Runs `concurrency` tasks made by `make` (given the task's index) for the warm-up and
+/// `seconds`, prints the row and returns it.
+async fn run<M, Op, Fut>(
+    context: &Context,
+    name: &str,
+    concurrency: usize,
+    seconds: u64,
+    mut make: M,
+) -> Row
+where
+    M: FnMut(usize) -> Op,
+    Op: FnMut(u64) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
+    let measure_from = Instant::now() + WARM_UP;
+    let window = Window {
+        measure_from,
+        end: measure_from + Duration::from_secs(seconds),
+    };
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|i| tokio::spawn(drive(window, make(i))))
+        .collect();
+    let server_pid = context.server_pid;
+    let monitor = async move {
+        tokio::time::sleep_until(window.measure_from.into()).await;
+        let before = cpu_sample(server_pid);
+        tokio::time::sleep_until(window.end.into()).await;
+        let after = cpu_sample(server_pid);
+        before.zip(after)
+    };
+    let bound = WARM_UP + Duration::from_secs(seconds) + CALL_TIMEOUT + Duration::from_secs(5);
+    let (samples, tallies) = tokio::time::timeout(
+        bound,
+        futures::future::join(monitor, futures::future::join_all(tasks)),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{name}: the tasks did not finish within {bound:?}"));
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    let mut first_error = None;
+    for tally in tallies {
+        let tally = tally.unwrap_or_else(|error| panic!("{name}: a task failed: {error}"));
+        latencies.extend(tally.latencies_us);
+        errors += tally.errors;
+        if first_error.is_none() {
+            first_error = tally.first_error;
+        }
+    }
+    latencies.sort_unstable();
+    let percentile = |p: usize| -> f64 {
+        if latencies.is_empty() {
+            return 0.0;
+        }
+        let at = (latencies.len() * p / 100).min(latencies.len() - 1);
+        f64::from(latencies[at]) / 1000.0
+    };
+    let cpu = samples.map(|(before, after)| {
+        let cores = |ticks: u64| ticks as f64 / context.ticks_per_second / seconds as f64;
+        let server = after.server.saturating_sub(before.server);
+        let bench = after.bench.saturating_sub(before.bench);
+        let busy = after.machine_busy.saturating_sub(before.machine_busy);
+        (
+            cores(server),
+            cores(bench),
+            cores(busy.saturating_sub(server + bench)),
+        )
+    });
+    let requests = latencies.len();
+    let row = Row {
+        name: name.to_owned(),
+        concurrency,
+        seconds,
+        requests,
+        ok: requests - usize::try_from(errors).unwrap_or(usize::MAX).min(requests),
+        errors,
+        p50_ms: percentile(50),
+        p99_ms: percentile(99),
+        cpu,
+        rss: rss(context.server_pid),
+        first_error,
+    };
+    print_row(&row);
+    row
+}
+
+// The clients' side.
+
+fn status_text(status: tonic::Status) -> String {
+    format!("{:?}: {}", status.code(), status.message())
+}
+
+fn bearer(ust: &str) -> MetadataValue<Ascii> {
+    format!("Bearer {ust}").parse().expect("header value")
+}
+
+fn authed<T>(header: &MetadataValue<Ascii>, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", header.clone());
+    request
+}
+
+fn login_request(username: &str, password: &str) -> proto::LoginRequest {
+    proto::LoginRequest {
+        username: username.into(),
+        password: password.into(),
+        current_app: APP.into(),
+        remote_addr: ADDR.into(),
+        user_agent: AGENT.into(),
+        ..Default::default()
+    }
+}
+
+/// A small JSON object: `{"theme": "dark", "n": n, "tags": ["a", "b"]}`.
+fn small_object(n: u64) -> prost_types::Value {
+    use prost_types::{ListValue, Struct, Value, value::Kind};
+    let string = |s: &str| Value {
+        kind: Some(Kind::StringValue(s.into())),
+    };
+    let fields = [
+        ("theme".to_owned(), string("dark")),
+        (
+            "n".to_owned(),
+            Value {
+                kind: Some(Kind::NumberValue(n as f64)),
+            },
+        ),
+        (
+            "tags".to_owned(),
+            Value {
+                kind: Some(Kind::ListValue(ListValue {
+                    values: vec![string("a"), string("b")],
+                })),
+            },
+        ),
+    ];
+    Value {
+        kind: Some(Kind::StructValue(Struct {
+            fields: fields.into_iter().collect(),
+        })),
+    }
+}
+
+/// The JSON text ssod stores for [`small_object`] (what the raw baselines write).
+fn small_object_json(n: u64) -> Vec<u8> {
+    format!(r#"{{"n":{n}.0,"tags":["a","b"],"theme":"dark"}}"#).into_bytes()
+}
+
+/// The name a task writes on its `k`th call: tasks start at different names so writers of
+/// one shared session do not all hit the same row at once.
+fn attribute_name(task: usize, k: u64) -> String {
+    format!("bench-{:02}", (task as u64 * 7 + k) % NAMES)
+}
+
+/// One logged-in session of the bench user.
+#[derive(Clone)]
+struct UserSession {
+    ust: String,
+    header: MetadataValue<Ascii>,
+    session_id: Uuid,
+}
+
+struct Fixture {
+    username: String,
+    admin: MetadataValue<Ascii>,
+    /// One per task.
+    sessions: Vec<UserSession>,
+}
+
+async fn setup(channel: &Channel, admin: &str, args: &Args, suffix: &str) -> Fixture {
+    let mut users = UserServiceClient::new(channel.clone());
+    let admin_ust = users
+        .login(login_request(admin, ADMIN_PASSWORD))
+        .await
+        .unwrap_or_else(|status| panic!("super-user login: {}", status_text(status)))
+        .into_inner()
+        .ust;
+    let admin = bearer(&admin_ust);
+    let username = format!("bench-user-{suffix}");
+    users
+        .create_user(authed(
+            &admin,
+            proto::CreateUserRequest {
+                username: username.clone(),
+                password: Some(USER_PASSWORD.into()),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_or_else(|status| panic!("create the bench user: {}", status_text(status)));
+    let sessions: Vec<UserSession> = futures::stream::iter(0..args.concurrency)
+        .map(|_| {
+            let mut users = users.clone();
+            let mut attributes = AttributeServiceClient::new(channel.clone());
+            let username = username.clone();
+            async move {
+                let login = users
+                    .login(login_request(&username, USER_PASSWORD))
+                    .await
+                    .unwrap_or_else(|status| panic!("user login: {}", status_text(status)))
+                    .into_inner();
+                let session_id = login
+                    .session
+                    .as_ref()
+                    .and_then(|session| session.session_id.parse().ok())
+                    .expect("a session id");
+                let header = bearer(&login.ust);
+                attributes
+                    .set_attribute(authed(
+                        &header,
+                        proto::SetAttributeRequest {
+                            scope: AttributeScope::Session as i32,
+                            name: "profile".into(),
+                            value: Some(small_object(0)),
+                            ..Default::default()
+                        },
+                    ))
+                    .await
+                    .unwrap_or_else(|status| panic!("set profile: {}", status_text(status)));
+                UserSession {
+                    ust: login.ust,
+                    header,
+                    session_id,
+                }
+            }
+        })
+        .buffer_unordered(args.login_concurrency)
+        .collect()
+        .await;
+    Fixture {
+        username,
+        admin,
+        sessions,
+    }
+}
+
+fn raw_pool(url: &str) -> Pool {
+    let config: tokio_postgres::Config = url.parse().expect("database url");
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(POOL_SIZE)
+        .wait_timeout(Some(Duration::from_secs(5)))
+        .create_timeout(Some(Duration::from_secs(5)))
+        .recycle_timeout(Some(Duration::from_secs(5)))
+        .runtime(Runtime::Tokio1)
+        .build()
+        .expect("pool")
+}
+
+async fn describe_postgres(pool: &Pool, url_source: &str) {
+    let client = pool.get().await.expect("a raw connection");
+    let mut settings = Vec::new();
+    for name in [
+        "server_version",
+        "fsync",
+        "synchronous_commit",
+        "shared_buffers",
+    ] {
+        let value: String = client
+            .query_one(&format!("SHOW {name}"), &[])
+            .await
+            .map(|row| row.get(0))
+            .unwrap_or_else(|_| "?".into());
+        settings.push(format!("{name}={value}"));
+    }
+    println!("postgresql ({url_source}): {}", settings.join(" "));
+}
+
+/// A driver or pool error, with PostgreSQL's own message when there is one.
+fn pg_error(error: impl std::error::Error + 'static) -> String {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+    while let Some(cause) = source {
+        if let Some(db) = cause
+            .downcast_ref::<tokio_postgres::Error>()
+            .and_then(tokio_postgres::Error::as_db_error)
+        {
+            return format!("{error}: {}", db.message());
+        }
+        source = cause.source();
+    }
+    error.to_string()
+}
+
+/// The raw baselines' write: `BEGIN`, lock the owner, counted upsert, `COMMIT`, as ssod's
+/// store does it.
+async fn raw_transaction(
+    pool: &Pool,
+    session_id: Uuid,
+    name: String,
+    value: Vec<u8>,
+) -> Result<(), String> {
+    let now = SystemTime::now();
+    let mut client = pool.get().await.map_err(pg_error)?;
+    let transaction = client.transaction().await.map_err(pg_error)?;
+    let lock = transaction
+        .prepare_cached(LOCK_OWNER)
+        .await
+        .map_err(pg_error)?;
+    if transaction
+        .query_opt(&lock, &[&session_id, &now])
+        .await
+        .map_err(pg_error)?
+        .is_none()
+    {
+        return Err("session not found".into());
+    }
+    let upsert = transaction
+        .prepare_cached(COUNTED_UPSERT)
+        .await
+        .map_err(pg_error)?;
+    let names = vec![name.as_str()];
+    let values = vec![value.as_slice()];
+    let key_ids: Vec<Option<&str>> = vec![None];
+    let expires_at: Vec<Option<SystemTime>> = vec![None];
+    let rows = transaction
+        .query(
+            &upsert,
+            &[&session_id, &now, &names, &values, &key_ids, &expires_at],
+        )
+        .await
+        .map_err(pg_error)?;
+    if rows.len() != 1 {
+        return Err(format!("the upsert returned {} rows", rows.len()));
+    }
+    transaction.commit().await.map_err(pg_error)
+}
+
+async fn run_store(args: &Args, store: StoreKind, database_url: Option<&str>) {
+    let suffix = format!(
+        "{}-{}",
+        std::process::id(),
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|elapsed| elapsed.subsec_micros())
+            .unwrap_or_default()
+    );
+    let admin = format!("bench-admin-{suffix}");
+    println!();
+    println!("== store: {} ==", store.name());
+    let server = Server::start(database_url, &admin).await;
+    let mut channels = Vec::with_capacity(args.channels);
+    for _ in 0..args.channels {
+        channels.push(server.channel().await.expect("connect to ssod"));
+    }
+    let fixture = setup(&channels[0], &admin, args, &suffix).await;
+    let raw = database_url.map(raw_pool);
+    if let Some(pool) = &raw {
+        let source = if std::env::var("SSOD_BENCH_DATABASE_URL").is_ok_and(|v| !v.trim().is_empty())
+        {
+            "SSOD_BENCH_DATABASE_URL"
+        } else {
+            "the test harness's throwaway cluster"
+        };
+        describe_postgres(pool, source).await;
+    }
+    println!(
+        "ssod pid {} on {}, SSOD_LOG=warn; {} sessions of one user, one per task; \
+         ssod rss after set-up: {}",
+        server.pid(),
+        server.address,
+        fixture.sessions.len(),
+        rss(server.pid()).unwrap_or_else(|| "?".into())
+    );
+    let context = Context {
+        server_pid: server.pid(),
+        ticks_per_second: clock_ticks_per_second(),
+    };
+    let (c, secs) = (args.concurrency, args.seconds);
+    let channel_of = |i: usize| channels[i % channels.len()].clone();
+    println!("{HEADER}");
+
+    let health = run(&context, "health_check", c, secs, |i| {
+        let client = HealthClient::new(channel_of(i));
+        move |_| {
+            let mut client = client.clone();
+            async move {
+                let response = client
+                    .check(HealthCheckRequest {
+                        service: String::new(),
+                    })
+                    .await
+                    .map_err(status_text)?;
+                if response.into_inner().status == ServingStatus::Serving as i32 {
+                    Ok(())
+                } else {
+                    Err("not SERVING".into())
+                }
+            }
+        }
+    })
+    .await;
+
+    let verify = run(&context, "verify_session", c, secs, |i| {
+        let client = SessionServiceClient::new(channel_of(i));
+        let admin = fixture.admin.clone();
+        let target = fixture.sessions[i % fixture.sessions.len()].ust.clone();
+        move |_| {
+            let mut client = client.clone();
+            let request = authed(
+                &admin,
+                proto::VerifySessionRequest {
+                    target_ust: target.clone(),
+                    current_app: APP.into(),
+                    remote_addr: ADDR.into(),
+                },
+            );
+            async move {
+                let response = client.verify_session(request).await.map_err(status_text)?;
+                if response.into_inner().valid {
+                    Ok(())
+                } else {
+                    Err("valid = false".into())
+                }
+            }
+        }
+    })
+    .await;
+
+    run(&context, "get_attribute", c, secs, |i| {
+        let client = AttributeServiceClient::new(channel_of(i));
+        let header = fixture.sessions[i % fixture.sessions.len()].header.clone();
+        move |_| {
+            let mut client = client.clone();
+            let request = authed(
+                &header,
+                proto::GetAttributeRequest {
+                    scope: AttributeScope::Session as i32,
+                    owner_id: String::new(),
+                    name: "profile".into(),
+                },
+            );
+            async move {
+                client
+                    .get_attribute(request)
+                    .await
+                    .map(drop)
+                    .map_err(status_text)
+            }
+        }
+    })
+    .await;
+
+    let set_attribute = |name: &'static str, shared: bool| {
+        let fixture = &fixture;
+        let context = &context;
+        let channel_of = &channel_of;
+        async move {
+            run(context, name, c, secs, |i| {
+                let client = AttributeServiceClient::new(channel_of(i));
+                let owner = if shared {
+                    0
+                } else {
+                    i % fixture.sessions.len()
+                };
+                let header = fixture.sessions[owner].header.clone();
+                move |k| {
+                    let mut client = client.clone();
+                    let request = authed(
+                        &header,
+                        proto::SetAttributeRequest {
+                            scope: AttributeScope::Session as i32,
+                            name: attribute_name(i, k),
+                            value: Some(small_object(k)),
+                            ..Default::default()
+                        },
+                    );
+                    async move {
+                        client
+                            .set_attribute(request)
+                            .await
+                            .map(drop)
+                            .map_err(status_text)
+                    }
+                }
+            })
+            .await
+        }
+    };
+    let set = set_attribute("set_attribute", false).await;
+
+    let mut raw_rows = Vec::new();
+    if let Some(pool) = &raw {
+        let session_of = |i: usize| fixture.sessions[i % fixture.sessions.len()].clone();
+        raw_rows.push(
+            run(&context, "raw_upsert", c, secs, |i| {
+                let pool = pool.clone();
+                let session_id = session_of(i).session_id;
+                move |k| {
+                    let pool = pool.clone();
+                    async move {
+                        let now = SystemTime::now();
+                        let client = pool.get().await.map_err(pg_error)?;
+                        let upsert = client.prepare_cached(RAW_UPSERT).await.map_err(pg_error)?;
+                        let value = small_object_json(k);
+                        client
+                            .query_one(&upsert, &[&session_id, &attribute_name(i, k), &value, &now])
+                            .await
+                            .map(drop)
+                            .map_err(pg_error)
+                    }
+                }
+            })
+            .await,
+        );
+        raw_rows.push(
+            run(&context, "raw_txn", c, secs, |i| {
+                let pool = pool.clone();
+                let session_id = session_of(i).session_id;
+                move |k| {
+                    let pool = pool.clone();
+                    async move {
+                        raw_transaction(
+                            &pool,
+                            session_id,
+                            attribute_name(i, k),
+                            small_object_json(k),
+                        )
+                        .await
+                    }
+                }
+            })
+            .await,
+        );
+        raw_rows.push(
+            run(&context, "raw_txn_auth", c, secs, |i| {
+                let pool = pool.clone();
+                let session = session_of(i);
+                let token_hash = Sha256::digest(session.ust.as_bytes()).to_vec();
+                move |k| {
+                    let pool = pool.clone();
+                    let token_hash = token_hash.clone();
+                    let session_id = session.session_id;
+                    async move {
+                        {
+                            // The auth layer's look-up, on its own pooled connection.
+                            let now = SystemTime::now();
+                            let client = pool.get().await.map_err(pg_error)?;
+                            let lookup = client
+                                .prepare_cached(SESSION_BY_TOKEN)
+                                .await
+                                .map_err(pg_error)?;
+                            client
+                                .query_opt(&lookup, &[&token_hash, &now])
+                                .await
+                                .map_err(pg_error)?
+                                .ok_or("UST not found")?;
+                        }
+                        raw_transaction(
+                            &pool,
+                            session_id,
+                            attribute_name(i, k),
+                            small_object_json(k),
+                        )
+                        .await
+                    }
+                }
+            })
+            .await,
+        );
+    }
+
+    set_attribute("set_attribute_1session", true).await;
+
+    let username = fixture.username.clone();
+    run(
+        &context,
+        "login",
+        args.login_concurrency,
+        secs.min(LOGIN_SECONDS),
+        |i| {
+            let client = UserServiceClient::new(channel_of(i));
+            let username = username.clone();
+            move |_| {
+                let mut client = client.clone();
+                let request = login_request(&username, USER_PASSWORD);
+                async move { client.login(request).await.map(drop).map_err(status_text) }
+            }
+        },
+    )
+    .await;
+
+    println!(
+        "verify/health = {:.2} (target >= 0.50)",
+        verify.rate() / health.rate().max(f64::MIN_POSITIVE)
+    );
+    if let Some(baseline) = raw_rows.first() {
+        println!(
+            "set_attribute/raw_upsert = {:.2} (target >= 0.80)",
+            set.rate() / baseline.rate().max(f64::MIN_POSITIVE)
+        );
+        for other in &raw_rows[1..] {
+            println!(
+                "set_attribute/{} = {:.2} (informational: ssod's own SQL, without gRPC)",
+                other.name,
+                set.rate() / other.rate().max(f64::MIN_POSITIVE)
+            );
+        }
+    }
+    drop(channels);
+    println!("ssod {}", server.stop());
+}
