@@ -172,7 +172,7 @@ pub struct Config {
     /// Rows deleted per sweep statement.
     #[arg(long, env = "SSOD_SWEEP_BATCH", default_value_t = 1000, global = true)]
     pub sweep_batch: usize,
-    /// Argon2id hashes running at once; 0 = the number of CPUs.
+    /// Argon2id hasher threads (hashes running at once); 0 = the number of CPUs.
     #[arg(
         long,
         env = "SSOD_MAX_CONCURRENT_HASHES",
