@@ -356,3 +356,119 @@ async fn debug_logs_carry_cids_and_no_secrets_and_metrics_are_scraped(backend: B
 }
 
 both!(debug_logs_carry_cids_and_no_secrets_and_metrics_are_scraped);
+
+fn run_to_end(envs: &[(&str, String)], args: &[&str], stdin: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ssod"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().expect("ssod runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    let output = child.wait_with_output().expect("ssod ends");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// `ssod migrate`, `ssod create-super-user` (password from stdin, or generated and shown
+/// once), and serving in schema-check mode, as an operator runs them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_subcommands_on_postgres() {
+    let url = crate::pg::fresh_database_url().await;
+    let database = [("SSOD_DATABASE_URL", url.clone())];
+
+    let (checked, logs) = run_to_end(
+        &[
+            ("SSOD_DATABASE_URL", url.clone()),
+            ("SSOD_SCHEMA", "check".into()),
+        ],
+        &["serve"],
+        "",
+    );
+    assert!(
+        !checked,
+        "serving on an unmigrated schema in check mode must fail"
+    );
+    assert!(
+        logs.contains("ssod migrate"),
+        "the refusal says what to run: {logs}"
+    );
+
+    let (migrated, logs) = run_to_end(&database, &["migrate"], "");
+    assert!(migrated, "migrate: {logs}");
+    let (again, logs) = run_to_end(&database, &["migrate"], "");
+    assert!(again, "migrate is idempotent: {logs}");
+
+    let (created, logs) = run_to_end(
+        &database,
+        &[
+            "create-super-user",
+            "--username",
+            "root-from-stdin",
+            "--password-stdin",
+        ],
+        "stdin-password-1\n",
+    );
+    assert!(created, "create-super-user: {logs}");
+    assert!(
+        !logs.contains("stdin-password-1"),
+        "the given password is never echoed"
+    );
+    let (generated, logs) = run_to_end(
+        &database,
+        &["create-super-user", "--username", "root-generated"],
+        "",
+    );
+    assert!(generated, "create-super-user: {logs}");
+    let password = logs
+        .lines()
+        .find_map(|line| line.split("generated password: ").nth(1))
+        .expect("the generated password is shown once")
+        .trim()
+        .to_owned();
+    let (duplicate, _) = run_to_end(
+        &database,
+        &["create-super-user", "--username", "ROOT-GENERATED"],
+        "",
+    );
+    assert!(!duplicate, "an existing name is refused");
+
+    let grpc_address = free_address();
+    let server = Process::start(&[
+        ("SSOD_DATABASE_URL", url),
+        ("SSOD_SCHEMA", "check".into()),
+        ("SSOD_LISTEN", grpc_address.to_string()),
+    ]);
+    let mut users = UserServiceClient::new(connect(grpc_address).await);
+    for (username, password) in [
+        ("root-from-stdin", "stdin-password-1"),
+        ("root-generated", password.as_str()),
+    ] {
+        let login = users
+            .login(proto::LoginRequest {
+                username: username.into(),
+                password: password.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|status| panic!("{username} logs in: {status:?}"))
+            .into_inner();
+        assert!(login.user.expect("user").is_super_user);
+    }
+    let (stopped, _) = server.terminate();
+    assert!(stopped);
+}
