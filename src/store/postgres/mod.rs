@@ -127,6 +127,28 @@ impl PostgresStore {
     async fn client(&self) -> StoreResult<Object> {
         self.pool.get().await.map_err(from_pool)
     }
+
+    /// Runs an owner's attribute query: `all_sql` (`$1` owner, `$2` now) when `names` is
+    /// `None`, else `named_sql` (with `$3` the names).
+    async fn owner_rows(
+        &self,
+        all_sql: &'static str,
+        named_sql: &'static str,
+        owner_id: Uuid,
+        names: Option<&[String]>,
+        now: SystemTime,
+    ) -> StoreResult<Vec<tokio_postgres::Row>> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(if names.is_some() { named_sql } else { all_sql })
+            .await
+            .map_err(from_pg)?;
+        match names {
+            None => client.query(&statement, &[&owner_id, &now]).await,
+            Some(names) => client.query(&statement, &[&owner_id, &now, &names]).await,
+        }
+        .map_err(from_pg)
+    }
 }
 
 fn attribute_sql(owner: Owner) -> (&'static AttributeSql, Uuid) {
@@ -640,24 +662,9 @@ impl Store for PostgresStore {
         now: SystemTime,
     ) -> StoreResult<Vec<StoredAttribute>> {
         let (table, owner_id) = attribute_sql(owner);
-        let client = self.client().await?;
-        let rows = match names {
-            None => {
-                let statement = client
-                    .prepare_cached(table.select_all)
-                    .await
-                    .map_err(from_pg)?;
-                client.query(&statement, &[&owner_id, &now]).await
-            }
-            Some(names) => {
-                let statement = client
-                    .prepare_cached(table.select_named)
-                    .await
-                    .map_err(from_pg)?;
-                client.query(&statement, &[&owner_id, &now, &names]).await
-            }
-        }
-        .map_err(from_pg)?;
+        let rows = self
+            .owner_rows(table.select_all, table.select_named, owner_id, names, now)
+            .await?;
         rows::attributes(&rows)
     }
 
@@ -668,24 +675,9 @@ impl Store for PostgresStore {
         now: SystemTime,
     ) -> StoreResult<Vec<String>> {
         let (table, owner_id) = attribute_sql(owner);
-        let client = self.client().await?;
-        let rows = match names {
-            None => {
-                let statement = client
-                    .prepare_cached(table.names_all)
-                    .await
-                    .map_err(from_pg)?;
-                client.query(&statement, &[&owner_id, &now]).await
-            }
-            Some(names) => {
-                let statement = client
-                    .prepare_cached(table.names_named)
-                    .await
-                    .map_err(from_pg)?;
-                client.query(&statement, &[&owner_id, &now, &names]).await
-            }
-        }
-        .map_err(from_pg)?;
+        let rows = self
+            .owner_rows(table.names_all, table.names_named, owner_id, names, now)
+            .await?;
         rows.iter()
             .map(|row| row.try_get(0).map_err(from_pg))
             .collect()
