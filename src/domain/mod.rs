@@ -247,9 +247,22 @@ pub struct OpenSession {
     pub login: Option<LoginRecord>,
 }
 
-#[derive(Clone, Debug, Default)]
+/// A login to record. It lands only if the user still has the password hash the password was
+/// verified against and may still log in (not locked, approved), so a lock or reset that
+/// commits during the Argon2 verification is never undone by the login.
+#[derive(Clone, Default)]
 pub struct LoginRecord {
+    pub verified_hash: String,
     pub new_password: Option<PasswordChange>,
+}
+
+impl std::fmt::Debug for LoginRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginRecord")
+            .field("verified_hash", &"[redacted]")
+            .field("new_password", &self.new_password)
+            .finish()
+    }
 }
 
 #[derive(Clone)]

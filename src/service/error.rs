@@ -107,6 +107,8 @@ impl From<StoreError> for ServiceError {
             StoreError::UsernameTaken => Self::UsernameTaken,
             StoreError::UserNotFound => Self::UserNotFound,
             StoreError::SessionNotFound => Self::SessionNotFound,
+            // A login raced a lock or password reset: the password no longer opens a session.
+            StoreError::UserChanged => Self::InvalidCredentials,
             StoreError::TooManyAttributes { count, limit } => Self::limit(
                 "attributes",
                 format!("the owner would hold {count} attributes; at most {limit} are allowed"),

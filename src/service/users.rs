@@ -133,7 +133,11 @@ impl Sso {
         let record = self.store.user_by_username(&request.username).await?;
         let hash = record.as_ref().map(|record| record.password_hash.as_str());
         let matches = self.passwords.verify(&request.password, hash).await?;
-        let Some(UserRecord { mut user, .. }) = record.filter(|_| matches) else {
+        let Some(UserRecord {
+            mut user,
+            password_hash: verified_hash,
+        }) = record.filter(|_| matches)
+        else {
             return Err(ServiceError::InvalidCredentials);
         };
         self.check_may_log_in(&user, request.new_password.is_some(), now)?;
@@ -165,6 +169,7 @@ impl Sso {
             None => Vec::new(),
         };
         let login = LoginRecord {
+            verified_hash,
             new_password: new_password.clone(),
         };
         let opened = self

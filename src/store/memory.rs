@@ -12,7 +12,7 @@ use async_trait::async_trait;
 
 use super::{Store, StoreError, StoreResult, is_live};
 use crate::domain::{
-    EndSessions, NewAttribute, OpenSession, Owner, PurgeCounts, Session, SessionId,
+    ApprovalStatus, EndSessions, NewAttribute, OpenSession, Owner, PurgeCounts, Session, SessionId,
     SessionSelector, SessionWithUser, StoredAttribute, TokenHash, User, UserId, UserPage,
     UserPatch, UserQuery, UserRecord,
 };
@@ -286,10 +286,17 @@ impl Store for MemoryStore {
     async fn open_session(&self, open: OpenSession, now: SystemTime) -> StoreResult<Session> {
         let mut state = self.lock()?;
         let session = open.new.session.clone();
-        if let Some(user_id) = session.user_id
-            && !state.users.contains_key(&user_id)
-        {
-            return Err(StoreError::UserNotFound);
+        if let Some(user_id) = session.user_id {
+            let record = state.users.get(&user_id).ok_or(StoreError::UserNotFound)?;
+            if let Some(login) = &open.login {
+                let user = &record.user;
+                if record.password_hash != login.verified_hash
+                    || user.is_locked
+                    || user.approval_status != ApprovalStatus::Approved
+                {
+                    return Err(StoreError::UserChanged);
+                }
+            }
         }
         if let Some(replaced) = open.replaces
             && state.live_session(replaced, now).is_none()

@@ -24,6 +24,8 @@ pub enum StoreError {
     UserNotFound,
     #[error("session not found")]
     SessionNotFound,
+    #[error("the user changed since its password was verified")]
+    UserChanged,
     #[error("owner would hold {count} attributes, limit is {limit}")]
     TooManyAttributes { count: usize, limit: usize },
     #[error("store unavailable: {0}")]
@@ -80,7 +82,7 @@ pub trait Store: Send + Sync + 'static {
     // Sessions.
     /// One transaction: insert the session and its attributes, end the replaced session and
     /// record the login. `SessionNotFound` if the replaced session is gone, `UserNotFound` if
-    /// the user is.
+    /// the user is, `UserChanged` if the login record's conditions no longer hold.
     async fn open_session(&self, open: OpenSession, now: SystemTime) -> StoreResult<Session>;
     /// The hot path: one indexed look-up of an unexpired session and its user.
     async fn session_by_token(

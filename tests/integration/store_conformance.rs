@@ -49,6 +49,7 @@ conformance!(
     delete_user_cascades_to_sessions_and_attributes,
     open_session_rotates_carries_and_records_the_login,
     open_session_is_all_or_nothing,
+    a_login_lands_only_while_the_user_is_unchanged,
     session_by_token_respects_the_expiry_boundary,
     renew_session_moves_expiry_of_live_sessions_only,
     list_sessions_pages_by_id,
@@ -64,6 +65,84 @@ conformance!(
 );
 
 mod postgres_only;
+
+/// A login verified against one state of the user must not land after a lock, a rejection or
+/// a password reset committed in between: it fails with `UserChanged` and writes nothing.
+async fn a_login_lands_only_while_the_user_is_unchanged(store: Arc<dyn Store>) {
+    let user = create_user(&store, "racer").await;
+    let attempt = |verified_hash: String, at_second: u64| {
+        let (new, ust) = new_session(Some(user.id), at_second, at_second + 100);
+        let open = OpenSession {
+            login: Some(LoginRecord {
+                verified_hash,
+                new_password: None,
+            }),
+            ..plain_open(new)
+        };
+        (open, ust)
+    };
+    let patches = [
+        UserPatch {
+            is_locked: Some(true),
+            ..UserPatch::default()
+        },
+        UserPatch {
+            approval_status: Some(ApprovalStatus::Rejected),
+            ..UserPatch::default()
+        },
+        UserPatch {
+            password_hash: Some("$argon2id$reset".into()),
+            ..UserPatch::default()
+        },
+    ];
+    let restore = UserPatch {
+        is_locked: Some(false),
+        approval_status: Some(ApprovalStatus::Approved),
+        ..UserPatch::default()
+    };
+    for patch in patches {
+        store
+            .update_user(user.id, &patch, EndSessions::All)
+            .await
+            .expect("patched");
+        let (open, ust) = attempt(hash_of("racer"), 10);
+        let refused = store.open_session(open, at(10)).await;
+        assert!(
+            matches!(refused, Err(StoreError::UserChanged)),
+            "{patch:?}: {refused:?}"
+        );
+        assert!(
+            store
+                .session_by_token(&crypto::hash_ust(&ust), at(11))
+                .await
+                .expect("read")
+                .is_none(),
+            "nothing written"
+        );
+        store
+            .update_user(user.id, &restore, EndSessions::None)
+            .await
+            .expect("restored");
+    }
+    let record = store
+        .user_by_id(user.id)
+        .await
+        .expect("read")
+        .expect("found");
+    assert_eq!(record.user.last_login_at, None, "no login was recorded");
+    let (open, _) = attempt("$argon2id$reset".into(), 20);
+    store
+        .open_session(open, at(20))
+        .await
+        .expect("the current hash logs in");
+    let gone = store.delete_user(user.id).await.expect("deleted");
+    assert!(gone);
+    let (open, _) = attempt("$argon2id$reset".into(), 30);
+    assert!(matches!(
+        store.open_session(open, at(30)).await,
+        Err(StoreError::UserNotFound)
+    ));
+}
 
 pub fn memory_store() -> Arc<dyn Store> {
     Arc::new(MemoryStore::new())
@@ -110,8 +189,13 @@ pub fn user_record(username: &str) -> UserRecord {
             created_at: at(0),
             last_login_at: None,
         },
-        password_hash: format!("$argon2id$v=19$fake${username}"),
+        password_hash: hash_of(username),
     }
+}
+
+/// The (fake) password hash `user_record` gives a user.
+pub fn hash_of(username: &str) -> String {
+    format!("$argon2id$v=19$fake${username}")
 }
 
 pub async fn create_user(store: &Arc<dyn Store>, username: &str) -> User {
@@ -682,6 +766,7 @@ async fn open_session_rotates_carries_and_records_the_login(store: Arc<dyn Store
                 ],
                 replaces: Some(guest.id),
                 login: Some(LoginRecord {
+                    verified_hash: hash_of("login"),
                     new_password: Some(PasswordChange {
                         password_hash: "$argon2id$changed".into(),
                         password_must_change: true,
@@ -758,7 +843,10 @@ async fn open_session_rotates_carries_and_records_the_login(store: Arc<dyn Store
     store
         .open_session(
             OpenSession {
-                login: Some(LoginRecord::default()),
+                login: Some(LoginRecord {
+                    verified_hash: "$argon2id$changed".into(),
+                    new_password: None,
+                }),
                 ..plain_open(new)
             },
             at(20),
@@ -799,6 +887,7 @@ async fn open_session_is_all_or_nothing(store: Arc<dyn Store>) {
             attributes: vec![plain("carried", "true", None)],
             replaces,
             login: login.then(|| LoginRecord {
+                verified_hash: hash_of("atomic"),
                 new_password: Some(PasswordChange {
                     password_hash: "$argon2id$must-not-land".into(),
                     password_must_change: true,

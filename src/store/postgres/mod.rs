@@ -275,17 +275,13 @@ impl Store for PostgresStore {
         patch: &UserPatch,
         end_sessions: EndSessions,
     ) -> StoreResult<User> {
-        let client = self.client().await?;
-        let statement = client
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await.map_err(from_pg)?;
+        let statement = transaction
             .prepare_cached(sql::UPDATE_USER)
             .await
             .map_err(from_pg)?;
-        let (end, keep) = match end_sessions {
-            EndSessions::None => (false, None),
-            EndSessions::All => (true, None),
-            EndSessions::AllBut(keep) => (true, Some(keep.0)),
-        };
-        let row = client
+        let row = transaction
             .query_opt(
                 &statement,
                 &[
@@ -302,12 +298,26 @@ impl Store for PostgresStore {
                     &patch.password_must_change,
                     &patch.password_expiry.is_some(),
                     &patch.password_expiry.flatten(),
-                    &end,
-                    &keep,
                 ],
             )
             .await
             .map_err(from_pg)?;
+        let keep = match end_sessions {
+            EndSessions::None => None,
+            EndSessions::All => Some(None),
+            EndSessions::AllBut(keep) => Some(Some(keep.0)),
+        };
+        if let (Some(keep), Some(_)) = (keep, &row) {
+            let statement = transaction
+                .prepare_cached(sql::END_USER_SESSIONS)
+                .await
+                .map_err(from_pg)?;
+            transaction
+                .execute(&statement, &[&id.0, &keep])
+                .await
+                .map_err(from_pg)?;
+        }
+        transaction.commit().await.map_err(from_pg)?;
         match row {
             Some(row) => rows::user(&row, 0),
             None => Err(StoreError::UserNotFound),
@@ -348,12 +358,23 @@ impl Store for PostgresStore {
                         &change.map(|change| change.password_hash.as_str()),
                         &change.map(|change| change.password_must_change),
                         &change.and_then(|change| change.password_expiry),
+                        &login.verified_hash,
                     ],
                 )
                 .await
                 .map_err(from_pg)?;
             if updated == 0 {
-                return Err(StoreError::UserNotFound);
+                // Only on this failure path: say whether the user is gone or just changed.
+                let exists = transaction
+                    .query_opt(sql::USER_EXISTS, &[&user_id])
+                    .await
+                    .map_err(from_pg)?
+                    .is_some();
+                return Err(if exists {
+                    StoreError::UserChanged
+                } else {
+                    StoreError::UserNotFound
+                });
             }
         }
         let statement = transaction

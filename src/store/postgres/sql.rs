@@ -78,10 +78,9 @@ pub(super) const LIST_USERS: &str = concat!(
 );
 
 /// Patches a user (null leaves a column as it is; `$12` says whether to set the nullable
-/// `password_expiry` to `$13`) and, when `$14`, deletes its sessions but `$15` in the same
-/// statement. Returns nothing when the user does not exist.
+/// `password_expiry` to `$13`). Returns nothing when the user does not exist.
 pub(super) const UPDATE_USER: &str = concat!(
-    "WITH updated AS (UPDATE users AS u SET \
+    "UPDATE users AS u SET \
          email = COALESCE($2, u.email), \
          display_name = COALESCE($3, u.display_name), \
          first_name = COALESCE($4, u.first_name), \
@@ -94,21 +93,28 @@ pub(super) const UPDATE_USER: &str = concat!(
          password_must_change = COALESCE($11, u.password_must_change), \
          password_expiry = CASE WHEN $12 THEN $13 ELSE u.password_expiry END \
      WHERE u.id = $1 RETURNING ",
-    user_columns!(),
-    "), ended AS (DELETE FROM sessions WHERE $14 AND user_id = $1 \
-       AND id IS DISTINCT FROM $15 AND EXISTS (SELECT 1 FROM updated)) \
-     SELECT * FROM updated"
+    user_columns!()
 );
+
+/// Ends a user's sessions but `$2`. A statement of its own, after `UPDATE_USER` in the same
+/// transaction, so its snapshot includes sessions of logins that committed while the update
+/// waited for the user row.
+pub(super) const END_USER_SESSIONS: &str =
+    "DELETE FROM sessions WHERE user_id = $1 AND id IS DISTINCT FROM $2";
+
+pub(super) const USER_EXISTS: &str = "SELECT 1 FROM users WHERE id = $1";
 
 /// Cascades to the user's sessions, their attributes and the user's attributes.
 pub(super) const DELETE_USER: &str = "DELETE FROM users WHERE id = $1";
 
 /// Records a login: `$2` the session's creation; with a new password when `$3` is not null.
+/// Only while the user still has `$6`, the hash the password was verified against, and may
+/// log in: a lock or reset that committed meanwhile makes it update nothing.
 pub(super) const RECORD_LOGIN: &str = "UPDATE users SET last_login_at = $2, \
      password_hash = COALESCE($3, password_hash), \
      password_must_change = CASE WHEN $3 IS NULL THEN password_must_change ELSE $4 END, \
      password_expiry = CASE WHEN $3 IS NULL THEN password_expiry ELSE $5 END \
-     WHERE id = $1";
+     WHERE id = $1 AND password_hash = $6 AND NOT is_locked AND approval_status = 'approved'";
 
 // Sessions.
 
