@@ -214,6 +214,9 @@ pub struct Config {
     /// PostgreSQL: how long opening a connection may take.
     #[arg(long, env = "SSOD_DB_CREATE_TIMEOUT", default_value = "5s", value_parser = duration, global = true)]
     pub db_create_timeout: Duration,
+    /// PostgreSQL: how long one statement may run.
+    #[arg(long, env = "SSOD_DB_STATEMENT_TIMEOUT", default_value = "30s", value_parser = duration, global = true)]
+    pub db_statement_timeout: Duration,
     /// PostgreSQL: how long checking a pooled connection may take.
     #[arg(long, env = "SSOD_DB_RECYCLE_TIMEOUT", default_value = "5s", value_parser = duration, global = true)]
     pub db_recycle_timeout: Duration,

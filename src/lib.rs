@@ -64,8 +64,8 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
     let config = cli.config;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
-            let listener = tokio::net::TcpListener::bind(config.listen).await?;
             let store = open_store(&config).await?;
+            let listener = tokio::net::TcpListener::bind(config.listen).await?;
             let sso = build_service(&config, store, Arc::new(SystemClock))?;
             bootstrap(&config, &sso).await?;
             server::serve(listener, sso, serve_options(&config)?, shutdown_signal()).await
@@ -127,6 +127,7 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, AppError> {
         wait_timeout: config.db_wait_timeout,
         create_timeout: config.db_create_timeout,
         recycle_timeout: config.db_recycle_timeout,
+        statement_timeout: config.db_statement_timeout,
     };
     let store = PostgresStore::connect(url, settings)?;
     match config.schema {

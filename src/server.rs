@@ -62,7 +62,7 @@ pub async fn serve(
 ) -> Result<(), AppError> {
     let (reporter, health_service) = tonic_health::server::health_reporter();
     // Serving only once the store has answered.
-    let reachable = sso.store().ping().await.is_ok();
+    let reachable = ping(&sso, options.health_probe_interval).await;
     set_health(&reporter, serving_status(reachable)).await;
     let reflection_v1 = reflection()
         .build_v1()
@@ -145,6 +145,15 @@ pub async fn serve(
     }
 }
 
+/// Whether the store answers within `within` (at least a second): a hung store is down.
+async fn ping(sso: &Sso, within: Duration) -> bool {
+    let within = within.max(Duration::from_secs(1));
+    matches!(
+        tokio::time::timeout(within, sso.store().ping()).await,
+        Ok(Ok(()))
+    )
+}
+
 fn serving_status(reachable: bool) -> ServingStatus {
     if reachable {
         ServingStatus::Serving
@@ -158,8 +167,13 @@ async fn sweep_loop(sso: Arc<Sso>, every: Duration, mut stop: watch::Receiver<bo
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = interval.tick() => {
-                if let Err(error) = sso.sweep().await {
+            _ = interval.tick() => {}
+            _ = stop.changed() => return,
+        }
+        // A sweep stuck on a hung store must not hold up shutdown.
+        tokio::select! {
+            swept = sso.sweep() => {
+                if let Err(error) = swept {
                     tracing::warn!(error = %error, "expiry sweep failed");
                 }
             }
@@ -182,7 +196,10 @@ async fn probe_loop(
             _ = stop.changed() => return,
         }
         record_pool_status(sso.store().as_ref());
-        let reachable = sso.store().ping().await.is_ok();
+        let reachable = tokio::select! {
+            reachable = ping(&sso, every) => reachable,
+            _ = stop.changed() => return,
+        };
         if reachable != serving {
             serving = reachable;
             if reachable {

@@ -240,16 +240,16 @@ async fn configured_limits_apply(backend: Backend) {
     set_one(&server, &ust, "abcd", serde_json::json!("12345678"))
         .await
         .expect("at the limits");
-    assert!(
-        set_one(&server, &ust, "abcde", serde_json::json!(1))
+    for (name, value, field) in [
+        ("abcde", serde_json::json!(1), "name"),
+        ("v", serde_json::json!("123456789"), "value"),
+    ] {
+        let status = set_one(&server, &ust, name, value)
             .await
-            .is_err()
-    );
-    assert!(
-        set_one(&server, &ust, "v", serde_json::json!("123456789"))
-            .await
-            .is_err()
-    );
+            .expect_err("over a limit");
+        assert_eq!(reason(&status), "LIMIT_EXCEEDED");
+        assert_eq!(violated_fields(&status), [field]);
+    }
     let three = vec![
         write("a", serde_json::json!(1)),
         write("b", serde_json::json!(1)),

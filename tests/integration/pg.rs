@@ -32,14 +32,27 @@ const INSTALL_HINT: &str = "the PostgreSQL tests need a server: set SSOD_TEST_DA
      (`apt-get install postgresql`) so that initdb and pg_ctl are on PATH or under \
      /usr/lib/postgresql/*/bin";
 
-static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+/// The cluster, or why it could not start: a failure is remembered, so the other tests fail
+/// at once with the same message instead of each trying again.
+static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
 static NEXT_DATABASE: AtomicU32 = AtomicU32::new(0);
 
 /// A new, empty database on the test server; its URL.
 pub async fn fresh_database_url() -> String {
     let admin_url = match std::env::var("SSOD_TEST_DATABASE_URL") {
         Ok(url) if !url.trim().is_empty() => url,
-        _ => CLUSTER.get_or_init(Cluster::start).admin_url.clone(),
+        _ => match CLUSTER.get_or_init(|| {
+            std::panic::catch_unwind(Cluster::start).map_err(|payload| {
+                payload
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| payload.downcast_ref::<&str>().map(|text| text.to_string()))
+                    .unwrap_or_else(|| "the test cluster did not start".into())
+            })
+        }) {
+            Ok(cluster) => cluster.admin_url.clone(),
+            Err(why) => panic!("{why}"),
+        },
     };
     let (client, connection) = tokio_postgres::connect(&admin_url, NoTls)
         .await

@@ -377,11 +377,24 @@ fn run_to_end(envs: &[(&str, String)], args: &[&str], stdin: &str) -> (bool, Str
         .expect("stdin")
         .write_all(stdin.as_bytes())
         .expect("write stdin");
-    let output = child.wait_with_output().expect("ssod ends");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let mut pipe = child.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = pipe.read_to_string(&mut text);
+        text
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("ssod {args:?} did not finish within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status.success(), reader.join().expect("stderr reader"))
 }
 
 /// `ssod migrate`, `ssod create-super-user` (password from stdin, or generated and shown
@@ -471,4 +484,41 @@ async fn operator_subcommands_on_postgres() {
     }
     let (stopped, _) = server.terminate();
     assert!(stopped);
+}
+
+/// A database that accepts connections and never answers fails start-up within the
+/// configured bounds instead of hanging.
+#[test]
+fn a_silent_database_fails_start_up_within_bounds() {
+    let silent = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = silent.local_addr().expect("address");
+    // Accept and hold connections without a word.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming().take(16).flatten() {
+            held.push(stream);
+        }
+    });
+    let started = Instant::now();
+    let (ok, logs) = run_to_end(
+        &[
+            (
+                "SSOD_DATABASE_URL",
+                format!("postgres://ssod@{address}/ssod?connect_timeout=1"),
+            ),
+            ("SSOD_DB_CREATE_TIMEOUT", "1s".into()),
+            ("SSOD_LISTEN", "127.0.0.1:0".into()),
+        ],
+        &["serve"],
+        "",
+    );
+    assert!(!ok, "start-up must fail: {logs}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "it failed, but slowly"
+    );
+    assert!(
+        logs.contains("unavailable"),
+        "the error says the store is unavailable: {logs}"
+    );
 }

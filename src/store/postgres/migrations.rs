@@ -30,6 +30,10 @@ const CREATE_HISTORY: &str = "CREATE TABLE IF NOT EXISTS ssod_schema_migrations 
     applied_at timestamptz NOT NULL
 )";
 
+/// How long a migration waits for the advisory lock and for any table lock its DDL needs.
+/// DDL itself may take as long as it needs.
+const LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '60s'; SET LOCAL statement_timeout = 0";
+
 impl PostgresStore {
     /// Applies the embedded migrations the database lacks; returns the versions applied now
     /// (empty when the schema was current). Safe to run from several replicas at once.
@@ -40,6 +44,11 @@ impl PostgresStore {
             let version = i32::try_from(migration.version)
                 .map_err(|_| StoreError::Internal("migration version out of range".into()))?;
             let transaction = client.transaction().await.map_err(from_pg)?;
+            // Bounded: a holder whose host vanished keeps the lock until TCP gives up.
+            transaction
+                .batch_execute(LOCK_TIMEOUT)
+                .await
+                .map_err(from_pg)?;
             let lock = transaction
                 .prepare_cached("SELECT pg_advisory_xact_lock($1)")
                 .await
@@ -47,7 +56,17 @@ impl PostgresStore {
             transaction
                 .execute(&lock, &[&MIGRATION_LOCK])
                 .await
-                .map_err(from_pg)?;
+                .map_err(|error| {
+                    if error.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) {
+                        StoreError::Unavailable(
+                            "another process held the migration lock for 60 s; is a migration \
+                             stuck? (see pg_locks where locktype = 'advisory')"
+                                .into(),
+                        )
+                    } else {
+                        from_pg(error)
+                    }
+                })?;
             transaction
                 .batch_execute(CREATE_HISTORY)
                 .await

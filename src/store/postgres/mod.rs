@@ -80,6 +80,8 @@ pub struct PgSettings {
     pub create_timeout: Duration,
     /// Longest wait to check a pooled connection before reuse.
     pub recycle_timeout: Duration,
+    /// Longest any statement may run (PostgreSQL's `statement_timeout`).
+    pub statement_timeout: Duration,
 }
 
 impl Default for PgSettings {
@@ -89,6 +91,7 @@ impl Default for PgSettings {
             wait_timeout: Duration::from_secs(5),
             create_timeout: Duration::from_secs(5),
             recycle_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -104,8 +107,24 @@ impl PostgresStore {
     /// No connection is opened here (see the module documentation).
     pub fn connect(url: &str, settings: PgSettings) -> Result<PostgresStore, StoreError> {
         // The parse error names the offending option, never the URL (which may hold a password).
-        let config = tokio_postgres::Config::from_str(url)
+        let mut config = tokio_postgres::Config::from_str(url)
             .map_err(|error| StoreError::Internal(format!("invalid database url: {error}")))?;
+        // A hung server or a dead network path fails calls within bounds instead of holding
+        // them (and health) forever.
+        let statement_timeout = format!(
+            "-c statement_timeout={}",
+            settings.statement_timeout.as_millis()
+        );
+        let options = match config.get_options() {
+            Some(given) if !given.is_empty() => format!("{given} {statement_timeout}"),
+            _ => statement_timeout,
+        };
+        config
+            .options(&options)
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(30))
+            .keepalives_interval(Duration::from_secs(10))
+            .keepalives_retries(3);
         let manager = Manager::from_config(
             config,
             NoTls,

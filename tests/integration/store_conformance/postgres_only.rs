@@ -466,7 +466,18 @@ async fn a_busy_pool_times_out_as_unavailable() {
                 .await
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Wait until the writer holds the only connection (bounded; no fixed sleep).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !dyn_store
+        .pool_status()
+        .is_some_and(|status| status.size == 1 && status.idle == 0)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the writer never took the connection"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let error = store.ping().await.expect_err("no free connection");
     assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
 
