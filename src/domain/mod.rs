@@ -193,7 +193,8 @@ pub enum EndSessions {
 pub struct UserQuery {
     pub username_prefix: String,
     pub approval_status: Option<ApprovalStatus>,
-    /// Only usernames (lower-cased) strictly after this one.
+    /// Only users whose lower-cased username sorts after this username's, lower-cased by
+    /// the store itself (so the cursor and the index agree on case folding).
     pub after: Option<String>,
     pub limit: usize,
 }

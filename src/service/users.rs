@@ -389,7 +389,7 @@ impl Sso {
             found
                 .users
                 .last()
-                .map(|user| page_token(&user.username.to_lowercase()))
+                .map(|user| page_token(&user.username))
                 .unwrap_or_default()
         } else {
             String::new()

@@ -239,7 +239,12 @@ impl Store for MemoryStore {
         let total_size = matching.len() as u64;
         let users = matching
             .into_iter()
-            .filter(|(key, _)| query.after.as_ref().is_none_or(|after| key > after))
+            .filter(|(key, _)| {
+                query
+                    .after
+                    .as_ref()
+                    .is_none_or(|after| *key > after.to_lowercase())
+            })
             .take(query.limit)
             .map(|(_, user)| user.clone())
             .collect();

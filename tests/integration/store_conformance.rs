@@ -441,6 +441,9 @@ async fn list_users_pages_filters_and_counts(store: Arc<dyn Store>) {
     let (page, total) = list("al", None, Some("albert"), 2).await;
     assert_eq!(page, strings(&["ALFRED", "alice"]));
     assert_eq!(total, 5);
+    // The cursor is a username as stored; the store folds its case like the key's.
+    let (page, _) = list("al", None, Some("Albert"), 2).await;
+    assert_eq!(page, strings(&["ALFRED", "alice"]));
     let (page, _) = list("al", None, Some("alice"), 2).await;
     assert_eq!(page, strings(&["alma"]));
     let (page, total) = list("al", None, Some("alma"), 2).await;

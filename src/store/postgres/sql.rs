@@ -57,8 +57,8 @@ pub(super) const USER_BY_USERNAME: &str = concat!(
     " = lower($1)"
 );
 
-/// `$1` LIKE pattern of the lower-cased prefix, `$2` approval status or null, `$3` key to
-/// start after or null, `$4` page size. One row per user of the page, each with the total;
+/// `$1` LIKE pattern of the lower-cased prefix, `$2` approval status or null, `$3` the
+/// username to start after (lower-cased here, like the key) or null, `$4` page size. One row per user of the page, each with the total;
 /// a single row of nulls besides the total when the page is empty.
 pub(super) const LIST_USERS: &str = concat!(
     "SELECT matching.total, ",
@@ -71,7 +71,7 @@ pub(super) const LIST_USERS: &str = concat!(
     " LIKE lower($1) AND ($2::text IS NULL OR u.approval_status = $2) \
      AND ($3::text IS NULL OR ",
     username_key!(),
-    " > $3) ORDER BY ",
+    " > (lower($3) COLLATE \"C\")) ORDER BY ",
     username_key!(),
     " LIMIT $4) u ON true ORDER BY ",
     username_key!()
