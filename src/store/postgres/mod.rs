@@ -50,7 +50,7 @@ use std::{collections::HashMap, str::FromStr, time::Duration, time::SystemTime};
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
+use tokio_postgres::{NoTls, Row, types::ToSql};
 use uuid::Uuid;
 
 use super::{PoolStatus, Store, StoreError, StoreResult};
@@ -147,6 +147,43 @@ impl PostgresStore {
         self.pool.get().await.map_err(from_pool)
     }
 
+    /// Prepares (once per connection) and runs one statement outside a transaction.
+    async fn query_opt(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> StoreResult<Option<Row>> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await.map_err(from_pg)?;
+        client.query_opt(&statement, params).await.map_err(from_pg)
+    }
+
+    async fn query_one(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> StoreResult<Row> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await.map_err(from_pg)?;
+        client.query_one(&statement, params).await.map_err(from_pg)
+    }
+
+    async fn query(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> StoreResult<Vec<Row>> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await.map_err(from_pg)?;
+        client.query(&statement, params).await.map_err(from_pg)
+    }
+
+    async fn execute(&self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<u64> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await.map_err(from_pg)?;
+        client.execute(&statement, params).await.map_err(from_pg)
+    }
+
     /// Runs an owner's attribute query: `all_sql` (`$1` owner, `$2` now) when `names` is
     /// `None`, else `named_sql` (with `$3` the names).
     async fn owner_rows(
@@ -156,17 +193,11 @@ impl PostgresStore {
         owner_id: Uuid,
         names: Option<&[String]>,
         now: SystemTime,
-    ) -> StoreResult<Vec<tokio_postgres::Row>> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(if names.is_some() { named_sql } else { all_sql })
-            .await
-            .map_err(from_pg)?;
+    ) -> StoreResult<Vec<Row>> {
         match names {
-            None => client.query(&statement, &[&owner_id, &now]).await,
-            Some(names) => client.query(&statement, &[&owner_id, &now, &names]).await,
+            None => self.query(all_sql, &[&owner_id, &now]).await,
+            Some(names) => self.query(named_sql, &[&owner_id, &now, &names]).await,
         }
-        .map_err(from_pg)
     }
 }
 
@@ -180,10 +211,7 @@ fn attribute_sql(owner: Owner) -> (&'static AttributeSql, Uuid) {
 #[async_trait]
 impl Store for PostgresStore {
     async fn ping(&self) -> StoreResult<()> {
-        let client = self.client().await?;
-        let statement = client.prepare_cached(sql::PING).await.map_err(from_pg)?;
-        client.query_one(&statement, &[]).await.map_err(from_pg)?;
-        Ok(())
+        self.query_one(sql::PING, &[]).await.map(drop)
     }
 
     /// Closes the pool: connections are dropped as they are returned, and new requests fail
@@ -203,15 +231,10 @@ impl Store for PostgresStore {
     }
 
     async fn create_user(&self, record: UserRecord) -> StoreResult<User> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(sql::CREATE_USER)
-            .await
-            .map_err(from_pg)?;
         let user = &record.user;
-        let row = client
+        let row = self
             .query_one(
-                &statement,
+                sql::CREATE_USER,
                 &[
                     &user.id.0,
                     &user.username,
@@ -230,52 +253,29 @@ impl Store for PostgresStore {
                     &user.last_login_at,
                 ],
             )
-            .await
-            .map_err(from_pg)?;
+            .await?;
         rows::user(&row, 0)
     }
 
     async fn user_by_id(&self, id: UserId) -> StoreResult<Option<UserRecord>> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(sql::USER_BY_ID)
-            .await
-            .map_err(from_pg)?;
-        let row = client
-            .query_opt(&statement, &[&id.0])
-            .await
-            .map_err(from_pg)?;
+        let row = self.query_opt(sql::USER_BY_ID, &[&id.0]).await?;
         row.map(|row| rows::user_record(&row, 0)).transpose()
     }
 
     async fn user_by_username(&self, username: &str) -> StoreResult<Option<UserRecord>> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(sql::USER_BY_USERNAME)
-            .await
-            .map_err(from_pg)?;
-        let row = client
-            .query_opt(&statement, &[&username])
-            .await
-            .map_err(from_pg)?;
+        let row = self.query_opt(sql::USER_BY_USERNAME, &[&username]).await?;
         row.map(|row| rows::user_record(&row, 0)).transpose()
     }
 
     async fn list_users(&self, query: &UserQuery) -> StoreResult<UserPage> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(sql::LIST_USERS)
-            .await
-            .map_err(from_pg)?;
         let pattern = like_prefix(&query.username_prefix);
         let status = query.approval_status.map(|status| status.as_str());
-        let rows = client
+        let rows = self
             .query(
-                &statement,
+                sql::LIST_USERS,
                 &[&pattern, &status, &query.after, &to_i64(query.limit)],
             )
-            .await
-            .map_err(from_pg)?;
+            .await?;
         let mut total_size = 0;
         let mut users = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -344,15 +344,7 @@ impl Store for PostgresStore {
     }
 
     async fn delete_user(&self, id: UserId) -> StoreResult<bool> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(sql::DELETE_USER)
-            .await
-            .map_err(from_pg)?;
-        let deleted = client
-            .execute(&statement, &[&id.0])
-            .await
-            .map_err(from_pg)?;
+        let deleted = self.execute(sql::DELETE_USER, &[&id.0]).await?;
         Ok(deleted > 0)
     }
 
@@ -446,15 +438,9 @@ impl Store for PostgresStore {
         hash: &TokenHash,
         now: SystemTime,
     ) -> StoreResult<Option<SessionWithUser>> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(sql::SESSION_BY_TOKEN)
-            .await
-            .map_err(from_pg)?;
-        let row = client
-            .query_opt(&statement, &[&hash.0.as_slice(), &now])
-            .await
-            .map_err(from_pg)?;
+        let row = self
+            .query_opt(sql::SESSION_BY_TOKEN, &[&hash.0.as_slice(), &now])
+            .await?;
         row.map(|row| rows::session_with_user(&row)).transpose()
     }
 
@@ -463,15 +449,7 @@ impl Store for PostgresStore {
         id: SessionId,
         now: SystemTime,
     ) -> StoreResult<Option<SessionWithUser>> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(sql::SESSION_BY_ID)
-            .await
-            .map_err(from_pg)?;
-        let row = client
-            .query_opt(&statement, &[&id.0, &now])
-            .await
-            .map_err(from_pg)?;
+        let row = self.query_opt(sql::SESSION_BY_ID, &[&id.0, &now]).await?;
         row.map(|row| rows::session_with_user(&row)).transpose()
     }
 
@@ -481,15 +459,9 @@ impl Store for PostgresStore {
         expires_at: SystemTime,
         now: SystemTime,
     ) -> StoreResult<Option<Session>> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(sql::RENEW_SESSION)
-            .await
-            .map_err(from_pg)?;
-        let row = client
-            .query_opt(&statement, &[&id.0, &expires_at, &now])
-            .await
-            .map_err(from_pg)?;
+        let row = self
+            .query_opt(sql::RENEW_SESSION, &[&id.0, &expires_at, &now])
+            .await?;
         row.map(|row| rows::session(&row, 0)).transpose()
     }
 
@@ -500,40 +472,22 @@ impl Store for PostgresStore {
         limit: usize,
         now: SystemTime,
     ) -> StoreResult<Vec<Session>> {
-        let client = self.client().await?;
         let limit = to_i64(limit);
         let rows = match after {
             None => {
-                let statement = client
-                    .prepare_cached(sql::LIST_SESSIONS)
-                    .await
-                    .map_err(from_pg)?;
-                client.query(&statement, &[&user.0, &now, &limit]).await
+                self.query(sql::LIST_SESSIONS, &[&user.0, &now, &limit])
+                    .await?
             }
             Some(after) => {
-                let statement = client
-                    .prepare_cached(sql::LIST_SESSIONS_AFTER)
-                    .await
-                    .map_err(from_pg)?;
-                client
-                    .query(&statement, &[&user.0, &now, &limit, &after.0])
-                    .await
+                self.query(sql::LIST_SESSIONS_AFTER, &[&user.0, &now, &limit, &after.0])
+                    .await?
             }
-        }
-        .map_err(from_pg)?;
+        };
         rows.iter().map(|row| rows::session(row, 0)).collect()
     }
 
     async fn delete_session(&self, id: SessionId, now: SystemTime) -> StoreResult<bool> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(sql::DELETE_SESSION)
-            .await
-            .map_err(from_pg)?;
-        let row = client
-            .query_opt(&statement, &[&id.0, &now])
-            .await
-            .map_err(from_pg)?;
+        let row = self.query_opt(sql::DELETE_SESSION, &[&id.0, &now]).await?;
         match row {
             Some(row) => row.try_get(0).map_err(from_pg),
             None => Ok(false),
@@ -545,31 +499,14 @@ impl Store for PostgresStore {
         selector: SessionSelector,
         now: SystemTime,
     ) -> StoreResult<u64> {
-        let client = self.client().await?;
         let row = match selector {
             SessionSelector::User(user) => {
-                let statement = client
-                    .prepare_cached(sql::DELETE_USER_SESSIONS)
-                    .await
-                    .map_err(from_pg)?;
-                client.query_one(&statement, &[&now, &user.0]).await
+                self.query_one(sql::DELETE_USER_SESSIONS, &[&now, &user.0])
+                    .await?
             }
-            SessionSelector::Guests => {
-                let statement = client
-                    .prepare_cached(sql::DELETE_GUEST_SESSIONS)
-                    .await
-                    .map_err(from_pg)?;
-                client.query_one(&statement, &[&now]).await
-            }
-            SessionSelector::All => {
-                let statement = client
-                    .prepare_cached(sql::DELETE_ALL_SESSIONS)
-                    .await
-                    .map_err(from_pg)?;
-                client.query_one(&statement, &[&now]).await
-            }
-        }
-        .map_err(from_pg)?;
+            SessionSelector::Guests => self.query_one(sql::DELETE_GUEST_SESSIONS, &[&now]).await?,
+            SessionSelector::All => self.query_one(sql::DELETE_ALL_SESSIONS, &[&now]).await?,
+        };
         Ok(to_u64(row.try_get(0).map_err(from_pg)?))
     }
 
@@ -730,12 +667,9 @@ impl Store for PostgresStore {
         now: SystemTime,
     ) -> StoreResult<u64> {
         let (table, owner_id) = attribute_sql(owner);
-        let client = self.client().await?;
-        let statement = client.prepare_cached(table.delete).await.map_err(from_pg)?;
-        let row = client
-            .query_one(&statement, &[&owner_id, &names, &now])
-            .await
-            .map_err(from_pg)?;
+        let row = self
+            .query_one(table.delete, &[&owner_id, &names, &now])
+            .await?;
         Ok(to_u64(row.try_get(0).map_err(from_pg)?))
     }
 
@@ -747,15 +681,9 @@ impl Store for PostgresStore {
         now: SystemTime,
     ) -> StoreResult<Option<StoredAttribute>> {
         let (table, owner_id) = attribute_sql(owner);
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(table.set_expiry)
-            .await
-            .map_err(from_pg)?;
-        let row = client
-            .query_opt(&statement, &[&owner_id, &name, &expires_at, &now])
-            .await
-            .map_err(from_pg)?;
+        let row = self
+            .query_opt(table.set_expiry, &[&owner_id, &name, &expires_at, &now])
+            .await?;
         match row {
             Some(row) => rows::attribute(&row, 0),
             None => Ok(None),
