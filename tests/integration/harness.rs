@@ -172,6 +172,16 @@ impl TestServer {
         self.users().login(request).await.map(|r| r.into_inner())
     }
 
+    /// `GetCurrentUser` with `ust`: the quickest question whether a session still works.
+    pub async fn current_user(
+        &self,
+        ust: &str,
+    ) -> Result<tonic::Response<proto::GetCurrentUserResponse>, Status> {
+        self.users()
+            .get_current_user(authed(ust, proto::GetCurrentUserRequest {}))
+            .await
+    }
+
     /// The bootstrap super-user's UST.
     pub async fn admin(&self) -> String {
         self.login(ADMIN, ADMIN_PASSWORD).await.ust

@@ -103,11 +103,7 @@ async fn health_and_errors_follow_a_database_outage() {
     // A pooled connection that died may fail one call; the session itself survived.
     let mut current = None;
     for _ in 0..3 {
-        match server
-            .users()
-            .get_current_user(authed(&ust, proto::GetCurrentUserRequest {}))
-            .await
-        {
+        match server.current_user(&ust).await {
             Ok(response) => {
                 current = response.into_inner().user;
                 break;
@@ -121,10 +117,6 @@ async fn health_and_errors_follow_a_database_outage() {
         .logout(authed(&ust, proto::LogoutRequest {}))
         .await
         .expect("logout");
-    let status = server
-        .users()
-        .get_current_user(authed(&ust, proto::GetCurrentUserRequest {}))
-        .await
-        .expect_err("logged out");
+    let status = server.current_user(&ust).await.expect_err("logged out");
     assert_error(&status, Code::Unauthenticated, "UST_INVALID");
 }

@@ -319,11 +319,7 @@ async fn delete_session_rules(backend: Backend) {
         ))
         .await
         .expect("another session of the same user");
-    let status = server
-        .users()
-        .get_current_user(authed(&second.ust, proto::GetCurrentUserRequest {}))
-        .await
-        .expect_err("deleted");
+    let status = server.current_user(&second.ust).await.expect_err("deleted");
     assert_error(&status, Code::Unauthenticated, "UST_INVALID");
 
     server
@@ -331,17 +327,12 @@ async fn delete_session_rules(backend: Backend) {
         .delete_session(authed(&first, proto::DeleteSessionRequest::default()))
         .await
         .expect("own session");
-    let status = server
-        .users()
-        .get_current_user(authed(&first, proto::GetCurrentUserRequest {}))
-        .await
-        .expect_err("deleted");
+    let status = server.current_user(&first).await.expect_err("deleted");
     assert_error(&status, Code::Unauthenticated, "UST_INVALID");
 
     let admin = server.admin().await;
     let stranger_id = server
-        .users()
-        .get_current_user(authed(&stranger, proto::GetCurrentUserRequest {}))
+        .current_user(&stranger)
         .await
         .expect("alive")
         .into_inner();
@@ -399,11 +390,7 @@ async fn delete_user_sessions_selectors(backend: Backend) {
         .expect("by user")
         .into_inner();
     assert_eq!(by_user.deleted_count, 2);
-    let status = server
-        .users()
-        .get_current_user(authed(&ust, proto::GetCurrentUserRequest {}))
-        .await
-        .expect_err("revoked");
+    let status = server.current_user(&ust).await.expect_err("revoked");
     assert_error(&status, Code::Unauthenticated, "UST_INVALID");
 
     let guests_deleted = server
@@ -419,8 +406,7 @@ async fn delete_user_sessions_selectors(backend: Backend) {
         .into_inner();
     assert_eq!(guests_deleted.deleted_count, guests.len() as i64);
     server
-        .users()
-        .get_current_user(authed(&admin, proto::GetCurrentUserRequest {}))
+        .current_user(&admin)
         .await
         .expect("the admin's session survives guests_only");
 
@@ -616,8 +602,7 @@ async fn logout_carries_persistent_attributes_to_a_guest(backend: Backend) {
         .expect("attribute");
     assert_eq!(theme.value, Some(json_value(serde_json::json!("dark"))));
     let current = server
-        .users()
-        .get_current_user(authed(&guest_ust, proto::GetCurrentUserRequest {}))
+        .current_user(&guest_ust)
         .await
         .expect_err("a guest has no user");
     assert_error(&current, Code::NotFound, "USER_NOT_FOUND");

@@ -168,8 +168,7 @@ async fn a_setting_reveals_why_login_was_refused(backend: Backend) {
     assert_error(&status, Code::FailedPrecondition, "PASSWORD_EXPIRED");
     // The session opened before the expiry no longer authenticates.
     let status = server
-        .users()
-        .get_current_user(authed(&warned.ust, proto::GetCurrentUserRequest {}))
+        .current_user(&warned.ust)
         .await
         .expect_err("expired password");
     assert_error(&status, Code::Unauthenticated, "UST_INVALID");
@@ -605,11 +604,7 @@ async fn delete_user_removes_sessions_and_attributes(backend: Backend) {
         ))
         .await;
     status.expect("delete");
-    let status = server
-        .users()
-        .get_current_user(authed(&ust, proto::GetCurrentUserRequest {}))
-        .await
-        .expect_err("session gone");
+    let status = server.current_user(&ust).await.expect_err("session gone");
     assert_error(&status, Code::Unauthenticated, "UST_INVALID");
     let again = server
         .users()
@@ -623,8 +618,7 @@ async fn delete_user_removes_sessions_and_attributes(backend: Backend) {
         .expect_err("gone");
     assert_error(&again, Code::NotFound, "USER_NOT_FOUND");
     let me = server
-        .users()
-        .get_current_user(authed(&admin, proto::GetCurrentUserRequest {}))
+        .current_user(&admin)
         .await
         .expect("me")
         .into_inner()
@@ -673,13 +667,11 @@ async fn change_password_ends_other_sessions(backend: Backend) {
         .await
         .expect("change");
     server
-        .users()
-        .get_current_user(authed(&first, proto::GetCurrentUserRequest {}))
+        .current_user(&first)
         .await
         .expect("the caller's session survives");
     let status = server
-        .users()
-        .get_current_user(authed(&second, proto::GetCurrentUserRequest {}))
+        .current_user(&second)
         .await
         .expect_err("other session ended");
     assert_error(&status, Code::Unauthenticated, "UST_INVALID");
@@ -717,8 +709,7 @@ async fn change_password_ends_other_sessions(backend: Backend) {
         .await
         .expect("SU reset");
     let status = server
-        .users()
-        .get_current_user(authed(&first, proto::GetCurrentUserRequest {}))
+        .current_user(&first)
         .await
         .expect_err("all of grace's sessions ended");
     assert_error(&status, Code::Unauthenticated, "UST_INVALID");
@@ -747,11 +738,7 @@ async fn lock_ends_sessions_and_unlock_restores_login(backend: Backend) {
         .user
         .expect("user");
     assert!(locked.is_locked);
-    let status = server
-        .users()
-        .get_current_user(authed(&ust, proto::GetCurrentUserRequest {}))
-        .await
-        .expect_err("ended");
+    let status = server.current_user(&ust).await.expect_err("ended");
     assert_error(&status, Code::Unauthenticated, "UST_INVALID");
     let unlocked = server
         .users()
@@ -791,11 +778,7 @@ async fn logout_answers_ok_whatever_the_token(backend: Backend) {
         .expect("logout")
         .into_inner();
     assert!(response.guest_ust.is_empty());
-    let status = server
-        .users()
-        .get_current_user(authed(&ust, proto::GetCurrentUserRequest {}))
-        .await
-        .expect_err("logged out");
+    let status = server.current_user(&ust).await.expect_err("logged out");
     assert_error(&status, Code::Unauthenticated, "UST_INVALID");
     for request in [
         Request::new(proto::LogoutRequest {}),
@@ -819,16 +802,11 @@ async fn current_user_needs_a_user_session(backend: Backend) {
         .expect_err("no token");
     assert_error(&missing, Code::Unauthenticated, "UST_MISSING");
     let guest = server.guest().await.ust;
-    let status = server
-        .users()
-        .get_current_user(authed(&guest, proto::GetCurrentUserRequest {}))
-        .await
-        .expect_err("guest");
+    let status = server.current_user(&guest).await.expect_err("guest");
     assert_error(&status, Code::NotFound, "USER_NOT_FOUND");
     let (user, ust) = server.user_session("judy").await;
     let me = server
-        .users()
-        .get_current_user(authed(&ust, proto::GetCurrentUserRequest {}))
+        .current_user(&ust)
         .await
         .expect("me")
         .into_inner()
@@ -864,8 +842,7 @@ async fn approval_and_lock_changes_end_sessions(backend: Backend) {
         .await
         .expect("un-approve");
     let status = server
-        .users()
-        .get_current_user(authed(&ust, proto::GetCurrentUserRequest {}))
+        .current_user(&ust)
         .await
         .expect_err("sessions of a pending user end");
     assert_error(&status, Code::Unauthenticated, "UST_INVALID");
@@ -896,15 +873,13 @@ async fn approval_and_lock_changes_end_sessions(backend: Backend) {
         .await
         .expect("lock by update");
     let status = server
-        .users()
-        .get_current_user(authed(&ust, proto::GetCurrentUserRequest {}))
+        .current_user(&ust)
         .await
         .expect_err("sessions of a locked user end");
     assert_error(&status, Code::Unauthenticated, "UST_INVALID");
 
     let me = server
-        .users()
-        .get_current_user(authed(&admin, proto::GetCurrentUserRequest {}))
+        .current_user(&admin)
         .await
         .expect("me")
         .into_inner()
@@ -938,8 +913,7 @@ async fn approval_and_lock_changes_end_sessions(backend: Backend) {
         .expect_err("demote self");
     assert_error(&demote_self, Code::InvalidArgument, "INVALID_ARGUMENT");
     server
-        .users()
-        .get_current_user(authed(&admin, proto::GetCurrentUserRequest {}))
+        .current_user(&admin)
         .await
         .expect("the super-user keeps its session");
 }
