@@ -83,7 +83,7 @@ impl TestServer {
         let options = ServeOptions {
             // The background sweeper must not race the tests' own sweeps.
             sweep_interval: Duration::from_secs(3600),
-            shutdown_timeout: Duration::from_secs(5),
+            shutdown_timeout: config.shutdown_timeout.min(Duration::from_secs(5)),
             health_probe_interval: Duration::from_millis(100),
             ..ssod::serve_options(&config).expect("serve options")
         };

@@ -120,3 +120,34 @@ async fn health_and_errors_follow_a_database_outage() {
     let status = server.current_user(&ust).await.expect_err("logged out");
     assert_error(&status, Code::Unauthenticated, "UST_INVALID");
 }
+
+/// Shutdown turns health NOT_SERVING first, so a mesh stops routing before calls are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_turns_not_serving_when_shutdown_begins() {
+    let server = TestServer::start_with(Backend::Memory, |config| {
+        config.shutdown_timeout = Duration::from_millis(500);
+    })
+    .await;
+    let mut health = HealthClient::new(server.channel.clone());
+    let mut watch = health
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    let first = watch.message().await.expect("stream").expect("a status");
+    assert_eq!(first.status, SERVING);
+    let stopping = tokio::spawn(server.stop());
+    let next = tokio::time::timeout(Duration::from_secs(10), watch.message())
+        .await
+        .expect("a status within bounds")
+        .expect("stream")
+        .expect("a status");
+    assert_eq!(next.status, NOT_SERVING);
+    // The open watch keeps the connection busy; the drain deadline still ends the server.
+    tokio::time::timeout(Duration::from_secs(10), stopping)
+        .await
+        .expect("stops within the drain deadline")
+        .expect("joined");
+}
