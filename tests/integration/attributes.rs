@@ -11,19 +11,11 @@ use tonic::Code;
 
 use crate::{
     both,
-    harness::{Backend, TestServer, assert_error, authed, json_value, violated_fields},
+    harness::{Backend, TestServer, assert_error, authed, json_value, violated_fields, write},
 };
 
 const SESSION: i32 = AttributeScope::Session as i32;
 const USER: i32 = AttributeScope::User as i32;
-
-fn item(name: &str, value: serde_json::Value) -> proto::AttributeWrite {
-    proto::AttributeWrite {
-        name: name.into(),
-        value: Some(json_value(value)),
-        ..Default::default()
-    }
-}
 
 async fn set_get_list_exist_delete(backend: Backend) {
     let server = TestServer::start(backend).await;
@@ -57,14 +49,14 @@ async fn set_get_list_exist_delete(backend: Backend) {
             proto::SetAttributesRequest {
                 scope: SESSION,
                 attributes: vec![
-                    item("b", serde_json::json!("bee")),
-                    item("a", serde_json::json!(1)),
+                    write("b", serde_json::json!("bee")),
+                    write("a", serde_json::json!(1)),
                     proto::AttributeWrite {
                         expiration: Some(prost_types::Duration {
                             seconds: 5,
                             nanos: 0,
                         }),
-                        ..item("c", serde_json::json!([]))
+                        ..write("c", serde_json::json!([]))
                     },
                 ],
                 expiration: Some(prost_types::Duration {
@@ -92,15 +84,8 @@ async fn set_get_list_exist_delete(backend: Backend) {
         "the item's own expiration wins"
     );
 
-    let got = client
-        .get_attribute(authed(
-            &ust,
-            proto::GetAttributeRequest {
-                scope: SESSION,
-                name: "cart".into(),
-                ..Default::default()
-            },
-        ))
+    let got = server
+        .get_attribute(&ust, SESSION, "cart")
         .await
         .expect("get")
         .into_inner()
@@ -123,14 +108,8 @@ async fn set_get_list_exist_delete(backend: Backend) {
         .attributes;
     assert_eq!(some.keys().collect::<Vec<_>>(), ["a"]);
 
-    let names = client
-        .list_attribute_names(authed(
-            &ust,
-            proto::ListAttributeNamesRequest {
-                scope: SESSION,
-                ..Default::default()
-            },
-        ))
+    let names = server
+        .list_attribute_names(&ust, SESSION)
         .await
         .expect("names")
         .into_inner()
@@ -169,26 +148,13 @@ async fn set_get_list_exist_delete(backend: Backend) {
 
     // Expiry hides values before any sweep.
     server.advance(Duration::from_secs(5));
-    let status = client
-        .get_attribute(authed(
-            &ust,
-            proto::GetAttributeRequest {
-                scope: SESSION,
-                name: "c".into(),
-                ..Default::default()
-            },
-        ))
+    let status = server
+        .get_attribute(&ust, SESSION, "c")
         .await
         .expect_err("expired");
     assert_error(&status, Code::NotFound, "ATTRIBUTE_NOT_FOUND");
-    let names = client
-        .list_attribute_names(authed(
-            &ust,
-            proto::ListAttributeNamesRequest {
-                scope: SESSION,
-                ..Default::default()
-            },
-        ))
+    let names = server
+        .list_attribute_names(&ust, SESSION)
         .await
         .expect("names")
         .into_inner()
@@ -196,16 +162,8 @@ async fn set_get_list_exist_delete(backend: Backend) {
     assert_eq!(names, ["a", "b", "cart"]);
 
     // An expired, unswept row is replaced by an upsert and starts afresh.
-    let replaced = client
-        .set_attribute(authed(
-            &ust,
-            proto::SetAttributeRequest {
-                scope: SESSION,
-                name: "c".into(),
-                value: Some(json_value(serde_json::json!("new"))),
-                ..Default::default()
-            },
-        ))
+    let replaced = server
+        .set_attribute(&ust, SESSION, "c", serde_json::json!("new"))
         .await
         .expect("replace expired")
         .into_inner()
@@ -274,16 +232,8 @@ async fn set_attribute_expiry(backend: Backend) {
         .await
         .expect_err("absent");
     assert_error(&missing, Code::NotFound, "ATTRIBUTE_NOT_FOUND");
-    client
-        .set_attribute(authed(
-            &ust,
-            proto::SetAttributeRequest {
-                scope: USER,
-                name: "x".into(),
-                value: Some(json_value(serde_json::json!(1))),
-                ..Default::default()
-            },
-        ))
+    server
+        .set_attribute(&ust, USER, "x", serde_json::json!(1))
         .await
         .expect("set");
     let with_expiry = client
@@ -322,15 +272,8 @@ async fn set_attribute_expiry(backend: Backend) {
     assert!(cleared.expiration_time.is_none());
     server.advance(Duration::from_secs(31));
     let ust = server.login("vic", "user-password-1").await.ust;
-    client
-        .get_attribute(authed(
-            &ust,
-            proto::GetAttributeRequest {
-                scope: USER,
-                name: "x".into(),
-                ..Default::default()
-            },
-        ))
+    server
+        .get_attribute(&ust, USER, "x")
         .await
         .expect("never expires now");
     let negative = client
@@ -355,50 +298,36 @@ async fn set_attribute_expiry(backend: Backend) {
 async fn a_failed_multi_write_writes_nothing(backend: Backend) {
     let server = TestServer::start(backend).await;
     let (_, ust) = server.user_session("wendy").await;
-    let mut client = server.attributes();
     let bad_batches = vec![
         vec![
-            item("ok", serde_json::json!(1)),
-            item("", serde_json::json!(2)),
+            write("ok", serde_json::json!(1)),
+            write("", serde_json::json!(2)),
         ],
         vec![
-            item("ok", serde_json::json!(1)),
-            item("ok", serde_json::json!(2)),
+            write("ok", serde_json::json!(1)),
+            write("ok", serde_json::json!(2)),
         ],
         vec![
-            item("ok", serde_json::json!(1)),
+            write("ok", serde_json::json!(1)),
             proto::AttributeWrite {
                 name: "novalue".into(),
                 ..Default::default()
             },
         ],
         vec![
-            item("ok", serde_json::json!(1)),
-            item("big", serde_json::json!("x".repeat(70_000))),
+            write("ok", serde_json::json!(1)),
+            write("big", serde_json::json!("x".repeat(70_000))),
         ],
     ];
     for batch in bad_batches {
-        let status = client
-            .set_attributes(authed(
-                &ust,
-                proto::SetAttributesRequest {
-                    scope: SESSION,
-                    attributes: batch,
-                    ..Default::default()
-                },
-            ))
+        let status = server
+            .set_attributes(&ust, SESSION, batch)
             .await
             .expect_err("refused");
         assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     }
-    let names = client
-        .list_attribute_names(authed(
-            &ust,
-            proto::ListAttributeNamesRequest {
-                scope: SESSION,
-                ..Default::default()
-            },
-        ))
+    let names = server
+        .list_attribute_names(&ust, SESSION)
         .await
         .expect("names")
         .into_inner()
@@ -517,15 +446,8 @@ async fn ownership_rules(backend: Backend) {
         .expect("session attribute")
         .into_inner();
     assert!(session_value.attribute.is_some());
-    let status = client
-        .get_attribute(authed(
-            &xena_ust,
-            proto::GetAttributeRequest {
-                scope: SESSION,
-                name: "n".into(),
-                ..Default::default()
-            },
-        ))
+    let status = server
+        .get_attribute(&xena_ust, SESSION, "n")
         .await
         .expect_err("not on this session");
     assert_error(&status, Code::NotFound, "ATTRIBUTE_NOT_FOUND");
@@ -578,15 +500,7 @@ async fn encrypted_values_are_not_stored_in_plaintext(backend: Backend) {
         other => panic!("stored in the clear: {other:?}"),
     }
     let back = server
-        .attributes()
-        .get_attribute(authed(
-            &guest.ust,
-            proto::GetAttributeRequest {
-                scope: SESSION,
-                name: "pan".into(),
-                ..Default::default()
-            },
-        ))
+        .get_attribute(&guest.ust, SESSION, "pan")
         .await
         .expect("get")
         .into_inner()

@@ -182,6 +182,82 @@ impl TestServer {
             .await
     }
 
+    /// `SetAttribute` of a plain, permanent value.
+    pub async fn set_attribute(
+        &self,
+        ust: &str,
+        scope: i32,
+        name: &str,
+        value: serde_json::Value,
+    ) -> Result<tonic::Response<proto::SetAttributeResponse>, Status> {
+        self.attributes()
+            .set_attribute(authed(
+                ust,
+                proto::SetAttributeRequest {
+                    scope,
+                    name: name.into(),
+                    value: Some(json_value(value)),
+                    ..Default::default()
+                },
+            ))
+            .await
+    }
+
+    /// `SetAttributes` of `items` with no defaults.
+    pub async fn set_attributes(
+        &self,
+        ust: &str,
+        scope: i32,
+        attributes: Vec<proto::AttributeWrite>,
+    ) -> Result<tonic::Response<proto::SetAttributesResponse>, Status> {
+        self.attributes()
+            .set_attributes(authed(
+                ust,
+                proto::SetAttributesRequest {
+                    scope,
+                    attributes,
+                    ..Default::default()
+                },
+            ))
+            .await
+    }
+
+    /// `GetAttribute` on the caller's own session or user.
+    pub async fn get_attribute(
+        &self,
+        ust: &str,
+        scope: i32,
+        name: &str,
+    ) -> Result<tonic::Response<proto::GetAttributeResponse>, Status> {
+        self.attributes()
+            .get_attribute(authed(
+                ust,
+                proto::GetAttributeRequest {
+                    scope,
+                    name: name.into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+    }
+
+    /// `ListAttributeNames` on the caller's own session or user.
+    pub async fn list_attribute_names(
+        &self,
+        ust: &str,
+        scope: i32,
+    ) -> Result<tonic::Response<proto::ListAttributeNamesResponse>, Status> {
+        self.attributes()
+            .list_attribute_names(authed(
+                ust,
+                proto::ListAttributeNamesRequest {
+                    scope,
+                    ..Default::default()
+                },
+            ))
+            .await
+    }
+
     /// The bootstrap super-user's UST.
     pub async fn admin(&self) -> String {
         self.login(ADMIN, ADMIN_PASSWORD).await.ust
@@ -275,6 +351,15 @@ pub fn violated_fields(status: &Status) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// One item of a `SetAttributes` write: a plain, permanent value.
+pub fn write(name: impl Into<String>, value: serde_json::Value) -> proto::AttributeWrite {
+    proto::AttributeWrite {
+        name: name.into(),
+        value: Some(json_value(value)),
+        ..Default::default()
+    }
 }
 
 pub fn json_value(value: serde_json::Value) -> prost_types::Value {

@@ -6,50 +6,14 @@ use tonic::Code;
 
 use crate::{
     both,
-    harness::{Backend, TestServer, authed, json_value, reason, violated_fields},
+    harness::{Backend, TestServer, authed, reason, violated_fields, write},
 };
 
 const SESSION: i32 = AttributeScope::Session as i32;
 
-fn write(name: impl Into<String>, value: serde_json::Value) -> proto::AttributeWrite {
-    proto::AttributeWrite {
-        name: name.into(),
-        value: Some(json_value(value)),
-        ..Default::default()
-    }
-}
-
-async fn set_one(
-    server: &TestServer,
-    ust: &str,
-    name: &str,
-    value: serde_json::Value,
-) -> Result<(), tonic::Status> {
-    server
-        .attributes()
-        .set_attribute(authed(
-            ust,
-            proto::SetAttributeRequest {
-                scope: SESSION,
-                name: name.into(),
-                value: Some(json_value(value)),
-                ..Default::default()
-            },
-        ))
-        .await
-        .map(drop)
-}
-
 async fn names(server: &TestServer, ust: &str) -> Vec<String> {
     server
-        .attributes()
-        .list_attribute_names(authed(
-            ust,
-            proto::ListAttributeNamesRequest {
-                scope: SESSION,
-                ..Default::default()
-            },
-        ))
+        .list_attribute_names(ust, SESSION)
         .await
         .expect("names")
         .into_inner()
@@ -61,10 +25,12 @@ async fn attribute_names_are_1_to_191_printable_characters(backend: Backend) {
     let ust = server.guest().await.ust;
     // 191 characters, several bytes each: the limit counts characters.
     let longest = "é".repeat(191);
-    set_one(&server, &ust, &longest, serde_json::json!(1))
+    server
+        .set_attribute(&ust, SESSION, &longest, serde_json::json!(1))
         .await
         .expect("191 characters");
-    set_one(&server, &ust, "with space ✓", serde_json::json!(1))
+    server
+        .set_attribute(&ust, SESSION, "with space ✓", serde_json::json!(1))
         .await
         .expect("printable");
     for (name, expected_reason) in [
@@ -74,7 +40,8 @@ async fn attribute_names_are_1_to_191_printable_characters(backend: Backend) {
         ("nul\0name".to_string(), "INVALID_ARGUMENT"),
         ("line\nbreak".to_string(), "INVALID_ARGUMENT"),
     ] {
-        let status = set_one(&server, &ust, &name, serde_json::json!(1))
+        let status = server
+            .set_attribute(&ust, SESSION, &name, serde_json::json!(1))
             .await
             .expect_err("bad name");
         assert_eq!(status.code(), Code::InvalidArgument, "{name:?}");
@@ -89,11 +56,13 @@ async fn values_are_at_most_64_kib_of_json(backend: Backend) {
     let ust = server.guest().await.ust;
     // A JSON string's encoding is its text plus two quotes.
     let at_limit = "v".repeat(64 * 1024 - 2);
-    set_one(&server, &ust, "max", serde_json::json!(at_limit))
+    server
+        .set_attribute(&ust, SESSION, "max", serde_json::json!(at_limit))
         .await
         .expect("exactly 64 KiB");
     let over = "v".repeat(64 * 1024 - 1);
-    let status = set_one(&server, &ust, "over", serde_json::json!(over))
+    let status = server
+        .set_attribute(&ust, SESSION, "over", serde_json::json!(over))
         .await
         .expect_err("too big");
     assert_eq!(status.code(), Code::InvalidArgument);
@@ -111,30 +80,14 @@ async fn at_most_1000_items_per_write(backend: Backend) {
             .collect::<Vec<_>>()
     };
     let status = server
-        .attributes()
-        .set_attributes(authed(
-            &ust,
-            proto::SetAttributesRequest {
-                scope: SESSION,
-                attributes: items(1001),
-                ..Default::default()
-            },
-        ))
+        .set_attributes(&ust, SESSION, items(1001))
         .await
         .expect_err("1001 items");
     assert_eq!(status.code(), Code::InvalidArgument);
     assert_eq!(reason(&status), "LIMIT_EXCEEDED");
     assert!(names(&server, &ust).await.is_empty());
     let written = server
-        .attributes()
-        .set_attributes(authed(
-            &ust,
-            proto::SetAttributesRequest {
-                scope: SESSION,
-                attributes: items(1000),
-                ..Default::default()
-            },
-        ))
+        .set_attributes(&ust, SESSION, items(1000))
         .await
         .expect("1000 items")
         .into_inner()
@@ -163,50 +116,28 @@ async fn at_most_1000_attributes_per_owner(backend: Backend) {
             .collect::<Vec<_>>()
     };
     server
-        .attributes()
-        .set_attributes(authed(
-            &ust,
-            proto::SetAttributesRequest {
-                scope: SESSION,
-                attributes: batch(0, 999),
-                ..Default::default()
-            },
-        ))
+        .set_attributes(&ust, SESSION, batch(0, 999))
         .await
         .expect("999");
     // Replacing existing names does not count against the limit.
     server
-        .attributes()
-        .set_attributes(authed(
-            &ust,
-            proto::SetAttributesRequest {
-                scope: SESSION,
-                attributes: batch(0, 10),
-                ..Default::default()
-            },
-        ))
+        .set_attributes(&ust, SESSION, batch(0, 10))
         .await
         .expect("overwrite");
     // A write that would make 1001 is refused whole.
     let status = server
-        .attributes()
-        .set_attributes(authed(
-            &ust,
-            proto::SetAttributesRequest {
-                scope: SESSION,
-                attributes: batch(999, 2),
-                ..Default::default()
-            },
-        ))
+        .set_attributes(&ust, SESSION, batch(999, 2))
         .await
         .expect_err("1001");
     assert_eq!(status.code(), Code::InvalidArgument);
     assert_eq!(reason(&status), "LIMIT_EXCEEDED");
     assert_eq!(names(&server, &ust).await.len(), 999);
-    set_one(&server, &ust, "n0999", serde_json::json!(1))
+    server
+        .set_attribute(&ust, SESSION, "n0999", serde_json::json!(1))
         .await
         .expect("the 1000th");
-    let status = set_one(&server, &ust, "n1000", serde_json::json!(1))
+    let status = server
+        .set_attribute(&ust, SESSION, "n1000", serde_json::json!(1))
         .await
         .expect_err("the 1001st");
     assert_eq!(reason(&status), "LIMIT_EXCEEDED");
@@ -223,7 +154,8 @@ async fn at_most_1000_attributes_per_owner(backend: Backend) {
         ))
         .await
         .expect("delete");
-    set_one(&server, &ust, "n1000", serde_json::json!(1))
+    server
+        .set_attribute(&ust, SESSION, "n1000", serde_json::json!(1))
         .await
         .expect("room again");
 }
@@ -237,14 +169,16 @@ async fn configured_limits_apply(backend: Backend) {
     })
     .await;
     let ust = server.guest().await.ust;
-    set_one(&server, &ust, "abcd", serde_json::json!("12345678"))
+    server
+        .set_attribute(&ust, SESSION, "abcd", serde_json::json!("12345678"))
         .await
         .expect("at the limits");
     for (name, value, field) in [
         ("abcde", serde_json::json!(1), "name"),
         ("v", serde_json::json!("123456789"), "value"),
     ] {
-        let status = set_one(&server, &ust, name, value)
+        let status = server
+            .set_attribute(&ust, SESSION, name, value)
             .await
             .expect_err("over a limit");
         assert_eq!(reason(&status), "LIMIT_EXCEEDED");
@@ -256,25 +190,20 @@ async fn configured_limits_apply(backend: Backend) {
         write("c", serde_json::json!(1)),
     ];
     let status = server
-        .attributes()
-        .set_attributes(authed(
-            &ust,
-            proto::SetAttributesRequest {
-                scope: SESSION,
-                attributes: three,
-                ..Default::default()
-            },
-        ))
+        .set_attributes(&ust, SESSION, three)
         .await
         .expect_err("3 > 2 per write");
     assert_eq!(reason(&status), "LIMIT_EXCEEDED");
-    set_one(&server, &ust, "b", serde_json::json!(1))
+    server
+        .set_attribute(&ust, SESSION, "b", serde_json::json!(1))
         .await
         .expect("2nd");
-    set_one(&server, &ust, "c", serde_json::json!(1))
+    server
+        .set_attribute(&ust, SESSION, "c", serde_json::json!(1))
         .await
         .expect("3rd");
-    let status = set_one(&server, &ust, "d", serde_json::json!(1))
+    let status = server
+        .set_attribute(&ust, SESSION, "d", serde_json::json!(1))
         .await
         .expect_err("4th");
     assert_eq!(reason(&status), "LIMIT_EXCEEDED");

@@ -565,16 +565,12 @@ async fn logout_carries_persistent_attributes_to_a_guest(backend: Backend) {
     .await;
     let (_, ust) = server.user_session("rosa").await;
     server
-        .attributes()
-        .set_attribute(authed(
+        .set_attribute(
             &ust,
-            proto::SetAttributeRequest {
-                scope: AttributeScope::Session as i32,
-                name: "theme".into(),
-                value: Some(json_value(serde_json::json!("dark"))),
-                ..Default::default()
-            },
-        ))
+            AttributeScope::Session as i32,
+            "theme",
+            serde_json::json!("dark"),
+        )
         .await
         .expect("set");
     let guest_ust = server
@@ -586,15 +582,7 @@ async fn logout_carries_persistent_attributes_to_a_guest(backend: Backend) {
         .guest_ust;
     assert!(guest_ust.starts_with("ssod_ust_"));
     let theme = server
-        .attributes()
-        .get_attribute(authed(
-            &guest_ust,
-            proto::GetAttributeRequest {
-                scope: AttributeScope::Session as i32,
-                name: "theme".into(),
-                ..Default::default()
-            },
-        ))
+        .get_attribute(&guest_ust, AttributeScope::Session as i32, "theme")
         .await
         .expect("carried")
         .into_inner()
