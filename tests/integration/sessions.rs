@@ -660,3 +660,47 @@ both!(
     login_rotates_a_guest_session,
     logout_carries_persistent_attributes_to_a_guest,
 );
+
+/// Logout ends the session even when a persistent attribute cannot be carried (its key was
+/// removed from the ring): the attribute is lost, the session is not left alive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_ends_the_session_when_an_attribute_cannot_be_carried() {
+    let server = TestServer::start_with(Backend::Postgres, |config| {
+        config.persistent_on_logout = vec!["theme".into()];
+    })
+    .await;
+    let (_, ust) = server.user_session("una").await;
+    server
+        .attributes()
+        .set_attribute(authed(
+            &ust,
+            proto::SetAttributeRequest {
+                scope: AttributeScope::Session as i32,
+                name: "theme".into(),
+                value: Some(json_value(serde_json::json!("dark"))),
+                encrypt: true,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("sealed with k1");
+    let (mut config, _) = server.stop().await;
+    // Only a new key remains: values sealed with k1 can no longer be opened.
+    config.encryption_keys = Some(format!("k2:{}", crate::harness::base64_key(9)));
+    let store = ssod::open_store(&config).await.expect("reopen");
+    let restarted = TestServer::start_on(config, store).await;
+    let status = restarted
+        .get_attribute(&ust, AttributeScope::Session as i32, "theme")
+        .await
+        .expect_err("no key for it");
+    assert_error(&status, Code::FailedPrecondition, "ENCRYPTION_UNAVAILABLE");
+    let response = restarted
+        .users()
+        .logout(authed(&ust, proto::LogoutRequest {}))
+        .await
+        .expect("logout still succeeds")
+        .into_inner();
+    assert!(response.guest_ust.is_empty(), "nothing could be carried");
+    let status = restarted.current_user(&ust).await.expect_err("ended");
+    assert_error(&status, Code::Unauthenticated, "UST_INVALID");
+}
