@@ -36,7 +36,7 @@ use crate::{
     config::{Cli, Command, Config, SchemaMode},
     crypto::{KeyRing, PasswordHasherPool},
     server::ServeOptions,
-    service::Sso,
+    service::{Dependencies, Sso},
     store::{
         Store,
         memory::MemoryStore,
@@ -163,13 +163,13 @@ pub fn build_service(
     };
     let passwords = PasswordHasherPool::new(config.max_concurrent_hashes())
         .map_err(|error| AppError::Startup(error.to_string()))?;
-    Ok(Arc::new(Sso::new(
+    Ok(Arc::new(Sso::new(Dependencies {
         store,
         clock,
         keys,
         passwords,
-        config.policy(),
-    )))
+        policy: config.policy(),
+    })))
 }
 
 /// Creates the configured start-up super-user if it does not exist yet.

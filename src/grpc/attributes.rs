@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response};
 
-use super::{caller, convert};
+use super::{Reply, caller, convert};
 use crate::{
     proto::{self, attribute_service_server::AttributeService},
     service::{AttributeWrite, ServiceError, Sso, WriteDefaults},
@@ -13,8 +13,6 @@ use crate::{
 pub struct AttributeApi {
     pub sso: Arc<Sso>,
 }
-
-type Reply<T> = Result<Response<T>, Status>;
 
 #[tonic::async_trait]
 impl AttributeService for AttributeApi {

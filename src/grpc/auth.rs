@@ -132,6 +132,7 @@ mod tests {
         clock::SystemClock,
         config::Config,
         crypto::{KeyRing, PasswordHasherPool},
+        service::Dependencies,
         store::memory::MemoryStore,
     };
 
@@ -150,13 +151,13 @@ mod tests {
         >,
         Arc<AtomicUsize>,
     ) {
-        let sso = Arc::new(Sso::new(
-            Arc::new(MemoryStore::new()),
-            Arc::new(SystemClock),
-            KeyRing::default(),
-            PasswordHasherPool::new(1).unwrap(),
-            Config::defaults().policy(),
-        ));
+        let sso = Arc::new(Sso::new(Dependencies {
+            store: Arc::new(MemoryStore::new()),
+            clock: Arc::new(SystemClock),
+            keys: KeyRing::default(),
+            passwords: PasswordHasherPool::new(1).unwrap(),
+            policy: Config::defaults().policy(),
+        }));
         let calls = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&calls);
         let inner = tower::service_fn(move |_request: Request<Body>| {

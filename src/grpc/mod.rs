@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use tonic::{Request, Status};
+use tonic::{Request, Response, Status};
 
 use crate::service::{Authentication, Caller};
 
@@ -22,6 +22,9 @@ pub use observe::{ObserveLayer, REQUEST_ID_HEADER};
 pub use sessions::SessionApi;
 pub use status::ERROR_DOMAIN;
 pub use users::UserApi;
+
+/// What every handler returns.
+type Reply<T> = Result<Response<T>, Status>;
 
 static MISSING: Authentication = Authentication::Missing;
 

@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response};
 
-use super::{caller, convert};
+use super::{Reply, caller, convert};
 use crate::{
     domain::SessionSelector,
     proto::{self, delete_user_sessions_request::Selector, session_service_server::SessionService},
@@ -14,8 +14,6 @@ use crate::{
 pub struct SessionApi {
     pub sso: Arc<Sso>,
 }
-
-type Reply<T> = Result<Response<T>, Status>;
 
 #[tonic::async_trait]
 impl SessionService for SessionApi {

@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response};
 use zeroize::Zeroizing;
 
-use super::{authentication, caller, convert};
+use super::{Reply, authentication, caller, convert};
 use crate::{
     domain::Profile,
     proto::{self, user_service_server::UserService},
@@ -18,8 +18,6 @@ use crate::{
 pub struct UserApi {
     pub sso: Arc<Sso>,
 }
-
-type Reply<T> = Result<Response<T>, Status>;
 
 fn user_reply<T>(
     user: impl Into<proto::User>,

@@ -14,15 +14,17 @@ use crate::{
 
 mod attributes;
 mod error;
+mod login;
+mod passwords;
 mod sessions;
 mod users;
 
 pub use attributes::{AttributeWrite, OwnerRef, Scope, WriteDefaults};
 pub use error::{FieldViolation, ServiceError, ServiceResult};
+pub use login::{LoginOutcome, LoginRequest};
+pub use passwords::ChangePassword;
 pub use sessions::SessionsPage;
-pub use users::{
-    ChangePassword, LoginOutcome, LoginRequest, NewUser, UserField, UserRef, UserUpdate, UsersPage,
-};
+pub use users::{NewUser, UserField, UserRef, UserUpdate, UsersPage};
 
 /// Rules that come from configuration.
 #[derive(Clone, Debug)]
@@ -137,6 +139,15 @@ fn page_token(cursor: &str) -> String {
     URL_SAFE_NO_PAD.encode(cursor)
 }
 
+/// What the service is built from; tests inject a manual clock, a store and keys of their own.
+pub struct Dependencies {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub keys: KeyRing,
+    pub passwords: PasswordHasherPool,
+    pub policy: Policy,
+}
+
 /// The service: every RPC's rules, over an injectable store, clock and key ring.
 pub struct Sso {
     store: Arc<dyn Store>,
@@ -147,13 +158,14 @@ pub struct Sso {
 }
 
 impl Sso {
-    pub fn new(
-        store: Arc<dyn Store>,
-        clock: Arc<dyn Clock>,
-        keys: KeyRing,
-        passwords: PasswordHasherPool,
-        policy: Policy,
-    ) -> Self {
+    pub fn new(dependencies: Dependencies) -> Self {
+        let Dependencies {
+            store,
+            clock,
+            keys,
+            passwords,
+            policy,
+        } = dependencies;
         Self {
             store,
             clock,

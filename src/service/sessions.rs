@@ -3,7 +3,15 @@
 use uuid::Uuid;
 
 use super::{Caller, ClientInfo, PageRequest, ServiceError, ServiceResult, Sso, page_token};
-use crate::domain::{PurgeCounts, Session, SessionId, SessionSelector, UserId};
+use std::time::SystemTime;
+
+use crate::{
+    crypto,
+    domain::{
+        LoginRecord, NewAttribute, NewSession, OpenSession, PurgeCounts, Session, SessionId,
+        SessionSelector, UserId,
+    },
+};
 
 #[derive(Debug)]
 pub struct SessionsPage {
@@ -164,5 +172,46 @@ impl Sso {
             );
         }
         Ok(counts)
+    }
+
+    pub(super) fn new_session(
+        &self,
+        user_id: Option<UserId>,
+        client: ClientInfo,
+        now: SystemTime,
+    ) -> Session {
+        Session {
+            id: SessionId::generate(),
+            user_id,
+            current_app: client.current_app,
+            remote_addr: client.remote_addr,
+            user_agent: client.user_agent,
+            created_at: now,
+            expires_at: self.policy.sessions.expiry(now, now),
+            last_renewed_at: now,
+        }
+    }
+
+    /// Mints a UST and opens a session for it in one store transaction.
+    pub(super) async fn open_session(
+        &self,
+        session: Session,
+        attributes: Vec<NewAttribute>,
+        replaces: Option<SessionId>,
+        login: Option<LoginRecord>,
+        now: SystemTime,
+    ) -> ServiceResult<(String, Session)> {
+        let ust = crypto::generate_ust();
+        let open = OpenSession {
+            new: NewSession {
+                session,
+                token_hash: crypto::hash_ust(&ust),
+            },
+            attributes,
+            replaces,
+            login,
+        };
+        let session = self.store.open_session(open, now).await?;
+        Ok((ust, session))
     }
 }

@@ -1,0 +1,227 @@
+//! Login and logout: credentials, rotation of the presented guest session, and what
+//! survives either way.
+
+use std::time::SystemTime;
+
+use zeroize::Zeroizing;
+
+use super::{Authentication, ClientInfo, ServiceError, ServiceResult, Sso};
+use crate::domain::{
+    ApprovalStatus, LoginRecord, NewAttribute, Owner, Session, SessionId, User, UserRecord,
+};
+
+/// A login attempt. No `Debug`: it holds passwords.
+pub struct LoginRequest {
+    pub username: String,
+    pub password: Zeroizing<String>,
+    pub client: ClientInfo,
+    pub new_password: Option<Zeroizing<String>>,
+    /// The metadata's UST; a guest session there is rotated into the new session.
+    pub rotate: Authentication,
+}
+
+/// No `Debug`: it holds the UST.
+pub struct LoginOutcome {
+    pub ust: String,
+    pub session: Session,
+    pub user: User,
+    pub password_expiry_warning: bool,
+}
+
+impl Sso {
+    pub async fn login(&self, request: LoginRequest) -> ServiceResult<LoginOutcome> {
+        let outcome = self.try_login(request).await;
+        match &outcome {
+            Ok(_) => metrics::counter!("ssod_logins_total", "outcome" => "success").increment(1),
+            Err(error) => metrics::counter!(
+                "ssod_logins_total",
+                "outcome" => "failure",
+                "reason" => error.reason()
+            )
+            .increment(1),
+        }
+        outcome
+    }
+
+    async fn try_login(&self, request: LoginRequest) -> ServiceResult<LoginOutcome> {
+        self.check_client(&request.client)?;
+        let limits = &self.policy.limits;
+        // Bounded before any work: no such user or password can exist.
+        if request.password.chars().count() > limits.max_password_chars
+            || request.username.chars().count() > limits.max_username_chars
+        {
+            return Err(ServiceError::InvalidCredentials);
+        }
+        let now = self.clock.now();
+        let record = self.store.user_by_username(&request.username).await?;
+        let hash = record.as_ref().map(|record| record.password_hash.as_str());
+        let matches = self.passwords.verify(&request.password, hash).await?;
+        let Some(UserRecord {
+            mut user,
+            password_hash: verified_hash,
+        }) = record.filter(|_| matches)
+        else {
+            return Err(ServiceError::InvalidCredentials);
+        };
+        self.check_may_log_in(&user, request.new_password.is_some(), now)?;
+
+        let new_password = match &request.new_password {
+            Some(new_password) => {
+                if new_password.as_str() == request.password.as_str() {
+                    return Err(ServiceError::PasswordTooWeak(
+                        "the new password must differ from the old one".into(),
+                    ));
+                }
+                Some(
+                    self.password_change(&user, new_password, false, None, now)
+                        .await?,
+                )
+            }
+            None => None,
+        };
+        let guest = match &request.rotate {
+            Authentication::Valid(caller) if caller.user.is_none() => Some(caller.session.id),
+            _ => None,
+        };
+        let session = self.new_session(Some(user.id), request.client, now);
+        let attributes = match guest {
+            Some(guest) => {
+                self.carry_attributes(guest, session.id, &self.policy.persistent_on_login, now)
+                    .await?
+            }
+            None => Vec::new(),
+        };
+        let login = LoginRecord {
+            verified_hash,
+            new_password: new_password.clone(),
+        };
+        let opened = self
+            .open_session(session.clone(), attributes, guest, Some(login.clone()), now)
+            .await;
+        let (ust, session) = match opened {
+            // The guest session ended meanwhile: there is nothing to rotate.
+            Err(ServiceError::SessionNotFound) if guest.is_some() => {
+                self.open_session(session, Vec::new(), None, Some(login), now)
+                    .await?
+            }
+            other => other?,
+        };
+        user.last_login_at = Some(now);
+        if let Some(change) = new_password {
+            user.password_must_change = change.password_must_change;
+            user.password_expiry = change.password_expiry;
+        }
+        let password_expiry_warning = user
+            .password_expiry
+            .is_some_and(|expiry| expiry <= now + self.policy.password_expiry_warning);
+        tracing::info!(user_id = %user.id, session_id = %session.id, "login");
+        Ok(LoginOutcome {
+            ust,
+            session,
+            user,
+            password_expiry_warning,
+        })
+    }
+
+    /// Refusals after a correct password. Locked, unapproved and expired-password users get
+    /// invalid credentials unless the policy says to reveal why.
+    fn check_may_log_in(
+        &self,
+        user: &User,
+        changes_password: bool,
+        now: SystemTime,
+    ) -> ServiceResult<()> {
+        let refusal = if user.is_locked {
+            Some(ServiceError::UserLocked)
+        } else if user.approval_status != ApprovalStatus::Approved {
+            Some(ServiceError::UserNotApproved)
+        } else if user.password_expired(now) && !changes_password {
+            Some(ServiceError::PasswordExpired)
+        } else {
+            None
+        };
+        if let Some(refusal) = refusal {
+            tracing::info!(user_id = %user.id, reason = refusal.reason(), "login refused");
+            return Err(if self.policy.reveal_login_failures {
+                refusal
+            } else {
+                ServiceError::InvalidCredentials
+            });
+        }
+        if user.password_must_change && !changes_password {
+            return Err(ServiceError::PasswordMustChange);
+        }
+        Ok(())
+    }
+
+    /// Ends the caller's session. Where persistent-on-logout attributes are configured and the
+    /// session had any, a new guest session carries them and its UST is returned. Answers OK
+    /// for a missing, unknown or expired UST, but not when the store cannot be asked: the
+    /// client must not believe a session ended that did not.
+    pub async fn logout(&self, authentication: &Authentication) -> ServiceResult<Option<String>> {
+        let caller = match authentication {
+            Authentication::Valid(caller) => caller,
+            Authentication::Unavailable(cause) => {
+                return Err(ServiceError::StoreUnavailable(cause.clone()));
+            }
+            Authentication::Missing | Authentication::Invalid => return Ok(None),
+        };
+        let now = self.clock.now();
+        let old = &caller.session;
+        let client = ClientInfo {
+            current_app: old.current_app.clone(),
+            remote_addr: old.remote_addr.clone(),
+            user_agent: old.user_agent.clone(),
+        };
+        let guest = self.new_session(None, client, now);
+        let carried = self
+            .carry_attributes(old.id, guest.id, &self.policy.persistent_on_logout, now)
+            .await;
+        let attributes = match carried {
+            Ok(attributes) => attributes,
+            // Ending the session matters more than keeping its attributes.
+            Err(ServiceError::StoreUnavailable(cause)) => {
+                return Err(ServiceError::StoreUnavailable(cause));
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "persistent attributes not carried at logout");
+                Vec::new()
+            }
+        };
+        if attributes.is_empty() {
+            self.store.delete_session(old.id, now).await?;
+            return Ok(None);
+        }
+        match self
+            .open_session(guest, attributes, Some(old.id), None, now)
+            .await
+        {
+            Ok((ust, _)) => Ok(Some(ust)),
+            // Ended meanwhile (expired or deleted): logging out is done.
+            Err(ServiceError::SessionNotFound) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Reads the named attributes of a session that is about to be replaced and re-seals
+    /// them for the new session (ciphertexts are bound to their owner).
+    async fn carry_attributes(
+        &self,
+        from: SessionId,
+        to: SessionId,
+        names: &[String],
+        now: SystemTime,
+    ) -> ServiceResult<Vec<NewAttribute>> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let stored = self
+            .store
+            .get_attributes(Owner::Session(from), Some(names), now)
+            .await?;
+        stored
+            .into_iter()
+            .map(|attribute| self.reseal(attribute, Owner::Session(from), Owner::Session(to)))
+            .collect()
+    }
+}
