@@ -5,7 +5,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::{domain::Limits, service::Policy};
+use crate::{crypto::HasherSettings, domain::Limits, service::Policy};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -172,7 +172,8 @@ pub struct Config {
     /// Rows deleted per sweep statement.
     #[arg(long, env = "SSOD_SWEEP_BATCH", default_value_t = 1000, global = true)]
     pub sweep_batch: usize,
-    /// Argon2id hasher threads (hashes running at once); 0 = the number of CPUs.
+    /// Argon2id hasher threads (hashes running at once); 0 = one fewer than the CPUs (at
+    /// least one), so a login storm leaves a core to verifications.
     #[arg(
         long,
         env = "SSOD_MAX_CONCURRENT_HASHES",
@@ -180,6 +181,14 @@ pub struct Config {
         global = true
     )]
     pub max_concurrent_hashes: usize,
+    /// Password hashes that may wait beyond those running; more are refused as overloaded.
+    #[arg(
+        long,
+        env = "SSOD_MAX_PENDING_HASHES",
+        default_value_t = 64,
+        global = true
+    )]
+    pub max_pending_hashes: usize,
     /// How often the store is pinged: health turns NOT_SERVING while it does not answer.
     #[arg(long, env = "SSOD_HEALTH_PROBE_INTERVAL", default_value = "2s", value_parser = duration, global = true)]
     pub health_probe_interval: Duration,
@@ -255,10 +264,15 @@ impl Config {
         }
     }
 
-    pub fn max_concurrent_hashes(&self) -> usize {
-        match self.max_concurrent_hashes {
-            0 => std::thread::available_parallelism().map_or(2, usize::from),
+    pub fn hasher_settings(&self) -> HasherSettings {
+        let threads = match self.max_concurrent_hashes {
+            0 => std::thread::available_parallelism()
+                .map_or(1, |cpus| usize::from(cpus).saturating_sub(1).max(1)),
             n => n,
+        };
+        HasherSettings {
+            threads,
+            max_pending: self.max_pending_hashes,
         }
     }
 }

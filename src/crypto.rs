@@ -33,6 +33,8 @@ pub enum CryptoError {
     InvalidKeyRing(String),
     #[error("password hashing failed: {0}")]
     Hashing(String),
+    #[error("too many password hashes are waiting")]
+    Overloaded,
 }
 
 /// A freshly minted UST: 256 bits from the OS CSPRNG, URL-safe, with a recognisable prefix.
@@ -68,28 +70,48 @@ pub fn generate_password() -> String {
 /// One hashing job, run on a hasher thread with that thread's Argon2 instance.
 type HashJob = Box<dyn FnOnce(&Argon2<'static>) + Send>;
 
-/// Argon2id hashing on a fixed set of dedicated threads, so logins cannot starve the other
-/// RPCs of runtime threads, and memory stays bounded: each hash needs 19 MiB, and the
-/// allocator keeps that per thread that ever hashed; a fixed set of threads keeps it to
-/// `threads × 19 MiB` (on tokio's elastic blocking pool it grew to hundreds of MiB).
+/// How the hasher pool is sized.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HasherSettings {
+    /// Hashes running at once, each on its own thread.
+    pub threads: usize,
+    /// Jobs that may wait beyond those running; more are refused as overloaded.
+    pub max_pending: usize,
+}
+
+/// Priority of the hasher threads on thread-priority's 0–99 scale, which it maps to nice 10
+/// for normal threads: when logins and verifications compete for the cores, the scheduler
+/// favours the runtime threads that serve verifications.
+const HASHER_PRIORITY: u8 = 21;
+
+/// Argon2id hashing on a fixed set of dedicated, lower-priority threads, so logins cannot
+/// starve the other RPCs of runtime threads, and memory stays bounded: each hash needs
+/// 19 MiB, and the allocator keeps that per thread that ever hashed; a fixed set of threads
+/// keeps it to `threads × 19 MiB` (on tokio's elastic blocking pool it grew to hundreds of
+/// MiB).
+///
+/// Admission is bounded and abandoned work is dropped: a job holds its admission permit
+/// until it has run or been skipped (not merely until its caller gives up), and a job whose
+/// caller has gone (cancelled, or past its deadline) is skipped without hashing. So callers
+/// that give up cannot grow the queue, and a flood is refused at once instead of queued.
 #[derive(Clone)]
 pub struct PasswordHasherPool {
     jobs: mpsc::Sender<HashJob>,
-    /// At most one job per thread in flight, so the queue never grows.
-    permits: Arc<Semaphore>,
+    /// One permit per running or waiting job: `threads + max_pending`.
+    admission: Arc<Semaphore>,
     /// Verified against when a username is unknown, so that costs the same as a wrong
     /// password.
     dummy_hash: Arc<str>,
 }
 
 impl PasswordHasherPool {
-    /// OWASP's minimum for Argon2id: 19 MiB, two passes, one lane; `threads` hash at once.
-    pub fn new(threads: usize) -> Result<Self, CryptoError> {
+    /// OWASP's minimum for Argon2id: 19 MiB, two passes, one lane.
+    pub fn new(settings: HasherSettings) -> Result<Self, CryptoError> {
         let params = Params::new(19 * 1024, 2, 1, None)
             .map_err(|error| CryptoError::Hashing(error.to_string()))?;
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
         let dummy_hash = hash_with(&argon2, &generate_password())?;
-        let threads = threads.max(1);
+        let threads = settings.threads.max(1);
         let (jobs, queue) = mpsc::channel::<HashJob>();
         let queue = Arc::new(Mutex::new(queue));
         for index in 0..threads {
@@ -98,6 +120,7 @@ impl PasswordHasherPool {
             std::thread::Builder::new()
                 .name(format!("ssod-argon2-{index}"))
                 .spawn(move || {
+                    lower_priority();
                     loop {
                         // The lock is only held while waiting; a job runs without it.
                         let job = match queue.lock() {
@@ -115,7 +138,7 @@ impl PasswordHasherPool {
         }
         Ok(Self {
             jobs,
-            permits: Arc::new(Semaphore::new(threads)),
+            admission: Arc::new(Semaphore::new(threads + settings.max_pending)),
             dummy_hash: dummy_hash.into(),
         })
     }
@@ -144,20 +167,40 @@ impl PasswordHasherPool {
         &self,
         work: impl FnOnce(&Argon2<'static>) -> Result<T, CryptoError> + Send + 'static,
     ) -> Result<T, CryptoError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|error| CryptoError::Hashing(error.to_string()))?;
+        let permit = Arc::clone(&self.admission)
+            .try_acquire_owned()
+            .map_err(|_| CryptoError::Overloaded)?;
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send(Box::new(move |argon2| {
-                let _ = reply.send(work(argon2));
+                if reply.is_closed() {
+                    metrics::counter!("ssod_password_hashes_skipped_total").increment(1);
+                    return;
+                }
+                let result = work(argon2);
+                // Free the place before the caller resumes, so it may hash again at once.
+                drop(permit);
+                let _ = reply.send(result);
             }))
             .map_err(|_| CryptoError::Hashing("the hasher threads have stopped".into()))?;
         answer
             .await
             .map_err(|_| CryptoError::Hashing("a hasher thread failed".into()))?
+    }
+}
+
+/// Best effort: a host that refuses a nicer thread still hashes, at normal priority.
+fn lower_priority() {
+    let lowered = thread_priority::ThreadPriorityValue::try_from(HASHER_PRIORITY)
+        .map_err(|error| error.to_string())
+        .and_then(|value| {
+            thread_priority::set_current_thread_priority(
+                thread_priority::ThreadPriority::Crossplatform(value),
+            )
+            .map_err(|error| error.to_string())
+        });
+    if let Err(error) = lowered {
+        tracing::warn!(error = %error, "cannot lower the hasher thread's priority");
     }
 }
 
@@ -308,12 +351,109 @@ mod tests {
 
     #[tokio::test]
     async fn argon2id_hashes_verify_and_unknown_users_never_match() {
-        let pool = PasswordHasherPool::new(2).unwrap();
+        let pool = PasswordHasherPool::new(settings(2, 0)).unwrap();
         let hash = pool.hash("correct horse").await.unwrap();
         assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
         assert!(pool.verify("correct horse", Some(&hash)).await.unwrap());
         assert!(!pool.verify("wrong horse", Some(&hash)).await.unwrap());
         assert!(!pool.verify("correct horse", None).await.unwrap());
+    }
+
+    fn settings(threads: usize, max_pending: usize) -> HasherSettings {
+        HasherSettings {
+            threads,
+            max_pending,
+        }
+    }
+
+    /// A job that holds its hasher thread until `release` is dropped or sent to.
+    fn held(
+        pool: &PasswordHasherPool,
+    ) -> (
+        std::sync::mpsc::Sender<()>,
+        impl Future<Output = Result<(), CryptoError>>,
+    ) {
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let job = pool.run(move |_| {
+            let _ = wait.recv();
+            Ok(())
+        });
+        (release, job)
+    }
+
+    /// The nice value of each hasher thread of this process, from `/proc`.
+    fn hasher_niceness() -> Vec<i32> {
+        let mut found = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task").unwrap() {
+            let path = task.unwrap().path();
+            let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+            if !name.starts_with("ssod-argon2") {
+                continue;
+            }
+            let stat = std::fs::read_to_string(path.join("stat")).unwrap();
+            // Fields after the parenthesised name: state is field 3, nice is field 19.
+            let after_name = stat.rsplit_once(") ").unwrap().1;
+            found.push(after_name.split(' ').nth(16).unwrap().parse().unwrap());
+        }
+        found
+    }
+
+    #[tokio::test]
+    async fn hasher_threads_run_at_lower_priority() {
+        let pool = PasswordHasherPool::new(settings(1, 0)).unwrap();
+        // Each thread lowers itself as it starts; a finished job proves this one has started.
+        pool.hash("warm up").await.unwrap();
+        let niceness = hasher_niceness();
+        assert!(!niceness.is_empty());
+        assert!(niceness.iter().all(|&nice| nice == 10), "{niceness:?}");
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_at_once() {
+        let pool = PasswordHasherPool::new(settings(1, 1)).unwrap();
+        let (release_running, running) = held(&pool);
+        let (release_waiting, waiting) = held(&pool);
+        let (mut running, mut waiting) = (Box::pin(running), Box::pin(waiting));
+        assert!(futures::poll!(&mut running).is_pending());
+        assert!(futures::poll!(&mut waiting).is_pending());
+        let refused = pool.hash("one too many").await;
+        assert!(
+            matches!(refused, Err(CryptoError::Overloaded)),
+            "{refused:?}"
+        );
+        drop((release_running, release_waiting));
+        running.await.unwrap();
+        waiting.await.unwrap();
+        // Both permits came back with their jobs.
+        assert!(pool.hash("admitted again").await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_job_whose_caller_gave_up_never_runs_and_frees_its_place() {
+        let pool = PasswordHasherPool::new(settings(1, 1)).unwrap();
+        let (release, running) = held(&pool);
+        let mut running = Box::pin(running);
+        assert!(futures::poll!(&mut running).is_pending());
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&ran);
+        let mut abandoned = Box::pin(pool.run(move |_| {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        }));
+        assert!(futures::poll!(&mut abandoned).is_pending());
+        // The caller gives up (a cancelled call or a passed deadline drops its future) while
+        // its job still waits behind the running one.
+        drop(abandoned);
+        drop(release);
+        running.await.unwrap();
+        // The single thread takes jobs in order: once this one has run, the abandoned one
+        // was taken off the queue before it.
+        pool.hash("after").await.unwrap();
+        assert!(
+            !ran.load(std::sync::atomic::Ordering::SeqCst),
+            "abandoned work ran"
+        );
+        assert_eq!(pool.admission.available_permits(), 2);
     }
 
     #[test]

@@ -161,7 +161,7 @@ pub fn build_service(
             KeyRing::default()
         }
     };
-    let passwords = PasswordHasherPool::new(config.max_concurrent_hashes())
+    let passwords = PasswordHasherPool::new(config.hasher_settings())
         .map_err(|error| AppError::Startup(error.to_string()))?;
     Ok(Arc::new(Sso::new(Dependencies {
         store,

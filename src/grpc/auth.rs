@@ -131,7 +131,7 @@ mod tests {
     use crate::{
         clock::SystemClock,
         config::Config,
-        crypto::{KeyRing, PasswordHasherPool},
+        crypto::{HasherSettings, KeyRing, PasswordHasherPool},
         service::Dependencies,
         store::memory::MemoryStore,
     };
@@ -155,7 +155,11 @@ mod tests {
             store: Arc::new(MemoryStore::new()),
             clock: Arc::new(SystemClock),
             keys: KeyRing::default(),
-            passwords: PasswordHasherPool::new(1).unwrap(),
+            passwords: PasswordHasherPool::new(HasherSettings {
+                threads: 1,
+                max_pending: 0,
+            })
+            .unwrap(),
             policy: Config::defaults().policy(),
         }));
         let calls = Arc::new(AtomicUsize::new(0));

@@ -2,7 +2,7 @@
 //! `google.rpc.ErrorInfo` (domain `sso`), `BadRequest` field violations for field problems.
 //! Internal causes are logged here and never sent.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, time::Duration};
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation as ProtoViolation, StatusExt};
@@ -10,6 +10,10 @@ use tonic_types::{ErrorDetails, FieldViolation as ProtoViolation, StatusExt};
 use crate::service::{FieldViolation, ServiceError};
 
 pub const ERROR_DOMAIN: &str = "sso";
+
+/// Work refused for overload usually clears within a second: a hash takes tens of
+/// milliseconds and the queue is short.
+const OVERLOAD_RETRY_DELAY: Duration = Duration::from_secs(1);
 
 impl From<ServiceError> for Status {
     fn from(error: ServiceError) -> Self {
@@ -32,6 +36,7 @@ impl From<ServiceError> for Status {
             ServiceError::UserNotFound
             | ServiceError::SessionNotFound
             | ServiceError::AttributeNotFound => Code::NotFound,
+            ServiceError::Overloaded => Code::ResourceExhausted,
             ServiceError::StoreUnavailable(_) => Code::Unavailable,
             ServiceError::Internal(_) => Code::Internal,
         };
@@ -50,6 +55,9 @@ impl From<ServiceError> for Status {
             }
             _ => &[],
         };
+        if let Some(delay) = retry_after(&error) {
+            details.set_retry_info(Some(delay));
+        }
         if !violations.is_empty() {
             details.set_bad_request(
                 violations
@@ -59,6 +67,14 @@ impl From<ServiceError> for Status {
             );
         }
         Status::with_error_details(code, message(&error), details)
+    }
+}
+
+/// How long a refused client should wait before trying again.
+fn retry_after(error: &ServiceError) -> Option<Duration> {
+    match error {
+        ServiceError::Overloaded => Some(OVERLOAD_RETRY_DELAY),
+        _ => None,
     }
 }
 

@@ -57,6 +57,9 @@ pub enum ServiceError {
     AttributeNotFound,
     #[error("encryption is unavailable")]
     EncryptionUnavailable,
+    /// Refused at once rather than queued; the client may retry after a while.
+    #[error("the server is overloaded; retry later")]
+    Overloaded,
     /// The cause is logged, never sent.
     #[error("store unavailable")]
     StoreUnavailable(String),
@@ -95,6 +98,7 @@ impl ServiceError {
             Self::SessionNotFound => "SESSION_NOT_FOUND",
             Self::AttributeNotFound => "ATTRIBUTE_NOT_FOUND",
             Self::EncryptionUnavailable => "ENCRYPTION_UNAVAILABLE",
+            Self::Overloaded => "OVERLOADED",
             Self::StoreUnavailable(_) => "STORE_UNAVAILABLE",
             Self::Internal(_) => "INTERNAL",
         }
@@ -123,6 +127,7 @@ impl From<CryptoError> for ServiceError {
     fn from(error: CryptoError) -> Self {
         match error {
             CryptoError::NoKeys | CryptoError::UnknownKey(_) => Self::EncryptionUnavailable,
+            CryptoError::Overloaded => Self::Overloaded,
             other => Self::Internal(other.to_string()),
         }
     }

@@ -1,6 +1,7 @@
 //! One integration test binary (each extra file in `tests/` would be another slow link).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod abuse;
 mod attributes;
 mod gate;
 mod harness;
