@@ -20,6 +20,10 @@ mod passwords;
 mod server;
 mod sessions;
 
+#[cfg(test)]
+#[allow(clippy::expect_used)]
+mod readme;
+
 pub use bootstrap::BootstrapConfig;
 pub use database::{DatabaseConfig, SchemaMode};
 pub use encryption::EncryptionConfig;
