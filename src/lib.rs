@@ -37,11 +37,7 @@ use crate::{
     crypto::{KeyRing, PasswordHasherPool},
     server::ServeOptions,
     service::{Dependencies, Sso},
-    store::{
-        Store,
-        memory::MemoryStore,
-        postgres::{PgSettings, PostgresStore},
-    },
+    store::{Store, memory::MemoryStore, postgres::PostgresStore},
 };
 
 /// Why the process could not start or had to stop.
@@ -65,17 +61,15 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             let store = open_store(&config).await?;
-            let listener = tokio::net::TcpListener::bind(config.listen).await?;
+            let listener = tokio::net::TcpListener::bind(config.server.listen).await?;
             let sso = build_service(&config, store, Arc::new(SystemClock))?;
             bootstrap(&config, &sso).await?;
             server::serve(listener, sso, serve_options(&config)?, shutdown_signal()).await
         }
         Command::Migrate => {
             require_database(&config)?;
-            let migrate = Config {
-                schema: SchemaMode::Migrate,
-                ..config
-            };
+            let mut migrate = config;
+            migrate.database.schema = SchemaMode::Migrate;
             open_store(&migrate).await.map(drop)
         }
         Command::CreateSuperUser {
@@ -108,7 +102,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
 }
 
 fn require_database(config: &Config) -> Result<(), AppError> {
-    match config.database_url {
+    match config.database.url {
         Some(_) => Ok(()),
         None => Err(AppError::Config(
             "this command needs SSOD_DATABASE_URL (or --database-url)".into(),
@@ -119,18 +113,11 @@ fn require_database(config: &Config) -> Result<(), AppError> {
 /// The embedded store, or PostgreSQL when a URL is configured: migrated (or, with
 /// `--schema check`, checked) before it is used.
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, AppError> {
-    let Some(url) = &config.database_url else {
+    let Some(url) = &config.database.url else {
         return Ok(Arc::new(MemoryStore::new()));
     };
-    let settings = PgSettings {
-        pool_size: config.db_pool_size.max(1),
-        wait_timeout: config.db_wait_timeout,
-        create_timeout: config.db_create_timeout,
-        recycle_timeout: config.db_recycle_timeout,
-        statement_timeout: config.db_statement_timeout,
-    };
-    let store = PostgresStore::connect(url, settings)?;
-    match config.schema {
+    let store = PostgresStore::connect(url, config.database.pg_settings())?;
+    match config.database.schema {
         SchemaMode::Migrate => {
             let applied = store.migrate().await?;
             tracing::info!(applied = ?applied, "schema migrated");
@@ -148,9 +135,9 @@ pub fn build_service(
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
 ) -> Result<Arc<Sso>, AppError> {
-    let keys = match &config.encryption_keys {
+    let keys = match &config.encryption.keys {
         Some(spec) => KeyRing::parse(spec).map_err(|error| AppError::Config(error.to_string()))?,
-        None if config.database_url.is_none() => {
+        None if config.database.url.is_none() => {
             tracing::warn!(
                 "no SSOD_ENCRYPTION_KEYS: using an ephemeral key; encrypted values die with the process"
             );
@@ -161,7 +148,7 @@ pub fn build_service(
             KeyRing::default()
         }
     };
-    let passwords = PasswordHasherPool::new(config.hasher_settings())
+    let passwords = PasswordHasherPool::new(config.passwords.hasher_settings())
         .map_err(|error| AppError::Startup(error.to_string()))?;
     Ok(Arc::new(Sso::new(Dependencies {
         store,
@@ -174,10 +161,14 @@ pub fn build_service(
 
 /// Creates the configured start-up super-user if it does not exist yet.
 pub async fn bootstrap(config: &Config, sso: &Sso) -> Result<(), AppError> {
-    let Some(username) = &config.super_user else {
+    let Some(username) = &config.bootstrap.super_user else {
         return Ok(());
     };
-    let password = config.super_user_password.clone().map(Zeroizing::new);
+    let password = config
+        .bootstrap
+        .super_user_password
+        .clone()
+        .map(Zeroizing::new);
     if let Some((user, generated)) = sso.bootstrap_super_user(username, password).await? {
         announce_super_user(&user.username, generated.as_deref());
     }
@@ -193,12 +184,12 @@ fn announce_super_user(username: &str, generated: Option<&str>) {
 }
 
 pub fn serve_options(config: &Config) -> Result<ServeOptions, AppError> {
-    let tls = match (&config.tls_cert, &config.tls_key) {
+    let tls = match (&config.server.tls_cert, &config.server.tls_key) {
         (Some(cert), Some(key)) => {
             let identity =
                 tonic::transport::Identity::from_pem(std::fs::read(cert)?, std::fs::read(key)?);
             let mut tls = tonic::transport::ServerTlsConfig::new().identity(identity);
-            if let Some(ca) = &config.tls_client_ca {
+            if let Some(ca) = &config.server.tls_client_ca {
                 tls =
                     tls.client_ca_root(tonic::transport::Certificate::from_pem(std::fs::read(ca)?));
             }
@@ -208,9 +199,9 @@ pub fn serve_options(config: &Config) -> Result<ServeOptions, AppError> {
     };
     Ok(ServeOptions {
         tls,
-        sweep_interval: config.sweep_interval,
-        shutdown_timeout: config.shutdown_timeout,
-        health_probe_interval: config.health_probe_interval,
+        sweep_interval: config.sessions.sweep_interval,
+        shutdown_timeout: config.server.shutdown_timeout,
+        health_probe_interval: config.server.health_probe_interval,
     })
 }
 

@@ -10,8 +10,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = ssod::config::Cli::parse();
-    ssod::telemetry::init(cli.config.log_format, &cli.config.log);
-    if let Some(address) = cli.config.metrics_listen {
+    ssod::telemetry::init(cli.config.server.log_format, &cli.config.server.log);
+    if let Some(address) = cli.config.server.metrics_listen {
         ssod::metrics::install(address);
     }
     match ssod::run(cli).await {

@@ -13,8 +13,8 @@ use crate::{
 /// hasher busy are refused with `OVERLOADED` and a retry delay, and none is lost or stuck.
 async fn a_login_flood_beyond_the_hash_queue_is_refused_at_once(backend: Backend) {
     let server = TestServer::start_with(backend, |config| {
-        config.max_concurrent_hashes = 1;
-        config.max_pending_hashes = 0;
+        config.passwords.max_concurrent_hashes = 1;
+        config.passwords.max_pending_hashes = 0;
     })
     .await;
     let attempts = (0..40).map(|_| server.try_login(ADMIN, ADMIN_PASSWORD, None));

@@ -512,7 +512,7 @@ async fn encrypted_values_are_not_stored_in_plaintext(backend: Backend) {
 
 async fn encryption_needs_a_key(backend: Backend) {
     let server = TestServer::start_with(backend, |config| {
-        config.encryption_keys = Some(String::new());
+        config.encryption.keys = Some(String::new());
     })
     .await;
     let guest = server.guest().await;

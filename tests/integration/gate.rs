@@ -69,7 +69,7 @@ enum Token {
 
 async fn gate_matrix(backend: Backend) {
     let server = TestServer::start_with(backend, |config| {
-        config.session_idle_timeout = Duration::from_secs(60);
+        config.sessions.idle_timeout = Duration::from_secs(60);
     })
     .await;
     let expired = server.admin().await;

@@ -44,10 +44,10 @@ pub struct TestServer {
 /// A test config: the defaults, an encryption key and the bootstrap super-user.
 pub fn test_config() -> Config {
     let mut config = Config::defaults();
-    config.super_user = Some(ADMIN.into());
-    config.super_user_password = Some(ADMIN_PASSWORD.into());
-    config.encryption_keys = Some(format!("k1:{}", base64_key(7)));
-    config.max_concurrent_hashes = 4;
+    config.bootstrap.super_user = Some(ADMIN.into());
+    config.bootstrap.super_user_password = Some(ADMIN_PASSWORD.into());
+    config.encryption.keys = Some(format!("k1:{}", base64_key(7)));
+    config.passwords.max_concurrent_hashes = 4;
     config
 }
 
@@ -64,7 +64,7 @@ impl TestServer {
     pub async fn start_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> Self {
         let mut config = test_config();
         if backend == Backend::Postgres {
-            config.database_url = Some(crate::pg::fresh_database_url().await);
+            config.database.url = Some(crate::pg::fresh_database_url().await);
         }
         configure(&mut config);
         let store = ssod::open_store(&config).await.expect("store opens");
@@ -83,7 +83,7 @@ impl TestServer {
         let options = ServeOptions {
             // The background sweeper must not race the tests' own sweeps.
             sweep_interval: Duration::from_secs(3600),
-            shutdown_timeout: config.shutdown_timeout.min(Duration::from_secs(5)),
+            shutdown_timeout: config.server.shutdown_timeout.min(Duration::from_secs(5)),
             health_probe_interval: Duration::from_millis(100),
             ..ssod::serve_options(&config).expect("serve options")
         };

@@ -162,10 +162,10 @@ async fn at_most_1000_attributes_per_owner(backend: Backend) {
 
 async fn configured_limits_apply(backend: Backend) {
     let server = TestServer::start_with(backend, |config| {
-        config.max_attribute_name_chars = 4;
-        config.max_attribute_value_bytes = 10;
-        config.max_attributes_per_write = 2;
-        config.max_attributes_per_owner = 3;
+        config.limits.max_attribute_name_chars = 4;
+        config.limits.max_attribute_value_bytes = 10;
+        config.limits.max_attributes_per_write = 2;
+        config.limits.max_attributes_per_owner = 3;
     })
     .await;
     let ust = server.guest().await.ust;

@@ -43,7 +43,7 @@ async fn health_and_errors_follow_a_database_outage() {
     let ust = server.admin().await;
     wait_for_health(&server, SERVING).await;
 
-    let url = server.config.database_url.clone().expect("postgres url");
+    let url = server.config.database.url.clone().expect("postgres url");
     let (database_name, maintenance_url) = {
         let (client, connection) = tokio_postgres::connect(&url, NoTls).await.expect("connect");
         let connection = tokio::spawn(connection);
@@ -125,7 +125,7 @@ async fn health_and_errors_follow_a_database_outage() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_turns_not_serving_when_shutdown_begins() {
     let server = TestServer::start_with(Backend::Memory, |config| {
-        config.shutdown_timeout = Duration::from_millis(500);
+        config.server.shutdown_timeout = Duration::from_millis(500);
     })
     .await;
     let mut health = HealthClient::new(server.channel.clone());

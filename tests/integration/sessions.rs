@@ -86,8 +86,8 @@ async fn guest_sessions_are_verified_without_extension(backend: Backend) {
 
 async fn get_session_finds_only_live_sessions(backend: Backend) {
     let server = TestServer::start_with(backend, |config| {
-        config.session_idle_timeout = Duration::from_secs(600);
-        config.session_max_lifetime = Duration::from_secs(7200);
+        config.sessions.idle_timeout = Duration::from_secs(600);
+        config.sessions.max_lifetime = Duration::from_secs(7200);
     })
     .await;
     let (user, ust) = server.user_session("kim").await;
@@ -172,8 +172,8 @@ async fn get_session_finds_only_live_sessions(backend: Backend) {
 
 async fn renewal_slides_and_is_capped(backend: Backend) {
     let server = TestServer::start_with(backend, |config| {
-        config.session_idle_timeout = Duration::from_secs(600);
-        config.session_max_lifetime = Duration::from_secs(1000);
+        config.sessions.idle_timeout = Duration::from_secs(600);
+        config.sessions.max_lifetime = Duration::from_secs(1000);
     })
     .await;
     let login = server
@@ -426,7 +426,7 @@ async fn delete_user_sessions_selectors(backend: Backend) {
 
 async fn purge_expired_sweeps_sessions_and_attributes(backend: Backend) {
     let server = TestServer::start_with(backend, |config| {
-        config.session_idle_timeout = Duration::from_secs(100);
+        config.sessions.idle_timeout = Duration::from_secs(100);
     })
     .await;
     let guest = server.guest().await.ust;
@@ -486,7 +486,7 @@ async fn purge_expired_sweeps_sessions_and_attributes(backend: Backend) {
 
 async fn login_rotates_a_guest_session(backend: Backend) {
     let server = TestServer::start_with(backend, |config| {
-        config.persistent_on_login = vec!["cart".into(), "secret".into()];
+        config.sessions.persistent_on_login = vec!["cart".into(), "secret".into()];
     })
     .await;
     let admin = server.admin().await;
@@ -560,7 +560,7 @@ async fn login_rotates_a_guest_session(backend: Backend) {
 
 async fn logout_carries_persistent_attributes_to_a_guest(backend: Backend) {
     let server = TestServer::start_with(backend, |config| {
-        config.persistent_on_logout = vec!["theme".into()];
+        config.sessions.persistent_on_logout = vec!["theme".into()];
     })
     .await;
     let (_, ust) = server.user_session("rosa").await;
@@ -666,7 +666,7 @@ both!(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_ends_the_session_when_an_attribute_cannot_be_carried() {
     let server = TestServer::start_with(Backend::Postgres, |config| {
-        config.persistent_on_logout = vec!["theme".into()];
+        config.sessions.persistent_on_logout = vec!["theme".into()];
     })
     .await;
     let (_, ust) = server.user_session("una").await;
@@ -686,7 +686,7 @@ async fn logout_ends_the_session_when_an_attribute_cannot_be_carried() {
         .expect("sealed with k1");
     let (mut config, _) = server.stop().await;
     // Only a new key remains: values sealed with k1 can no longer be opened.
-    config.encryption_keys = Some(format!("k2:{}", crate::harness::base64_key(9)));
+    config.encryption.keys = Some(format!("k2:{}", crate::harness::base64_key(9)));
     let store = ssod::open_store(&config).await.expect("reopen");
     let restarted = TestServer::start_on(config, store).await;
     let status = restarted

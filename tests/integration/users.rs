@@ -97,8 +97,10 @@ async fn refused_users_get_invalid_credentials_by_default(backend: Backend) {
 }
 
 async fn a_setting_reveals_why_login_was_refused(backend: Backend) {
-    let server =
-        TestServer::start_with(backend, |config| config.reveal_login_failures = true).await;
+    let server = TestServer::start_with(backend, |config| {
+        config.passwords.reveal_login_failures = true
+    })
+    .await;
     let admin = server.admin().await;
     let locked = server
         .create_user(&admin, "locked", "user-password-1")
@@ -242,7 +244,7 @@ async fn must_change_password_is_changed_at_login(backend: Backend) {
 
 async fn allowed_apps_are_enforced(backend: Backend) {
     let server = TestServer::start_with(backend, |config| {
-        config.allowed_apps = vec!["tests".into(), "portal".into()];
+        config.sessions.allowed_apps = vec!["tests".into(), "portal".into()];
     })
     .await;
     server.login(ADMIN, ADMIN_PASSWORD).await;

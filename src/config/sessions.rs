@@ -1,0 +1,68 @@
+//! How long sessions live, what they carry across login and logout, and how the expired
+//! ones are swept.
+
+use std::time::Duration;
+
+use clap::Args;
+
+use super::{duration, non_empty};
+use crate::domain::SessionPolicy;
+
+#[derive(Clone, Debug, Args)]
+pub struct SessionsConfig {
+    /// A session's expiry after login or renewal.
+    #[arg(long = "session-idle-timeout", env = "SSOD_SESSION_IDLE_TIMEOUT", default_value = "60m", value_parser = duration, global = true)]
+    pub idle_timeout: Duration,
+    /// Renewal never extends a session past creation + this.
+    #[arg(long = "session-max-lifetime", env = "SSOD_SESSION_MAX_LIFETIME", default_value = "12h", value_parser = duration, global = true)]
+    pub max_lifetime: Duration,
+    /// Session attribute names kept across login.
+    #[arg(
+        long,
+        env = "SSOD_PERSISTENT_ON_LOGIN",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub persistent_on_login: Vec<String>,
+    /// Session attribute names kept across logout.
+    #[arg(
+        long,
+        env = "SSOD_PERSISTENT_ON_LOGOUT",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub persistent_on_logout: Vec<String>,
+    /// Accepted `current_app` values; empty = any.
+    #[arg(long, env = "SSOD_ALLOWED_APPS", value_delimiter = ',', global = true)]
+    pub allowed_apps: Vec<String>,
+    /// How often the background task sweeps expired sessions and attributes.
+    #[arg(long, env = "SSOD_SWEEP_INTERVAL", default_value = "60s", value_parser = duration, global = true)]
+    pub sweep_interval: Duration,
+    /// Rows deleted per sweep statement.
+    #[arg(long, env = "SSOD_SWEEP_BATCH", default_value_t = 1000, global = true)]
+    pub sweep_batch: usize,
+}
+
+/// The session rules of the service policy; field names are the policy's.
+pub struct SessionRules {
+    pub sessions: SessionPolicy,
+    pub persistent_on_login: Vec<String>,
+    pub persistent_on_logout: Vec<String>,
+    pub allowed_apps: Vec<String>,
+    pub sweep_batch: usize,
+}
+
+impl SessionsConfig {
+    pub fn policy(&self) -> SessionRules {
+        SessionRules {
+            sessions: SessionPolicy {
+                idle_timeout: self.idle_timeout,
+                max_lifetime: self.max_lifetime,
+            },
+            persistent_on_login: non_empty(&self.persistent_on_login),
+            persistent_on_logout: non_empty(&self.persistent_on_logout),
+            allowed_apps: non_empty(&self.allowed_apps),
+            sweep_batch: self.sweep_batch.max(1),
+        }
+    }
+}
