@@ -5,8 +5,10 @@ use std::time::{Duration, SystemTime};
 use uuid::Uuid;
 
 pub mod limits;
+pub mod username;
 
 pub use limits::Limits;
+pub use username::{Username, UsernameError};
 
 /// A user's id: UUIDv7, so ids sort by creation and index well.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

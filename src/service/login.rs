@@ -8,6 +8,7 @@ use zeroize::Zeroizing;
 use super::{Authentication, ClientInfo, ServiceError, ServiceResult, Sso};
 use crate::domain::{
     ApprovalStatus, LoginRecord, NewAttribute, Owner, Session, SessionId, User, UserRecord,
+    Username,
 };
 
 /// A login attempt. No `Debug`: it holds passwords.
@@ -46,14 +47,16 @@ impl Sso {
     async fn try_login(&self, request: LoginRequest) -> ServiceResult<LoginOutcome> {
         self.check_client(&request.client)?;
         let limits = &self.policy.limits;
-        // Bounded before any work: no such user or password can exist.
-        if request.password.chars().count() > limits.max_password_chars
-            || request.username.chars().count() > limits.max_username_chars
-        {
+        // Refused before any work: no user can have such a name or password, so answering at
+        // once reveals nothing about accounts.
+        let username = Username::parse(&request.username, limits.max_username_chars).ok();
+        let Some(username) =
+            username.filter(|_| request.password.chars().count() <= limits.max_password_chars)
+        else {
             return Err(ServiceError::InvalidCredentials);
-        }
+        };
         let now = self.clock.now();
-        let record = self.store.user_by_username(&request.username).await?;
+        let record = self.store.user_by_username(username.as_str()).await?;
         let hash = record.as_ref().map(|record| record.password_hash.as_str());
         let matches = self.passwords.verify(&request.password, hash).await?;
         let Some(UserRecord {

@@ -121,22 +121,42 @@ impl PageRequest {
         }
     }
 
-    /// The decoded cursor of an opaque page token.
-    fn cursor(&self) -> ServiceResult<Option<String>> {
+    /// The cursor of a page token, which must have been issued for the same `filter`: a
+    /// token reused with another filter would page through a listing it was not made for.
+    fn cursor(&self, filter: &str) -> ServiceResult<Option<String>> {
         if self.token.is_empty() {
             return Ok(None);
         }
-        URL_SAFE_NO_PAD
+        let foreign = || ServiceError::invalid("page_token", "not a token this server issued");
+        let (issued_for, cursor): (String, String) = URL_SAFE_NO_PAD
             .decode(&self.token)
             .ok()
-            .and_then(|bytes| String::from_utf8(bytes).ok())
-            .map(Some)
-            .ok_or_else(|| ServiceError::invalid("page_token", "not a token this server issued"))
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .ok_or_else(foreign)?;
+        if issued_for != filter_digest(filter) {
+            return Err(ServiceError::invalid(
+                "page_token",
+                "issued for another filter; start again without a token",
+            ));
+        }
+        if !crate::domain::limits::is_printable(&cursor) {
+            return Err(foreign());
+        }
+        Ok(Some(cursor))
     }
 }
 
-fn page_token(cursor: &str) -> String {
-    URL_SAFE_NO_PAD.encode(cursor)
+/// An opaque page token: the filter it pages through and where the next page starts.
+fn page_token(filter: &str, cursor: &str) -> String {
+    let token = serde_json::json!([filter_digest(filter), cursor]);
+    URL_SAFE_NO_PAD.encode(token.to_string())
+}
+
+/// A short digest of a listing's filter, so tokens stay small whatever the filter holds.
+fn filter_digest(filter: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(filter.as_bytes());
+    URL_SAFE_NO_PAD.encode(&digest[..12])
 }
 
 /// What the service is built from; tests inject a manual clock, a store and keys of their own.

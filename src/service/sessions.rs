@@ -85,8 +85,9 @@ impl Sso {
         if user != own {
             caller.require_super_user()?;
         }
+        let filter = format!("sessions of {user}");
         let after = page
-            .cursor()?
+            .cursor(&filter)?
             .map(|cursor| {
                 Uuid::parse_str(&cursor).map(SessionId).map_err(|_| {
                     ServiceError::invalid("page_token", "not a token this server issued")
@@ -102,7 +103,7 @@ impl Sso {
             sessions.truncate(limit);
             sessions
                 .last()
-                .map(|session| page_token(&session.id.to_string()))
+                .map(|session| page_token(&filter, &session.id.to_string()))
                 .unwrap_or_default()
         } else {
             String::new()

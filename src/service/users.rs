@@ -3,6 +3,7 @@
 
 use std::time::SystemTime;
 
+use unicode_normalization::UnicodeNormalization;
 use zeroize::Zeroizing;
 
 use super::{Caller, PageRequest, ServiceError, ServiceResult, Sso, check_text, page_token};
@@ -10,6 +11,7 @@ use crate::{
     crypto,
     domain::{
         ApprovalStatus, EndSessions, Profile, User, UserId, UserPatch, UserQuery, UserRecord,
+        Username, UsernameError,
     },
 };
 
@@ -90,7 +92,8 @@ impl Sso {
         username: &str,
         password: Option<Zeroizing<String>>,
     ) -> ServiceResult<Option<(User, Option<String>)>> {
-        if self.store.user_by_username(username).await?.is_some() {
+        let name = self.username(username)?;
+        if self.store.user_by_username(name.as_str()).await?.is_some() {
             return Ok(None);
         }
         let new = NewUser {
@@ -110,18 +113,18 @@ impl Sso {
     }
 
     async fn insert_user(&self, new: NewUser) -> ServiceResult<(User, Option<String>)> {
-        self.check_username(&new.username)?;
+        let username = self.username(&new.username)?.into_string();
         self.check_profile(&new.profile)?;
         let generated = new.password.is_none().then(crypto::generate_password);
         let password = match (&new.password, &generated) {
             (Some(given), _) => given.clone(),
             (None, generated) => Zeroizing::new(generated.clone().unwrap_or_default()),
         };
-        self.check_password_strength(&password, &new.username)?;
+        self.check_password_strength(&password, &username)?;
         let now = self.clock.now();
         let user = User {
             id: UserId::generate(),
-            username: new.username,
+            username,
             profile: new.profile,
             is_super_user: new.is_super_user,
             is_locked: false,
@@ -155,7 +158,10 @@ impl Sso {
         caller.require_super_user()?;
         let record = match user {
             UserRef::Id(id) => self.store.user_by_id(id).await?,
-            UserRef::Username(name) => self.store.user_by_username(&name).await?,
+            UserRef::Username(name) => {
+                let name = self.username(&name)?;
+                self.store.user_by_username(name.as_str()).await?
+            }
         };
         record
             .map(|record| record.user)
@@ -170,11 +176,19 @@ impl Sso {
         approval_status: Option<ApprovalStatus>,
     ) -> ServiceResult<UsersPage> {
         caller.require_super_user()?;
+        check_text(
+            "username_prefix",
+            &username_prefix,
+            self.policy.limits.max_username_chars,
+        )?;
+        let username_prefix: String = username_prefix.nfkc().collect();
+        let filter = serde_json::json!([username_prefix, approval_status.map(|s| s.as_str())]);
+        let filter = filter.to_string();
         let limit = page.limit();
         let query = UserQuery {
             username_prefix,
             approval_status,
-            after: page.cursor()?,
+            after: page.cursor(&filter)?,
             limit: limit + 1,
         };
         let mut found = self.store.list_users(&query).await?;
@@ -183,7 +197,7 @@ impl Sso {
             found
                 .users
                 .last()
-                .map(|user| page_token(&user.username))
+                .map(|user| page_token(&filter, &user.username))
                 .unwrap_or_default()
         } else {
             String::new()
@@ -296,19 +310,12 @@ impl Sso {
         self.apply_patch(caller, id, patch).await
     }
 
-    fn check_username(&self, username: &str) -> ServiceResult<()> {
-        let max = self.policy.limits.max_username_chars;
-        if username.is_empty()
-            || username
-                .chars()
-                .any(|c| c.is_whitespace() || c.is_control())
-        {
-            return Err(ServiceError::invalid(
-                "username",
-                "must be non-empty printable text without white space",
-            ));
-        }
-        check_text("username", username, max)
+    /// A username from a request, normalised; refused as an invalid `username` field.
+    fn username(&self, text: &str) -> ServiceResult<Username> {
+        Username::parse(text, self.policy.limits.max_username_chars).map_err(|error| match error {
+            UsernameError::TooLong(_) => ServiceError::limit("username", error.to_string()),
+            _ => ServiceError::invalid("username", error.to_string()),
+        })
     }
 
     fn check_profile(&self, profile: &Profile) -> ServiceResult<()> {

@@ -3,6 +3,7 @@
 
 mod abuse;
 mod attributes;
+mod fuzz;
 mod gate;
 mod harness;
 mod limits;
