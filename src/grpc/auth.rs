@@ -2,7 +2,8 @@
 //! session up in the store, so it cannot be a synchronous interceptor. It resolves the
 //! `authorization: Bearer <UST>` metadata once per request, refuses the super-user-only
 //! methods before their handler runs, and hands the caller to handlers in the request
-//! extensions. Health and reflection pass untouched.
+//! extensions. Health and reflection pass untouched. A long-lived call (a stream) resolves
+//! its caller again with [`Sso::recheck`] to end once the session is revoked.
 
 use std::{
     sync::Arc,
