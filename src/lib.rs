@@ -11,6 +11,7 @@ pub mod clock;
 pub mod crypto;
 pub mod domain;
 pub mod grpc;
+pub mod lifecycle;
 pub mod metrics;
 pub mod service;
 pub mod store;

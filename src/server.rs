@@ -1,17 +1,19 @@
 //! Wiring: the gRPC services behind their layers, health, reflection, the expiry sweeper and
-//! a store prober, and graceful shutdown (health NOT_SERVING, stop accepting, drain with a
-//! deadline, then stop the background tasks).
+//! a store prober under one [`Lifecycle`], and graceful shutdown (health NOT_SERVING, stop
+//! accepting, end open streams, drain with a deadline, then stop the background tasks).
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-use tokio::{net::TcpListener, sync::watch};
+use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
 use tonic::transport::{Server, ServerTlsConfig};
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::{
     AppError,
-    grpc::{AttributeApi, AuthLayer, ObserveLayer, SessionApi, UserApi},
+    grpc::{AttributeApi, AuthLayer, EndStreamsLayer, ObserveLayer, SessionApi, UserApi},
+    lifecycle::Lifecycle,
     proto::{
         self, attribute_service_server::AttributeServiceServer,
         session_service_server::SessionServiceServer, user_service_server::UserServiceServer,
@@ -71,19 +73,20 @@ pub async fn serve(
         .build_v1alpha()
         .map_err(|error| AppError::Startup(error.to_string()))?;
 
-    let (stop_sweeper, sweeper_stopped) = watch::channel(false);
-    let sweeper = tokio::spawn(sweep_loop(
+    let lifecycle = Lifecycle::new();
+    lifecycle.spawn(sweep_loop(
         Arc::clone(&sso),
         options.sweep_interval,
-        sweeper_stopped,
+        lifecycle.token(),
     ));
-    let (stop_prober, prober_stopped) = watch::channel(false);
-    let prober = tokio::spawn(probe_loop(
+    // The prober has its own token: it must stop before the other tasks (see below).
+    let stop_prober = lifecycle.token();
+    let prober = lifecycle.spawn(probe_loop(
         Arc::clone(&sso),
         reporter.clone(),
         options.health_probe_interval,
         reachable,
-        prober_stopped,
+        stop_prober.clone(),
     ));
 
     let mut builder = Server::builder().tcp_nodelay(true);
@@ -94,6 +97,7 @@ pub async fn serve(
     }
     let router = builder
         .layer(ObserveLayer)
+        .layer(EndStreamsLayer::new(lifecycle.stream_token()))
         .layer(AuthLayer::new(Arc::clone(&sso)))
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -120,20 +124,22 @@ pub async fn serve(
 
     shutdown.await;
     tracing::info!("shutting down");
-    // Order: the prober stops first so nothing turns health back on; then the API drains;
-    // then the sweeper; then the store.
-    let _ = stop_prober.send(true);
+    // Order: the prober stops first so nothing turns health back on; health watchers see
+    // NOT_SERVING; no new connection is accepted; open streams end, so they do not hold the
+    // drain; the calls in flight drain within the deadline; then the background tasks stop;
+    // then the store closes.
+    stop_prober.cancel();
     let _ = prober.await;
     set_health(&reporter, ServingStatus::NotServing).await;
     let _ = stop_accepting.send(());
+    lifecycle.end_streams();
     let mut server = server;
     let drained = tokio::time::timeout(options.shutdown_timeout, &mut server).await;
     if drained.is_err() {
         tracing::warn!(timeout = ?options.shutdown_timeout, "drain deadline passed; aborting calls");
         server.abort();
     }
-    let _ = stop_sweeper.send(true);
-    let _ = sweeper.await;
+    lifecycle.stop(options.shutdown_timeout).await;
     sso.store().close();
     match drained {
         Ok(Ok(Ok(()))) | Err(_) => {
@@ -162,13 +168,13 @@ fn serving_status(reachable: bool) -> ServingStatus {
     }
 }
 
-async fn sweep_loop(sso: Arc<Sso>, every: Duration, mut stop: watch::Receiver<bool>) {
+async fn sweep_loop(sso: Arc<Sso>, every: Duration, stop: CancellationToken) {
     let mut interval = tokio::time::interval(every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = interval.tick() => {}
-            _ = stop.changed() => return,
+            _ = stop.cancelled() => return,
         }
         // A sweep stuck on a hung store must not hold up shutdown.
         tokio::select! {
@@ -177,7 +183,7 @@ async fn sweep_loop(sso: Arc<Sso>, every: Duration, mut stop: watch::Receiver<bo
                     tracing::warn!(error = %error, "expiry sweep failed");
                 }
             }
-            _ = stop.changed() => return,
+            _ = stop.cancelled() => return,
         }
     }
 }
@@ -188,17 +194,17 @@ async fn probe_loop(
     reporter: HealthReporter,
     every: Duration,
     mut serving: bool,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
-            _ = stop.changed() => return,
+            _ = stop.cancelled() => return,
         }
         record_pool_status(sso.store().as_ref());
         let reachable = tokio::select! {
             reachable = ping(&sso, every) => reachable,
-            _ = stop.changed() => return,
+            _ = stop.cancelled() => return,
         };
         if reachable != serving {
             serving = reachable;

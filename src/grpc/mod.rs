@@ -11,6 +11,7 @@ use crate::service::{Authentication, Caller};
 mod attributes;
 mod auth;
 mod convert;
+mod end_streams;
 mod observe;
 mod sessions;
 mod status;
@@ -18,6 +19,7 @@ mod users;
 
 pub use attributes::AttributeApi;
 pub use auth::{AuthLayer, SUPER_USER_METHODS};
+pub use end_streams::EndStreamsLayer;
 pub use observe::{ObserveLayer, REQUEST_ID_HEADER};
 pub use sessions::SessionApi;
 pub use status::ERROR_DOMAIN;

@@ -1,20 +1,29 @@
 //! The outermost layer: gives every call a correlation id (`x-request-id`, generated when
 //! absent, echoed in the response), opens one span carrying it, counts and times the call
 //! per method and status code, and logs every non-OK status once.
+//!
+//! A call ends when its status is sent: in the headers of a trailers-only response (every
+//! error a handler returns), else in the trailers after the body. So the body of a
+//! response is watched to its end: a stream is recorded with its final status and its
+//! whole duration, and a body dropped before its status (the client went away) counts
+//! as `CANCELLED`.
 
 use std::{
     collections::HashSet,
+    pin::Pin,
     sync::LazyLock,
-    task::{Context, Poll},
+    task::{Context, Poll, ready},
     time::Instant,
 };
 
 use prost::Message;
 use prost_types::FileDescriptorSet;
 
+use bytes::Bytes;
 use futures::future::BoxFuture;
 use http::{HeaderValue, Request, Response};
-use tonic::body::Body;
+use http_body::Frame;
+use tonic::{Code, Status, body::Body};
 use tower::{Layer, Service};
 use tracing::Instrument;
 use uuid::Uuid;
@@ -87,10 +96,105 @@ fn request_id(headers: &http::HeaderMap) -> HeaderValue {
         })
 }
 
-/// The status of a trailers-only (error) response; a normal unary response carries OK in
-/// its trailers, after the body.
-fn status_of(response: &Response<Body>) -> Option<tonic::Status> {
-    tonic::Status::from_header_map(response.headers())
+/// The status of a trailers-only response (every error a handler returns); `None` when the
+/// status comes in the trailers, after the body.
+fn status_of(response: &Response<Body>) -> Option<Status> {
+    Status::from_header_map(response.headers())
+}
+
+/// A call to be recorded once, when its status is known.
+struct Call {
+    method: String,
+    started: Instant,
+    span: tracing::Span,
+}
+
+impl Call {
+    /// Counts and times the call, and logs it (once, at info level when it failed).
+    fn finish(self, status: &Status) {
+        let code = status.code();
+        let elapsed = self.started.elapsed();
+        let labels = [("method", self.method), ("code", (code as i32).to_string())];
+        metrics::counter!("ssod_requests_total", &labels).increment(1);
+        metrics::histogram!("ssod_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
+        let elapsed_ms = elapsed.as_millis() as u64;
+        self.span.in_scope(|| {
+            if code == Code::Ok {
+                tracing::debug!(elapsed_ms, "ok");
+            } else {
+                tracing::info!(code = ?code, error = status.message(), elapsed_ms, "failed");
+            }
+        });
+    }
+}
+
+/// A response body that records its call when the trailers carry the status, when the body
+/// fails, or when it is dropped before either.
+struct Observed {
+    inner: Body,
+    /// `None` once recorded.
+    call: Option<Call>,
+}
+
+impl Observed {
+    fn finish(&mut self, status: &Status) {
+        if let Some(call) = self.call.take() {
+            call.finish(status);
+        }
+    }
+}
+
+impl http_body::Body for Observed {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        let polled = ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        match polled {
+            Some(Ok(frame)) => match frame.into_trailers() {
+                Ok(mut trailers) => {
+                    let status = Status::from_header_map(&trailers)
+                        .unwrap_or_else(|| Status::unknown("response without a status"));
+                    self.finish(&status);
+                    // An error the handler did not make (tonic's own) still gets ErrorInfo;
+                    // our own details always encode, so a failure here changes nothing.
+                    if status.code() != Code::Ok && status.details().is_empty() {
+                        let _ = super::status::with_error_info(status).add_header(&mut trailers);
+                    }
+                    Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+                }
+                Err(frame) => Poll::Ready(Some(Ok(frame))),
+            },
+            Some(Err(status)) => {
+                self.finish(&status);
+                Poll::Ready(Some(Err(status)))
+            }
+            None => {
+                self.finish(&Status::unknown("response without a status"));
+                Poll::Ready(None)
+            }
+        }
+    }
+
+    /// Not before the status is recorded: an empty body must still be polled to its end.
+    fn is_end_stream(&self) -> bool {
+        self.call.is_none() && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Observed {
+    fn drop(&mut self) {
+        self.finish(&Status::cancelled(
+            "the call ended before its status was sent",
+        ));
+    }
 }
 
 impl<S> Service<Request<Body>> for ObserveService<S>
@@ -119,27 +223,26 @@ where
         );
         Box::pin(
             async move {
-                let started = Instant::now();
+                let call = Call {
+                    method,
+                    started: Instant::now(),
+                    span: tracing::Span::current(),
+                };
                 let mut response = inner.call(request).await?;
-                let status = status_of(&response);
-                let code = status.as_ref().map_or(0, |status| status.code() as i32);
-                let elapsed = started.elapsed();
-                metrics::counter!("ssod_requests_total", "method" => method.clone(), "code" => code.to_string())
-                    .increment(1);
-                metrics::histogram!("ssod_request_duration_seconds", "method" => method.clone(), "code" => code.to_string())
-                    .record(elapsed.as_secs_f64());
-                match status.filter(|status| status.code() != tonic::Code::Ok) {
-                    None => tracing::debug!(elapsed_ms = elapsed.as_millis() as u64, "ok"),
+                match status_of(&response) {
                     Some(status) => {
-                        tracing::info!(
-                            code = ?status.code(),
-                            error = status.message(),
-                            elapsed_ms = elapsed.as_millis() as u64,
-                            "failed"
-                        );
-                        if status.details().is_empty() {
+                        call.finish(&status);
+                        if status.code() != Code::Ok && status.details().is_empty() {
                             response = super::status::with_error_info(status).into_http();
                         }
+                    }
+                    None => {
+                        response = response.map(|body| {
+                            Body::new(Observed {
+                                inner: body,
+                                call: Some(call),
+                            })
+                        });
                     }
                 }
                 response.headers_mut().insert(REQUEST_ID_HEADER, cid);

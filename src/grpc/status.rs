@@ -92,6 +92,13 @@ fn message(error: &ServiceError) -> String {
     }
 }
 
+/// How a stream still open at shutdown ends: `UNAVAILABLE`, so the client retries on
+/// another replica.
+pub fn shutting_down() -> Status {
+    let details = ErrorDetails::with_error_info("SHUTTING_DOWN", ERROR_DOMAIN, HashMap::new());
+    Status::with_error_details(Code::Unavailable, "server shutting down", details)
+}
+
 /// Errors that tonic itself raises (unknown method, undecodable message, oversized message)
 /// carry no details; this gives them the contract's `ErrorInfo`, keeping their code.
 pub fn with_error_info(status: Status) -> Status {

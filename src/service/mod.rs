@@ -208,6 +208,17 @@ impl Sso {
             .ok_or(ServiceError::UstInvalid)
     }
 
+    /// Resolves an authenticated caller again, from the store: a long-lived call (a stream)
+    /// asks this now and then, and ends once the session was revoked or expired or its user
+    /// locked (`UstInvalid`). Never renews the session.
+    pub async fn recheck(&self, caller: &Caller) -> ServiceResult<Caller> {
+        let now = self.clock.now();
+        let found = self.store.session_by_id(caller.session.id, now).await?;
+        found
+            .and_then(|found| usable(found, now))
+            .ok_or(ServiceError::UstInvalid)
+    }
+
     async fn live_session_by_ust(
         &self,
         ust: &str,

@@ -36,6 +36,80 @@ fn the_gate_table_is_the_contracts_list() {
     assert_eq!(table, contract);
 }
 
+/// The parts of a `FileDescriptorProto` that say which methods are marked
+/// `(sso.v1.super_user_only)`: decoding only these keeps the extension prost would drop.
+mod marks {
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct File {
+        #[prost(message, repeated, tag = "6")]
+        pub service: Vec<Service>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Service {
+        #[prost(string, tag = "1")]
+        pub name: String,
+        #[prost(message, repeated, tag = "2")]
+        pub method: Vec<Method>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Method {
+        #[prost(string, tag = "1")]
+        pub name: String,
+        #[prost(message, optional, tag = "4")]
+        pub options: Option<Options>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Options {
+        #[prost(bool, optional, tag = "50001")]
+        pub super_user_only: Option<bool>,
+    }
+}
+
+/// Reflection serves the protos with their marks (what `grpcurl describe` shows), and
+/// they mark exactly the contract's list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_shows_the_super_user_marks() {
+    use prost::Message;
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let server = TestServer::start(Backend::Memory).await;
+    let mut client = ServerReflectionClient::new(server.channel.clone());
+    let files = [
+        "sso/v1/options.proto",
+        "sso/v1/user.proto",
+        "sso/v1/session.proto",
+    ];
+    let requests = files.map(|file| ServerReflectionRequest {
+        message_request: Some(MessageRequest::FileByFilename(file.into())),
+        ..Default::default()
+    });
+    let mut stream = client
+        .server_reflection_info(tokio_stream::iter(requests))
+        .await
+        .expect("reflection")
+        .into_inner();
+    let mut marked = BTreeSet::new();
+    for file in files {
+        let answer = stream.message().await.expect("answer").expect("a message");
+        let Some(MessageResponse::FileDescriptorResponse(found)) = answer.message_response else {
+            panic!("no descriptor of {file}: {answer:?}");
+        };
+        for raw in found.file_descriptor_proto {
+            for service in marks::File::decode(raw.as_slice()).expect("file").service {
+                for method in service.method {
+                    if method.options.and_then(|o| o.super_user_only) == Some(true) {
+                        marked.insert(format!("/sso.v1.{}/{}", service.name, method.name));
+                    }
+                }
+            }
+        }
+    }
+    let contract: BTreeSet<_> = CONTRACT_SU_METHODS.iter().map(|m| m.to_string()).collect();
+    assert_eq!(marked, contract);
+}
+
 /// Calls `method` with an empty request message: every SU method accepts one on the wire.
 async fn call_raw(
     server: &TestServer,

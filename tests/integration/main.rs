@@ -12,5 +12,6 @@ mod pg;
 mod process;
 mod sessions;
 mod store_conformance;
+mod streams;
 mod tls;
 mod users;

@@ -145,7 +145,7 @@ async fn health_turns_not_serving_when_shutdown_begins() {
         .expect("stream")
         .expect("a status");
     assert_eq!(next.status, NOT_SERVING);
-    // The open watch keeps the connection busy; the drain deadline still ends the server.
+    // The server stops within bounds; the open watch does not hold it (see streams.rs).
     tokio::time::timeout(Duration::from_secs(10), stopping)
         .await
         .expect("stops within the drain deadline")

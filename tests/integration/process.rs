@@ -357,6 +357,117 @@ async fn debug_logs_carry_cids_and_no_secrets_and_metrics_are_scraped(backend: B
 
 both!(debug_logs_carry_cids_and_no_secrets_and_metrics_are_scraped);
 
+/// The value of the first sample whose line starts with `prefix`.
+fn sample(scraped: &str, prefix: &str) -> Option<f64> {
+    scraped
+        .lines()
+        .find_map(|line| line.strip_prefix(prefix)?.trim().parse().ok())
+}
+
+/// A stream is recorded when it ends, with its final status and whole duration: a health
+/// watch the client drops counts as CANCELLED, one that shutdown ends as UNAVAILABLE (both
+/// logged once); a unary call as OK.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_are_recorded_when_they_end() {
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    const WATCH: &str = "/grpc.health.v1.Health/Watch";
+    let grpc_address = free_address();
+    let metrics = free_address();
+    let server = Process::start(&[
+        ("SSOD_LISTEN", grpc_address.to_string()),
+        ("SSOD_METRICS_LISTEN", metrics.to_string()),
+        ("SSOD_LOG", "debug".into()),
+        ("SSOD_LOG_FORMAT", "json".into()),
+    ]);
+    let mut health = HealthClient::new(connect(grpc_address).await);
+    health
+        .check(HealthCheckRequest::default())
+        .await
+        .expect("check");
+    let mut dropped = health
+        .watch(HealthCheckRequest::default())
+        .await
+        .expect("watch")
+        .into_inner();
+    dropped.message().await.expect("stream").expect("a status");
+    let open = Duration::from_millis(1500);
+    tokio::time::sleep(open).await;
+    assert!(
+        !scrape(metrics).await.contains(WATCH),
+        "an open stream is not recorded yet"
+    );
+    drop(dropped);
+
+    let cancelled = format!("ssod_requests_total{{method=\"{WATCH}\",code=\"1\"}}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let scraped = loop {
+        let scraped = scrape(metrics).await;
+        if scraped.contains(&cancelled) {
+            break scraped;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the dropped watch was not recorded:\n{scraped}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(sample(&scraped, &cancelled), Some(1.0));
+    assert_eq!(
+        sample(
+            &scraped,
+            "ssod_requests_total{method=\"/grpc.health.v1.Health/Check\",code=\"0\"}"
+        ),
+        Some(1.0)
+    );
+    assert!(!scraped.contains(&format!("method=\"{WATCH}\",code=\"0\"")));
+    let duration = sample(
+        &scraped,
+        &format!("ssod_request_duration_seconds_sum{{method=\"{WATCH}\",code=\"1\"}}"),
+    )
+    .expect("the watch's duration");
+    assert!(
+        duration >= open.as_secs_f64(),
+        "timed to its end, not to its headers: {duration}"
+    );
+
+    let mut watch = health
+        .watch(HealthCheckRequest::default())
+        .await
+        .expect("watch")
+        .into_inner();
+    watch.message().await.expect("stream").expect("a status");
+    let watching = tokio::spawn(async move {
+        let mut statuses = Vec::new();
+        loop {
+            match watch.message().await {
+                Ok(Some(message)) => statuses.push(message.status),
+                Ok(None) => return (statuses, None),
+                Err(status) => return (statuses, Some(status)),
+            }
+        }
+    });
+    let (exited_cleanly, logs) = tokio::task::spawn_blocking(move || server.terminate())
+        .await
+        .expect("terminate");
+    assert!(exited_cleanly, "exit status after SIGTERM; logs:\n{logs}");
+    let (statuses, end) = watching.await.expect("watcher");
+    assert_eq!(statuses, [2], "NOT_SERVING, then the end");
+    let end = end.expect("the watch ends with a status");
+    assert_eq!(end.code(), tonic::Code::Unavailable, "{end:?}");
+
+    let failed: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|line| line["fields"]["message"] == "failed" && line["span"]["method"] == WATCH)
+        .collect();
+    let codes: Vec<_> = failed.iter().map(|line| &line["fields"]["code"]).collect();
+    assert_eq!(
+        codes,
+        ["Cancelled", "Unavailable"],
+        "one line per failed call:\n{logs}"
+    );
+}
+
 fn run_to_end(envs: &[(&str, String)], args: &[&str], stdin: &str) -> (bool, String) {
     use std::io::Write;
     let mut command = Command::new(env!("CARGO_BIN_EXE_ssod"));
