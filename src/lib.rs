@@ -164,7 +164,7 @@ pub fn build_service(
     let passwords = PasswordHasherPool::new(config.max_concurrent_hashes())
         .map_err(|error| AppError::Startup(error.to_string()))?;
     Ok(Arc::new(Sso::new(Dependencies {
-        store,
+        stores: store::Stores::new(store),
         clock,
         keys,
         passwords,

@@ -79,7 +79,8 @@ impl Sso {
             .map(|item| self.seal(owner, item, defaults, now))
             .collect::<ServiceResult<Vec<_>>>()?;
         let stored = self
-            .store
+            .stores
+            .attributes
             .set_attributes(owner, writes, limits.max_attributes_per_owner, now)
             .await?;
         stored
@@ -100,7 +101,11 @@ impl Sso {
         }
         let now = self.clock.now();
         let owner = self.resolve_owner(caller, owner, now).await?;
-        let stored = self.store.get_attributes(owner, names, now).await?;
+        let stored = self
+            .stores
+            .attributes
+            .get_attributes(owner, names, now)
+            .await?;
         stored
             .into_iter()
             .map(|attribute| self.unseal(owner, attribute))
@@ -131,7 +136,11 @@ impl Sso {
         }
         let now = self.clock.now();
         let owner = self.resolve_owner(caller, owner, now).await?;
-        Ok(self.store.attribute_names(owner, names, now).await?)
+        Ok(self
+            .stores
+            .attributes
+            .attribute_names(owner, names, now)
+            .await?)
     }
 
     /// Deletes the named attributes; counts those that existed. Absent names are no error.
@@ -144,7 +153,11 @@ impl Sso {
         self.check_names(names)?;
         let now = self.clock.now();
         let owner = self.resolve_owner(caller, owner, now).await?;
-        Ok(self.store.delete_attributes(owner, names, now).await?)
+        Ok(self
+            .stores
+            .attributes
+            .delete_attributes(owner, names, now)
+            .await?)
     }
 
     pub async fn set_attribute_expiry(
@@ -159,7 +172,8 @@ impl Sso {
         let expires_at = expiry_after(now, expiration, "expiration")?;
         let owner = self.resolve_owner(caller, owner, now).await?;
         let stored = self
-            .store
+            .stores
+            .attributes
             .set_attribute_expiry(owner, name, expires_at, now)
             .await?
             .ok_or(ServiceError::AttributeNotFound)?;
@@ -181,7 +195,11 @@ impl Sso {
                 Ok(Owner::Session(caller.session.id))
             }
             (Scope::Session, Some(id)) => {
-                let found = self.store.session_by_id(SessionId(id), now).await?;
+                let found = self
+                    .stores
+                    .sessions
+                    .session_by_id(SessionId(id), now)
+                    .await?;
                 match found {
                     Some(found)
                         if caller.is_super_user()
@@ -203,7 +221,7 @@ impl Sso {
                 if !caller.is_super_user() {
                     return Err(ServiceError::NotOwner);
                 }
-                match self.store.user_by_id(UserId(id)).await? {
+                match self.stores.users.user_by_id(UserId(id)).await? {
                     Some(_) => Ok(Owner::User(UserId(id))),
                     None => Err(ServiceError::UserNotFound),
                 }

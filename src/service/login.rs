@@ -53,7 +53,11 @@ impl Sso {
             return Err(ServiceError::InvalidCredentials);
         }
         let now = self.clock.now();
-        let record = self.store.user_by_username(&request.username).await?;
+        let record = self
+            .stores
+            .users
+            .user_by_username(&request.username)
+            .await?;
         let hash = record.as_ref().map(|record| record.password_hash.as_str());
         let matches = self.passwords.verify(&request.password, hash).await?;
         let Some(UserRecord {
@@ -189,7 +193,7 @@ impl Sso {
             }
         };
         if attributes.is_empty() {
-            self.store.delete_session(old.id, now).await?;
+            self.stores.sessions.delete_session(old.id, now).await?;
             return Ok(None);
         }
         match self
@@ -216,7 +220,8 @@ impl Sso {
             return Ok(Vec::new());
         }
         let stored = self
-            .store
+            .stores
+            .attributes
             .get_attributes(Owner::Session(from), Some(names), now)
             .await?;
         stored

@@ -42,7 +42,8 @@ impl Sso {
                 ));
             }
             let record = self
-                .store
+                .stores
+                .users
                 .user_by_id(own.id)
                 .await?
                 .ok_or(ServiceError::UserNotFound)?;
@@ -56,7 +57,8 @@ impl Sso {
             record.user
         } else {
             caller.require_super_user()?;
-            self.store
+            self.stores
+                .users
                 .user_by_id(target)
                 .await?
                 .ok_or(ServiceError::UserNotFound)?
@@ -78,7 +80,8 @@ impl Sso {
             password_expiry: Some(change.password_expiry),
             ..UserPatch::default()
         };
-        self.store
+        self.stores
+            .users
             .update_user(target, &patch, EndSessions::AllBut(caller.session.id))
             .await?;
         tracing::info!(user_id = %target, "password changed");

@@ -67,7 +67,8 @@ impl Sso {
         let now = self.clock.now();
         let session = &caller.session;
         let expires_at = self.policy.sessions.expiry(session.created_at, now);
-        self.store
+        self.stores
+            .sessions
             .renew_session(session.id, expires_at, now)
             .await?
             .ok_or(ServiceError::UstInvalid)
@@ -95,7 +96,8 @@ impl Sso {
             .transpose()?;
         let limit = page.limit();
         let mut sessions = self
-            .store
+            .stores
+            .sessions
             .list_sessions(user, after, limit + 1, self.clock.now())
             .await?;
         let next_page_token = if sessions.len() > limit {
@@ -122,7 +124,7 @@ impl Sso {
         let now = self.clock.now();
         let target = session_id.unwrap_or(caller.session.id);
         if target != caller.session.id && !caller.is_super_user() {
-            let found = self.store.session_by_id(target, now).await?;
+            let found = self.stores.sessions.session_by_id(target, now).await?;
             let same_user = found.is_some_and(|found| {
                 found.session.user_id.is_some() && found.session.user_id == caller.session.user_id
             });
@@ -130,7 +132,7 @@ impl Sso {
                 return Err(ServiceError::NotOwner);
             }
         }
-        if self.store.delete_session(target, now).await? {
+        if self.stores.sessions.delete_session(target, now).await? {
             Ok(())
         } else {
             Err(ServiceError::SessionNotFound)
@@ -144,7 +146,8 @@ impl Sso {
     ) -> ServiceResult<u64> {
         caller.require_super_user()?;
         let deleted = self
-            .store
+            .stores
+            .sessions
             .delete_sessions(selector, self.clock.now())
             .await?;
         tracing::info!(deleted, ?selector, "sessions revoked");
@@ -159,7 +162,8 @@ impl Sso {
     /// The expiry sweep that the background task and `PurgeExpired` both run.
     pub async fn sweep(&self) -> ServiceResult<PurgeCounts> {
         let counts = self
-            .store
+            .stores
+            .sessions
             .purge_expired(self.clock.now(), self.policy.sweep_batch)
             .await?;
         metrics::counter!("ssod_swept_total", "kind" => "sessions").increment(counts.sessions);
@@ -211,7 +215,7 @@ impl Sso {
             replaces,
             login,
         };
-        let session = self.store.open_session(open, now).await?;
+        let session = self.stores.sessions.open_session(open, now).await?;
         Ok((ust, session))
     }
 }

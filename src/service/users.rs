@@ -90,7 +90,13 @@ impl Sso {
         username: &str,
         password: Option<Zeroizing<String>>,
     ) -> ServiceResult<Option<(User, Option<String>)>> {
-        if self.store.user_by_username(username).await?.is_some() {
+        if self
+            .stores
+            .users
+            .user_by_username(username)
+            .await?
+            .is_some()
+        {
             return Ok(None);
         }
         let new = NewUser {
@@ -137,7 +143,8 @@ impl Sso {
         };
         let password_hash = self.passwords.hash(&password).await?;
         let user = self
-            .store
+            .stores
+            .users
             .create_user(UserRecord {
                 user,
                 password_hash,
@@ -154,8 +161,8 @@ impl Sso {
     pub async fn get_user(&self, caller: &Caller, user: UserRef) -> ServiceResult<User> {
         caller.require_super_user()?;
         let record = match user {
-            UserRef::Id(id) => self.store.user_by_id(id).await?,
-            UserRef::Username(name) => self.store.user_by_username(&name).await?,
+            UserRef::Id(id) => self.stores.users.user_by_id(id).await?,
+            UserRef::Username(name) => self.stores.users.user_by_username(&name).await?,
         };
         record
             .map(|record| record.user)
@@ -177,7 +184,7 @@ impl Sso {
             after: page.cursor()?,
             limit: limit + 1,
         };
-        let mut found = self.store.list_users(&query).await?;
+        let mut found = self.stores.users.list_users(&query).await?;
         let next_page_token = if found.users.len() > limit {
             found.users.truncate(limit);
             found
@@ -248,7 +255,7 @@ impl Sso {
         } else {
             EndSessions::None
         };
-        Ok(self.store.update_user(target, &patch, end).await?)
+        Ok(self.stores.users.update_user(target, &patch, end).await?)
     }
 
     pub async fn delete_user(&self, caller: &Caller, id: UserId) -> ServiceResult<()> {
@@ -259,7 +266,7 @@ impl Sso {
                 "a super-user cannot delete itself",
             ));
         }
-        if !self.store.delete_user(id).await? {
+        if !self.stores.users.delete_user(id).await? {
             return Err(ServiceError::UserNotFound);
         }
         tracing::info!(user_id = %id, "user deleted");

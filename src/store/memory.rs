@@ -10,7 +10,9 @@ use std::{
 
 use async_trait::async_trait;
 
-use super::{Store, StoreError, StoreResult, is_live};
+use super::{
+    AttributeStore, SessionStore, StoreError, StoreHealth, StoreResult, UserStore, is_live,
+};
 use crate::domain::{
     ApprovalStatus, EndSessions, NewAttribute, OpenSession, Owner, PurgeCounts, Session, SessionId,
     SessionSelector, SessionWithUser, StoredAttribute, TokenHash, User, UserId, UserPage,
@@ -191,11 +193,14 @@ fn apply_patch(user: &mut User, patch: &UserPatch) {
 }
 
 #[async_trait]
-impl Store for MemoryStore {
+impl StoreHealth for MemoryStore {
     async fn ping(&self) -> StoreResult<()> {
         self.lock().map(drop)
     }
+}
 
+#[async_trait]
+impl UserStore for MemoryStore {
     async fn create_user(&self, record: UserRecord) -> StoreResult<User> {
         let mut state = self.lock()?;
         let key = record.user.username.to_lowercase();
@@ -287,7 +292,10 @@ impl Store for MemoryStore {
         });
         Ok(true)
     }
+}
 
+#[async_trait]
+impl SessionStore for MemoryStore {
     async fn open_session(&self, open: OpenSession, now: SystemTime) -> StoreResult<Session> {
         let mut state = self.lock()?;
         let session = open.new.session.clone();
@@ -449,7 +457,10 @@ impl Store for MemoryStore {
             attributes,
         })
     }
+}
 
+#[async_trait]
+impl AttributeStore for MemoryStore {
     async fn set_attributes(
         &self,
         owner: Owner,

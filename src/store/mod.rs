@@ -1,8 +1,10 @@
-//! Persistence. [`Store`] is shaped for a transactional SQL store: every operation that must
-//! be atomic is one call, expiry is decided by the `now` passed in (the injectable clock's
-//! time), and nothing asks the caller to read a row to decide whether to write it.
+//! Persistence, one trait per capability ([`StoreHealth`], [`UserStore`], [`SessionStore`],
+//! [`AttributeStore`]) summed into [`Store`]. They are shaped for a transactional SQL store:
+//! every operation that must be atomic is one call, expiry is decided by the `now` passed in
+//! (the injectable clock's time), and nothing asks the caller to read a row to decide whether
+//! to write it.
 
-use std::time::SystemTime;
+use std::{sync::Arc, time::SystemTime};
 
 use async_trait::async_trait;
 
@@ -47,10 +49,10 @@ pub struct PoolStatus {
     pub waiting: usize,
 }
 
-/// Sessions, users and attributes. `now` is always the caller's clock: rows whose expiry is at
-/// or before it are treated as absent by every read, count and limit, even before a sweep.
+/// Whether the store answers, and its connections: what health checks, metrics and shutdown
+/// need.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait StoreHealth: Send + Sync + 'static {
     /// Answers while the store is reachable; drives the health status.
     async fn ping(&self) -> StoreResult<()>;
 
@@ -61,8 +63,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Releases connections at shutdown; later calls fail as unavailable.
     fn close(&self) {}
+}
 
-    // Users.
+/// Users. Writes that reach into other tables (ending sessions, cascading deletes) are still
+/// one call here, so each stays one transaction.
+#[async_trait]
+pub trait UserStore: Send + Sync + 'static {
     /// Inserts a user; usernames are unique case-insensitively.
     async fn create_user(&self, record: UserRecord) -> StoreResult<User>;
     async fn user_by_id(&self, id: UserId) -> StoreResult<Option<UserRecord>>;
@@ -78,8 +84,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<User>;
     /// Deletes the user with its sessions and all their attributes; false if absent.
     async fn delete_user(&self, id: UserId) -> StoreResult<bool>;
+}
 
-    // Sessions.
+/// Sessions, with the attributes they carry in and the logins they record.
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
     /// One transaction: insert the session and its attributes, end the replaced session and
     /// record the login. `SessionNotFound` if the replaced session is gone, `UserNotFound` if
     /// the user is, `UserChanged` if the login record's conditions no longer hold.
@@ -117,8 +126,12 @@ pub trait Store: Send + Sync + 'static {
     -> StoreResult<u64>;
     /// Deletes expired sessions and attributes in batches of at most `batch` rows.
     async fn purge_expired(&self, now: SystemTime, batch: usize) -> StoreResult<PurgeCounts>;
+}
 
-    // Attributes. The owner must exist (`SessionNotFound` / `UserNotFound` otherwise).
+/// Attributes of sessions and users. The owner must exist (`SessionNotFound` /
+/// `UserNotFound` otherwise).
+#[async_trait]
+pub trait AttributeStore: Send + Sync + 'static {
     /// Upserts all items in one atomic write, replacing expired rows too; refuses with
     /// `TooManyAttributes` if the owner would then hold more than `max_per_owner`.
     async fn set_attributes(
@@ -157,6 +170,36 @@ pub trait Store: Send + Sync + 'static {
         expires_at: Option<SystemTime>,
         now: SystemTime,
     ) -> StoreResult<Option<StoredAttribute>>;
+}
+
+/// A whole store: every capability. `now` is always the caller's clock: rows whose expiry is
+/// at or before it are treated as absent by every read, count and limit, even before a sweep.
+/// The coming `EventStore` (the audit log) joins this sum.
+pub trait Store: StoreHealth + UserStore + SessionStore + AttributeStore {}
+
+impl<T: StoreHealth + UserStore + SessionStore + AttributeStore + ?Sized> Store for T {}
+
+/// One handle per capability, all usually the same store: a decorator (a cache of sessions,
+/// say) replaces one handle and leaves the others untouched, so it implements one trait
+/// rather than forwarding every method of [`Store`].
+#[derive(Clone)]
+pub struct Stores {
+    pub health: Arc<dyn StoreHealth>,
+    pub users: Arc<dyn UserStore>,
+    pub sessions: Arc<dyn SessionStore>,
+    pub attributes: Arc<dyn AttributeStore>,
+}
+
+impl Stores {
+    /// Every capability from one store.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self {
+            health: store.clone(),
+            users: store.clone(),
+            sessions: store.clone(),
+            attributes: store,
+        }
+    }
 }
 
 /// An attribute is live until its expiry.

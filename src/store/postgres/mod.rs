@@ -53,7 +53,9 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, R
 use tokio_postgres::{NoTls, Row, types::ToSql};
 use uuid::Uuid;
 
-use super::{PoolStatus, Store, StoreError, StoreResult};
+use super::{
+    AttributeStore, PoolStatus, SessionStore, StoreError, StoreHealth, StoreResult, UserStore,
+};
 use crate::domain::{
     EndSessions, NewAttribute, OpenSession, Owner, PurgeCounts, Session, SessionId,
     SessionSelector, SessionWithUser, StoredAttribute, TokenHash, User, UserId, UserPage,
@@ -209,7 +211,7 @@ fn attribute_sql(owner: Owner) -> (&'static AttributeSql, Uuid) {
 }
 
 #[async_trait]
-impl Store for PostgresStore {
+impl StoreHealth for PostgresStore {
     async fn ping(&self) -> StoreResult<()> {
         self.query_one(sql::PING, &[]).await.map(drop)
     }
@@ -229,7 +231,10 @@ impl Store for PostgresStore {
             waiting: status.waiting,
         })
     }
+}
 
+#[async_trait]
+impl UserStore for PostgresStore {
     async fn create_user(&self, record: UserRecord) -> StoreResult<User> {
         let user = &record.user;
         let row = self
@@ -347,7 +352,10 @@ impl Store for PostgresStore {
         let deleted = self.execute(sql::DELETE_USER, &[&id.0]).await?;
         Ok(deleted > 0)
     }
+}
 
+#[async_trait]
+impl SessionStore for PostgresStore {
     async fn open_session(&self, open: OpenSession, now: SystemTime) -> StoreResult<Session> {
         let mut client = self.client().await?;
         let transaction = client.transaction().await.map_err(from_pg)?;
@@ -554,7 +562,10 @@ impl Store for PostgresStore {
         }
         Ok(counts)
     }
+}
 
+#[async_trait]
+impl AttributeStore for PostgresStore {
     async fn set_attributes(
         &self,
         owner: Owner,

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use ssod::{
     domain::{Owner, SessionSelector, StoredValue},
     store::{
-        Store, StoreError,
+        AttributeStore, SessionStore, Store, StoreError, StoreHealth, UserStore,
         postgres::{PgSettings, PostgresStore},
     },
 };
