@@ -6,7 +6,8 @@ use uuid::Uuid;
 
 use super::{Caller, ServiceError, ServiceResult, Sso, check_text};
 use crate::domain::{
-    Attribute, NewAttribute, Owner, SessionId, StoredAttribute, StoredValue, UserId,
+    Attribute, DeleteAttributes, NewAttribute, Owner, SessionId, SetAttributeExpiry, SetAttributes,
+    StoredAttribute, StoredValue, UserId, Write,
 };
 
 /// Whose attributes a request touches.
@@ -81,7 +82,14 @@ impl Sso {
         let stored = self
             .stores
             .attributes
-            .set_attributes(owner, writes, limits.max_attributes_per_owner, now)
+            .set_attributes(Write {
+                now,
+                command: SetAttributes {
+                    owner,
+                    items: writes,
+                    max_per_owner: limits.max_attributes_per_owner,
+                },
+            })
             .await?;
         stored
             .into_iter()
@@ -156,7 +164,13 @@ impl Sso {
         Ok(self
             .stores
             .attributes
-            .delete_attributes(owner, names, now)
+            .delete_attributes(Write {
+                now,
+                command: DeleteAttributes {
+                    owner,
+                    names: names.to_vec(),
+                },
+            })
             .await?)
     }
 
@@ -174,7 +188,14 @@ impl Sso {
         let stored = self
             .stores
             .attributes
-            .set_attribute_expiry(owner, name, expires_at, now)
+            .set_attribute_expiry(Write {
+                now,
+                command: SetAttributeExpiry {
+                    owner,
+                    name: name.to_owned(),
+                    expires_at,
+                },
+            })
             .await?
             .ok_or(ServiceError::AttributeNotFound)?;
         self.unseal(owner, stored)

@@ -7,7 +7,8 @@ use zeroize::Zeroizing;
 
 use super::{Authentication, ClientInfo, ServiceError, ServiceResult, Sso};
 use crate::domain::{
-    ApprovalStatus, LoginRecord, NewAttribute, Owner, Session, SessionId, User, UserRecord,
+    ApprovalStatus, DeleteSession, LoginRecord, NewAttribute, Owner, Session, SessionId, User,
+    UserRecord, Write,
 };
 
 /// A login attempt. No `Debug`: it holds passwords.
@@ -193,7 +194,13 @@ impl Sso {
             }
         };
         if attributes.is_empty() {
-            self.stores.sessions.delete_session(old.id, now).await?;
+            self.stores
+                .sessions
+                .delete_session(Write {
+                    now,
+                    command: DeleteSession { id: old.id },
+                })
+                .await?;
             return Ok(None);
         }
         match self

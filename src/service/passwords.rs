@@ -5,7 +5,7 @@ use std::time::SystemTime;
 use zeroize::Zeroizing;
 
 use super::{Caller, ServiceError, ServiceResult, Sso};
-use crate::domain::{EndSessions, PasswordChange, User, UserId, UserPatch};
+use crate::domain::{EndSessions, PasswordChange, UpdateUser, User, UserId, UserPatch, Write};
 
 /// No `Debug`: it holds passwords.
 pub struct ChangePassword {
@@ -82,7 +82,14 @@ impl Sso {
         };
         self.stores
             .users
-            .update_user(target, &patch, EndSessions::AllBut(caller.session.id))
+            .update_user(Write {
+                now,
+                command: UpdateUser {
+                    id: target,
+                    patch,
+                    end_sessions: EndSessions::AllBut(caller.session.id),
+                },
+            })
             .await?;
         tracing::info!(user_id = %target, "password changed");
         Ok(())

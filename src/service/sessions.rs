@@ -8,8 +8,9 @@ use std::time::SystemTime;
 use crate::{
     crypto,
     domain::{
-        LoginRecord, NewAttribute, NewSession, OpenSession, PurgeCounts, Session, SessionId,
-        SessionSelector, UserId,
+        DeleteSession, DeleteSessions, LoginRecord, NewAttribute, NewSession, OpenSession,
+        PurgeCounts, PurgeExpired, RenewSession, Session, SessionId, SessionSelector, UserId,
+        Write,
     },
 };
 
@@ -69,7 +70,13 @@ impl Sso {
         let expires_at = self.policy.sessions.expiry(session.created_at, now);
         self.stores
             .sessions
-            .renew_session(session.id, expires_at, now)
+            .renew_session(Write {
+                now,
+                command: RenewSession {
+                    id: session.id,
+                    expires_at,
+                },
+            })
             .await?
             .ok_or(ServiceError::UstInvalid)
     }
@@ -132,7 +139,15 @@ impl Sso {
                 return Err(ServiceError::NotOwner);
             }
         }
-        if self.stores.sessions.delete_session(target, now).await? {
+        let deleted = self
+            .stores
+            .sessions
+            .delete_session(Write {
+                now,
+                command: DeleteSession { id: target },
+            })
+            .await?;
+        if deleted {
             Ok(())
         } else {
             Err(ServiceError::SessionNotFound)
@@ -148,7 +163,10 @@ impl Sso {
         let deleted = self
             .stores
             .sessions
-            .delete_sessions(selector, self.clock.now())
+            .delete_sessions(Write {
+                now: self.clock.now(),
+                command: DeleteSessions { selector },
+            })
             .await?;
         tracing::info!(deleted, ?selector, "sessions revoked");
         Ok(deleted)
@@ -164,7 +182,12 @@ impl Sso {
         let counts = self
             .stores
             .sessions
-            .purge_expired(self.clock.now(), self.policy.sweep_batch)
+            .purge_expired(Write {
+                now: self.clock.now(),
+                command: PurgeExpired {
+                    batch: self.policy.sweep_batch,
+                },
+            })
             .await?;
         metrics::counter!("ssod_swept_total", "kind" => "sessions").increment(counts.sessions);
         metrics::counter!("ssod_swept_total", "kind" => "attributes").increment(counts.attributes);
@@ -215,7 +238,11 @@ impl Sso {
             replaces,
             login,
         };
-        let session = self.stores.sessions.open_session(open, now).await?;
+        let session = self
+            .stores
+            .sessions
+            .open_session(Write { now, command: open })
+            .await?;
         Ok((ust, session))
     }
 }

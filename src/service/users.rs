@@ -9,7 +9,8 @@ use super::{Caller, PageRequest, ServiceError, ServiceResult, Sso, check_text, p
 use crate::{
     crypto,
     domain::{
-        ApprovalStatus, EndSessions, Profile, User, UserId, UserPatch, UserQuery, UserRecord,
+        ApprovalStatus, DeleteUser, EndSessions, Profile, UpdateUser, User, UserId, UserPatch,
+        UserQuery, UserRecord, Write,
     },
 };
 
@@ -145,9 +146,12 @@ impl Sso {
         let user = self
             .stores
             .users
-            .create_user(UserRecord {
-                user,
-                password_hash,
+            .create_user(Write {
+                now,
+                command: UserRecord {
+                    user,
+                    password_hash,
+                },
             })
             .await?;
         tracing::info!(user_id = %user.id, is_super_user = user.is_super_user, "user created");
@@ -255,7 +259,19 @@ impl Sso {
         } else {
             EndSessions::None
         };
-        Ok(self.stores.users.update_user(target, &patch, end).await?)
+        let update = UpdateUser {
+            id: target,
+            patch,
+            end_sessions: end,
+        };
+        Ok(self
+            .stores
+            .users
+            .update_user(Write {
+                now: self.clock.now(),
+                command: update,
+            })
+            .await?)
     }
 
     pub async fn delete_user(&self, caller: &Caller, id: UserId) -> ServiceResult<()> {
@@ -266,7 +282,15 @@ impl Sso {
                 "a super-user cannot delete itself",
             ));
         }
-        if !self.stores.users.delete_user(id).await? {
+        let deleted = self
+            .stores
+            .users
+            .delete_user(Write {
+                now: self.clock.now(),
+                command: DeleteUser { id },
+            })
+            .await?;
+        if !deleted {
             return Err(ServiceError::UserNotFound);
         }
         tracing::info!(user_id = %id, "user deleted");

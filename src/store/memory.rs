@@ -14,9 +14,10 @@ use super::{
     AttributeStore, SessionStore, StoreError, StoreHealth, StoreResult, UserStore, is_live,
 };
 use crate::domain::{
-    ApprovalStatus, EndSessions, NewAttribute, OpenSession, Owner, PurgeCounts, Session, SessionId,
-    SessionSelector, SessionWithUser, StoredAttribute, TokenHash, User, UserId, UserPage,
-    UserPatch, UserQuery, UserRecord,
+    ApprovalStatus, DeleteAttributes, DeleteSession, DeleteSessions, DeleteUser, EndSessions,
+    NewAttribute, OpenSession, Owner, PurgeCounts, PurgeExpired, RenewSession, Session, SessionId,
+    SessionSelector, SessionWithUser, SetAttributeExpiry, SetAttributes, StoredAttribute,
+    TokenHash, UpdateUser, User, UserId, UserPage, UserPatch, UserQuery, UserRecord, Write,
 };
 
 /// The in-memory store. Data lives as long as the process.
@@ -201,7 +202,10 @@ impl StoreHealth for MemoryStore {
 
 #[async_trait]
 impl UserStore for MemoryStore {
-    async fn create_user(&self, record: UserRecord) -> StoreResult<User> {
+    async fn create_user(&self, write: Write<UserRecord>) -> StoreResult<User> {
+        let Write {
+            command: record, ..
+        } = write;
         let mut state = self.lock()?;
         let key = record.user.username.to_lowercase();
         if state.usernames.contains_key(&key) {
@@ -256,15 +260,19 @@ impl UserStore for MemoryStore {
         Ok(UserPage { users, total_size })
     }
 
-    async fn update_user(
-        &self,
-        id: UserId,
-        patch: &UserPatch,
-        end_sessions: EndSessions,
-    ) -> StoreResult<User> {
+    async fn update_user(&self, write: Write<UpdateUser>) -> StoreResult<User> {
+        let Write {
+            command:
+                UpdateUser {
+                    id,
+                    patch,
+                    end_sessions,
+                },
+            ..
+        } = write;
         let mut state = self.lock()?;
         let record = state.users.get_mut(&id).ok_or(StoreError::UserNotFound)?;
-        apply_patch(&mut record.user, patch);
+        apply_patch(&mut record.user, &patch);
         if let Some(hash) = &patch.password_hash {
             record.password_hash.clone_from(hash);
         }
@@ -280,7 +288,11 @@ impl UserStore for MemoryStore {
         Ok(user)
     }
 
-    async fn delete_user(&self, id: UserId) -> StoreResult<bool> {
+    async fn delete_user(&self, write: Write<DeleteUser>) -> StoreResult<bool> {
+        let Write {
+            command: DeleteUser { id },
+            ..
+        } = write;
         let mut state = self.lock()?;
         let Some(record) = state.users.remove(&id) else {
             return Ok(false);
@@ -296,7 +308,8 @@ impl UserStore for MemoryStore {
 
 #[async_trait]
 impl SessionStore for MemoryStore {
-    async fn open_session(&self, open: OpenSession, now: SystemTime) -> StoreResult<Session> {
+    async fn open_session(&self, write: Write<OpenSession>) -> StoreResult<Session> {
+        let Write { now, command: open } = write;
         let mut state = self.lock()?;
         let session = open.new.session.clone();
         if let Some(user_id) = session.user_id {
@@ -367,12 +380,11 @@ impl SessionStore for MemoryStore {
             .map(|session| state.with_user(session)))
     }
 
-    async fn renew_session(
-        &self,
-        id: SessionId,
-        expires_at: SystemTime,
-        now: SystemTime,
-    ) -> StoreResult<Option<Session>> {
+    async fn renew_session(&self, write: Write<RenewSession>) -> StoreResult<Option<Session>> {
+        let Write {
+            now,
+            command: RenewSession { id, expires_at },
+        } = write;
         let mut state = self.lock()?;
         Ok(state
             .sessions
@@ -409,18 +421,22 @@ impl SessionStore for MemoryStore {
         Ok(sessions)
     }
 
-    async fn delete_session(&self, id: SessionId, now: SystemTime) -> StoreResult<bool> {
+    async fn delete_session(&self, write: Write<DeleteSession>) -> StoreResult<bool> {
+        let Write {
+            now,
+            command: DeleteSession { id },
+        } = write;
         let mut state = self.lock()?;
         Ok(state
             .remove_session(id)
             .is_some_and(|session| session.expires_at > now))
     }
 
-    async fn delete_sessions(
-        &self,
-        selector: SessionSelector,
-        now: SystemTime,
-    ) -> StoreResult<u64> {
+    async fn delete_sessions(&self, write: Write<DeleteSessions>) -> StoreResult<u64> {
+        let Write {
+            now,
+            command: DeleteSessions { selector },
+        } = write;
         let mut state = self.lock()?;
         Ok(state.remove_sessions(now, |session| match selector {
             SessionSelector::User(id) => session.user_id == Some(id),
@@ -429,7 +445,8 @@ impl SessionStore for MemoryStore {
         }))
     }
 
-    async fn purge_expired(&self, now: SystemTime, _batch: usize) -> StoreResult<PurgeCounts> {
+    async fn purge_expired(&self, write: Write<PurgeExpired>) -> StoreResult<PurgeCounts> {
+        let now = write.now;
         let mut state = self.lock()?;
         let mut attributes = 0;
         for map in state.attributes.values_mut() {
@@ -463,11 +480,17 @@ impl SessionStore for MemoryStore {
 impl AttributeStore for MemoryStore {
     async fn set_attributes(
         &self,
-        owner: Owner,
-        items: Vec<NewAttribute>,
-        max_per_owner: usize,
-        now: SystemTime,
+        write: Write<SetAttributes>,
     ) -> StoreResult<Vec<StoredAttribute>> {
+        let Write {
+            now,
+            command:
+                SetAttributes {
+                    owner,
+                    items,
+                    max_per_owner,
+                },
+        } = write;
         let mut state = self.lock()?;
         state.owner_exists(owner, now)?;
         state.upsert_attributes(owner, items, max_per_owner, now)
@@ -496,12 +519,11 @@ impl AttributeStore for MemoryStore {
             .collect())
     }
 
-    async fn delete_attributes(
-        &self,
-        owner: Owner,
-        names: &[String],
-        now: SystemTime,
-    ) -> StoreResult<u64> {
+    async fn delete_attributes(&self, write: Write<DeleteAttributes>) -> StoreResult<u64> {
+        let Write {
+            now,
+            command: DeleteAttributes { owner, names },
+        } = write;
         let mut state = self.lock()?;
         let Some(map) = state.attributes.get_mut(&owner) else {
             return Ok(0);
@@ -515,16 +537,22 @@ impl AttributeStore for MemoryStore {
 
     async fn set_attribute_expiry(
         &self,
-        owner: Owner,
-        name: &str,
-        expires_at: Option<SystemTime>,
-        now: SystemTime,
+        write: Write<SetAttributeExpiry>,
     ) -> StoreResult<Option<StoredAttribute>> {
+        let Write {
+            now,
+            command:
+                SetAttributeExpiry {
+                    owner,
+                    name,
+                    expires_at,
+                },
+        } = write;
         let mut state = self.lock()?;
         Ok(state
             .attributes
             .get_mut(&owner)
-            .and_then(|map| map.get_mut(name))
+            .and_then(|map| map.get_mut(&name))
             .filter(|attribute| is_live(attribute.expires_at, now))
             .map(|attribute| {
                 attribute.expires_at = expires_at;

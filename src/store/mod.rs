@@ -9,9 +9,10 @@ use std::{sync::Arc, time::SystemTime};
 use async_trait::async_trait;
 
 use crate::domain::{
-    EndSessions, NewAttribute, OpenSession, Owner, PurgeCounts, Session, SessionId,
-    SessionSelector, SessionWithUser, StoredAttribute, TokenHash, User, UserId, UserPage,
-    UserPatch, UserQuery, UserRecord,
+    DeleteAttributes, DeleteSession, DeleteSessions, DeleteUser, OpenSession, Owner, PurgeCounts,
+    PurgeExpired, RenewSession, Session, SessionId, SessionWithUser, SetAttributeExpiry,
+    SetAttributes, StoredAttribute, TokenHash, UpdateUser, User, UserId, UserPage, UserQuery,
+    UserRecord, Write,
 };
 
 pub mod memory;
@@ -70,20 +71,15 @@ pub trait StoreHealth: Send + Sync + 'static {
 #[async_trait]
 pub trait UserStore: Send + Sync + 'static {
     /// Inserts a user; usernames are unique case-insensitively.
-    async fn create_user(&self, record: UserRecord) -> StoreResult<User>;
+    async fn create_user(&self, write: Write<UserRecord>) -> StoreResult<User>;
     async fn user_by_id(&self, id: UserId) -> StoreResult<Option<UserRecord>>;
     /// Case-insensitive.
     async fn user_by_username(&self, username: &str) -> StoreResult<Option<UserRecord>>;
     async fn list_users(&self, query: &UserQuery) -> StoreResult<UserPage>;
     /// Applies `patch` and ends the chosen sessions of the user in one transaction.
-    async fn update_user(
-        &self,
-        id: UserId,
-        patch: &UserPatch,
-        end_sessions: EndSessions,
-    ) -> StoreResult<User>;
+    async fn update_user(&self, write: Write<UpdateUser>) -> StoreResult<User>;
     /// Deletes the user with its sessions and all their attributes; false if absent.
-    async fn delete_user(&self, id: UserId) -> StoreResult<bool>;
+    async fn delete_user(&self, write: Write<DeleteUser>) -> StoreResult<bool>;
 }
 
 /// Sessions, with the attributes they carry in and the logins they record.
@@ -92,7 +88,7 @@ pub trait SessionStore: Send + Sync + 'static {
     /// One transaction: insert the session and its attributes, end the replaced session and
     /// record the login. `SessionNotFound` if the replaced session is gone, `UserNotFound` if
     /// the user is, `UserChanged` if the login record's conditions no longer hold.
-    async fn open_session(&self, open: OpenSession, now: SystemTime) -> StoreResult<Session>;
+    async fn open_session(&self, write: Write<OpenSession>) -> StoreResult<Session>;
     /// The hot path: one indexed look-up of an unexpired session and its user.
     async fn session_by_token(
         &self,
@@ -105,12 +101,7 @@ pub trait SessionStore: Send + Sync + 'static {
         now: SystemTime,
     ) -> StoreResult<Option<SessionWithUser>>;
     /// Sets an unexpired session's expiry and renewal time; `None` if it is gone.
-    async fn renew_session(
-        &self,
-        id: SessionId,
-        expires_at: SystemTime,
-        now: SystemTime,
-    ) -> StoreResult<Option<Session>>;
+    async fn renew_session(&self, write: Write<RenewSession>) -> StoreResult<Option<Session>>;
     /// A user's unexpired sessions ordered by id, after `after`, at most `limit`.
     async fn list_sessions(
         &self,
@@ -120,12 +111,11 @@ pub trait SessionStore: Send + Sync + 'static {
         now: SystemTime,
     ) -> StoreResult<Vec<Session>>;
     /// Deletes a session and its attributes; false if absent or expired.
-    async fn delete_session(&self, id: SessionId, now: SystemTime) -> StoreResult<bool>;
+    async fn delete_session(&self, write: Write<DeleteSession>) -> StoreResult<bool>;
     /// Deletes every selected session (expired ones too); counts the unexpired ones.
-    async fn delete_sessions(&self, selector: SessionSelector, now: SystemTime)
-    -> StoreResult<u64>;
+    async fn delete_sessions(&self, write: Write<DeleteSessions>) -> StoreResult<u64>;
     /// Deletes expired sessions and attributes in batches of at most `batch` rows.
-    async fn purge_expired(&self, now: SystemTime, batch: usize) -> StoreResult<PurgeCounts>;
+    async fn purge_expired(&self, write: Write<PurgeExpired>) -> StoreResult<PurgeCounts>;
 }
 
 /// Attributes of sessions and users. The owner must exist (`SessionNotFound` /
@@ -136,10 +126,7 @@ pub trait AttributeStore: Send + Sync + 'static {
     /// `TooManyAttributes` if the owner would then hold more than `max_per_owner`.
     async fn set_attributes(
         &self,
-        owner: Owner,
-        items: Vec<NewAttribute>,
-        max_per_owner: usize,
-        now: SystemTime,
+        write: Write<SetAttributes>,
     ) -> StoreResult<Vec<StoredAttribute>>;
     /// Unexpired attributes by name (all when `names` is `None`), sorted by name.
     async fn get_attributes(
@@ -156,19 +143,11 @@ pub trait AttributeStore: Send + Sync + 'static {
         now: SystemTime,
     ) -> StoreResult<Vec<String>>;
     /// Deletes the named attributes; counts the unexpired ones among them.
-    async fn delete_attributes(
-        &self,
-        owner: Owner,
-        names: &[String],
-        now: SystemTime,
-    ) -> StoreResult<u64>;
+    async fn delete_attributes(&self, write: Write<DeleteAttributes>) -> StoreResult<u64>;
     /// Sets an unexpired attribute's expiry; `None` if it is absent.
     async fn set_attribute_expiry(
         &self,
-        owner: Owner,
-        name: &str,
-        expires_at: Option<SystemTime>,
-        now: SystemTime,
+        write: Write<SetAttributeExpiry>,
     ) -> StoreResult<Option<StoredAttribute>>;
 }
 

@@ -10,9 +10,11 @@ use std::{
 use ssod::{
     crypto,
     domain::{
-        ApprovalStatus, EndSessions, LoginRecord, NewAttribute, NewSession, OpenSession, Owner,
-        PasswordChange, Profile, PurgeCounts, Session, SessionId, SessionSelector, StoredAttribute,
-        StoredValue, TokenHash, User, UserId, UserPatch, UserQuery, UserRecord,
+        ApprovalStatus, DeleteAttributes, DeleteSession, DeleteSessions, DeleteUser, EndSessions,
+        LoginRecord, NewAttribute, NewSession, OpenSession, Owner, PasswordChange, Profile,
+        PurgeCounts, PurgeExpired, RenewSession, Session, SessionId, SessionSelector,
+        SetAttributeExpiry, SetAttributes, StoredAttribute, StoredValue, TokenHash, UpdateUser,
+        User, UserId, UserPatch, UserQuery, UserRecord, Write,
     },
     store::{
         Store, StoreError,
@@ -102,11 +104,18 @@ async fn a_login_lands_only_while_the_user_is_unchanged(store: Arc<dyn Store>) {
     };
     for patch in patches {
         store
-            .update_user(user.id, &patch, EndSessions::All)
+            .update_user(write(
+                at(0),
+                UpdateUser {
+                    id: user.id,
+                    patch: patch.clone(),
+                    end_sessions: EndSessions::All,
+                },
+            ))
             .await
             .expect("patched");
         let (open, ust) = attempt(hash_of("racer"), 10);
-        let refused = store.open_session(open, at(10)).await;
+        let refused = store.open_session(write(at(10), open)).await;
         assert!(
             matches!(refused, Err(StoreError::UserChanged)),
             "{patch:?}: {refused:?}"
@@ -120,7 +129,14 @@ async fn a_login_lands_only_while_the_user_is_unchanged(store: Arc<dyn Store>) {
             "nothing written"
         );
         store
-            .update_user(user.id, &restore, EndSessions::None)
+            .update_user(write(
+                at(0),
+                UpdateUser {
+                    id: user.id,
+                    patch: restore.clone(),
+                    end_sessions: EndSessions::None,
+                },
+            ))
             .await
             .expect("restored");
     }
@@ -132,14 +148,17 @@ async fn a_login_lands_only_while_the_user_is_unchanged(store: Arc<dyn Store>) {
     assert_eq!(record.user.last_login_at, None, "no login was recorded");
     let (open, _) = attempt("$argon2id$reset".into(), 20);
     store
-        .open_session(open, at(20))
+        .open_session(write(at(20), open))
         .await
         .expect("the current hash logs in");
-    let gone = store.delete_user(user.id).await.expect("deleted");
+    let gone = store
+        .delete_user(write(at(0), DeleteUser { id: user.id }))
+        .await
+        .expect("deleted");
     assert!(gone);
     let (open, _) = attempt("$argon2id$reset".into(), 30);
     assert!(matches!(
-        store.open_session(open, at(30)).await,
+        store.open_session(write(at(30), open)).await,
         Err(StoreError::UserNotFound)
     ));
 }
@@ -168,6 +187,11 @@ pub fn at(secs: u64) -> SystemTime {
 }
 
 const NEVER: u64 = 1_000_000_000;
+
+/// A store write at `now`.
+pub fn write<C>(now: SystemTime, command: C) -> Write<C> {
+    Write { now, command }
+}
 
 pub fn user_record(username: &str) -> UserRecord {
     UserRecord {
@@ -200,7 +224,7 @@ pub fn hash_of(username: &str) -> String {
 
 pub async fn create_user(store: &Arc<dyn Store>, username: &str) -> User {
     store
-        .create_user(user_record(username))
+        .create_user(write(at(0), user_record(username)))
         .await
         .expect("user created")
 }
@@ -246,7 +270,7 @@ pub async fn open(
     let (new, _) = new_session(user, created, expires);
     let hash = new.token_hash;
     let session = store
-        .open_session(plain_open(new), at(created))
+        .open_session(write(at(created), plain_open(new)))
         .await
         .expect("session opens");
     (session, hash)
@@ -278,7 +302,14 @@ async fn set(
     now: u64,
 ) -> Vec<StoredAttribute> {
     store
-        .set_attributes(owner, items, 1000, at(now))
+        .set_attributes(write(
+            at(now),
+            SetAttributes {
+                owner,
+                items,
+                max_per_owner: 1000,
+            },
+        ))
         .await
         .expect("attributes set")
 }
@@ -293,7 +324,7 @@ async fn names(store: &Arc<dyn Store>, owner: Owner, now: u64) -> Vec<String> {
 /// Everything the store still holds, swept at the end of time: what a test left behind.
 async fn leftovers(store: &Arc<dyn Store>) -> PurgeCounts {
     store
-        .purge_expired(at(NEVER * 10), 1000)
+        .purge_expired(write(at(NEVER * 10), PurgeExpired { batch: 1000 }))
         .await
         .expect("purge")
 }
@@ -315,7 +346,10 @@ async fn user_round_trip(store: Arc<dyn Store>) {
     record.user.password_expiry = Some(at(500));
     record.user.approval_status = ApprovalStatus::Pending;
     record.user.profile.middle_name = "Brewster Ünïcode".into();
-    let created = store.create_user(record.clone()).await.expect("created");
+    let created = store
+        .create_user(write(at(0), record.clone()))
+        .await
+        .expect("created");
     assert_eq!(created, record.user);
 
     let by_id = store
@@ -362,7 +396,7 @@ async fn usernames_are_unique_case_insensitively(store: Arc<dyn Store>) {
     let first = create_user(&store, "Alice").await;
     for spelling in ["Alice", "alice", "ALICE"] {
         let error = store
-            .create_user(user_record(spelling))
+            .create_user(write(at(0), user_record(spelling)))
             .await
             .expect_err("duplicate refused");
         assert!(
@@ -374,7 +408,7 @@ async fn usernames_are_unique_case_insensitively(store: Arc<dyn Store>) {
     // Beyond ASCII too (the test cluster runs in a UTF-8 locale).
     create_user(&store, "Élodie").await;
     let error = store
-        .create_user(user_record("éLODIE"))
+        .create_user(write(at(0), user_record("éLODIE")))
         .await
         .expect_err("duplicate refused");
     assert!(matches!(error, StoreError::UsernameTaken), "{error:?}");
@@ -405,10 +439,16 @@ async fn list_users_pages_filters_and_counts(store: Arc<dyn Store>) {
     }
     let mut pending = user_record("alma");
     pending.user.approval_status = ApprovalStatus::Pending;
-    store.create_user(pending).await.expect("created");
+    store
+        .create_user(write(at(0), pending))
+        .await
+        .expect("created");
     let mut rejected = user_record("Dora");
     rejected.user.approval_status = ApprovalStatus::Rejected;
-    store.create_user(rejected).await.expect("created");
+    store
+        .create_user(write(at(0), rejected))
+        .await
+        .expect("created");
 
     let list = |prefix: &str, status: Option<ApprovalStatus>, after: Option<&str>, limit| {
         let query = UserQuery {
@@ -506,7 +546,14 @@ async fn update_user_patches_only_given_fields(store: Arc<dyn Store>) {
         ..UserPatch::default()
     };
     let updated = store
-        .update_user(user.id, &patch, EndSessions::None)
+        .update_user(write(
+            at(0),
+            UpdateUser {
+                id: user.id,
+                patch: patch.clone(),
+                end_sessions: EndSessions::None,
+            },
+        ))
         .await
         .expect("updated");
     let mut expected = user.clone();
@@ -527,21 +574,31 @@ async fn update_user_patches_only_given_fields(store: Arc<dyn Store>) {
 
     // An empty patch changes nothing; `Some(None)` clears the password expiry.
     let same = store
-        .update_user(user.id, &UserPatch::default(), EndSessions::None)
+        .update_user(write(
+            at(0),
+            UpdateUser {
+                id: user.id,
+                patch: UserPatch::default(),
+                end_sessions: EndSessions::None,
+            },
+        ))
         .await
         .expect("updated");
     assert_eq!(same, expected);
     let cleared = store
-        .update_user(
-            user.id,
-            &UserPatch {
-                password_expiry: Some(None),
-                is_super_user: Some(true),
-                display_name: Some("Renamed".into()),
-                ..UserPatch::default()
+        .update_user(write(
+            at(0),
+            UpdateUser {
+                id: user.id,
+                patch: UserPatch {
+                    password_expiry: Some(None),
+                    is_super_user: Some(true),
+                    display_name: Some("Renamed".into()),
+                    ..UserPatch::default()
+                },
+                end_sessions: EndSessions::None,
             },
-            EndSessions::None,
-        )
+        ))
         .await
         .expect("updated");
     assert_eq!(cleared.password_expiry, None);
@@ -557,7 +614,14 @@ async fn update_user_patches_only_given_fields(store: Arc<dyn Store>) {
     assert_eq!(untouched.user, other);
 
     let error = store
-        .update_user(UserId::generate(), &patch, EndSessions::All)
+        .update_user(write(
+            at(0),
+            UpdateUser {
+                id: UserId::generate(),
+                patch: patch.clone(),
+                end_sessions: EndSessions::All,
+            },
+        ))
         .await
         .expect_err("missing user");
     assert!(matches!(error, StoreError::UserNotFound), "{error:?}");
@@ -580,7 +644,14 @@ async fn update_user_ends_the_chosen_sessions(store: Arc<dyn Store>) {
     .await;
 
     store
-        .update_user(user.id, &UserPatch::default(), EndSessions::None)
+        .update_user(write(
+            at(0),
+            UpdateUser {
+                id: user.id,
+                patch: UserPatch::default(),
+                end_sessions: EndSessions::None,
+            },
+        ))
         .await
         .expect("updated");
     for id in [kept.id, ended.id] {
@@ -594,7 +665,14 @@ async fn update_user_ends_the_chosen_sessions(store: Arc<dyn Store>) {
     }
 
     store
-        .update_user(user.id, &UserPatch::default(), EndSessions::AllBut(kept.id))
+        .update_user(write(
+            at(0),
+            UpdateUser {
+                id: user.id,
+                patch: UserPatch::default(),
+                end_sessions: EndSessions::AllBut(kept.id),
+            },
+        ))
         .await
         .expect("updated");
     assert!(
@@ -621,14 +699,17 @@ async fn update_user_ends_the_chosen_sessions(store: Arc<dyn Store>) {
     );
 
     store
-        .update_user(
-            user.id,
-            &UserPatch {
-                is_locked: Some(true),
-                ..UserPatch::default()
+        .update_user(write(
+            at(0),
+            UpdateUser {
+                id: user.id,
+                patch: UserPatch {
+                    is_locked: Some(true),
+                    ..UserPatch::default()
+                },
+                end_sessions: EndSessions::All,
             },
-            EndSessions::All,
-        )
+        ))
         .await
         .expect("updated");
     assert!(
@@ -692,7 +773,12 @@ async fn delete_user_cascades_to_sessions_and_attributes(store: Arc<dyn Store>) 
     )
     .await;
 
-    assert!(store.delete_user(user.id).await.expect("deleted"));
+    assert!(
+        store
+            .delete_user(write(at(0), DeleteUser { id: user.id }))
+            .await
+            .expect("deleted")
+    );
     assert!(store.user_by_id(user.id).await.expect("read").is_none());
     assert!(
         store
@@ -715,7 +801,10 @@ async fn delete_user_cascades_to_sessions_and_attributes(store: Arc<dyn Store>) 
     );
     assert!(names(&store, Owner::User(user.id), 1).await.is_empty());
     assert!(
-        !store.delete_user(user.id).await.expect("deleted twice"),
+        !store
+            .delete_user(write(at(0), DeleteUser { id: user.id }))
+            .await
+            .expect("deleted twice"),
         "already gone"
     );
     // The name is free again.
@@ -760,7 +849,8 @@ async fn open_session_rotates_carries_and_records_the_login(store: Arc<dyn Store
     let (new, ust) = new_session(Some(user.id), 10, 3610);
     let expected = new.session.clone();
     let opened = store
-        .open_session(
+        .open_session(write(
+            at(10),
             OpenSession {
                 new,
                 attributes: vec![
@@ -777,8 +867,7 @@ async fn open_session_rotates_carries_and_records_the_login(store: Arc<dyn Store
                     }),
                 }),
             },
-            at(10),
-        )
+        ))
         .await
         .expect("opened");
     assert_eq!(opened, expected);
@@ -844,7 +933,8 @@ async fn open_session_rotates_carries_and_records_the_login(store: Arc<dyn Store
     // A login without a password change only records the time.
     let (new, _) = new_session(Some(user.id), 20, 3620);
     store
-        .open_session(
+        .open_session(write(
+            at(20),
             OpenSession {
                 login: Some(LoginRecord {
                     verified_hash: "$argon2id$changed".into(),
@@ -852,8 +942,7 @@ async fn open_session_rotates_carries_and_records_the_login(store: Arc<dyn Store
                 }),
                 ..plain_open(new)
             },
-            at(20),
-        )
+        ))
         .await
         .expect("opened");
     let record = store
@@ -868,7 +957,7 @@ async fn open_session_rotates_carries_and_records_the_login(store: Arc<dyn Store
     // A session without a login record leaves the user alone.
     let (new, _) = new_session(Some(user.id), 30, 3630);
     store
-        .open_session(plain_open(new), at(30))
+        .open_session(write(at(30), plain_open(new)))
         .await
         .expect("opened");
     let record = store
@@ -923,7 +1012,10 @@ async fn open_session_is_all_or_nothing(store: Arc<dyn Store>) {
     ];
     for ((open, id, ust), case) in cases {
         let expect_user_missing = case.starts_with("missing user");
-        let error = store.open_session(open, at(10)).await.expect_err(case);
+        let error = store
+            .open_session(write(at(10), open))
+            .await
+            .expect_err(case);
         if expect_user_missing {
             assert!(
                 matches!(error, StoreError::UserNotFound),
@@ -1043,7 +1135,13 @@ async fn session_by_token_respects_the_expiry_boundary(store: Arc<dyn Store>) {
 async fn renew_session_moves_expiry_of_live_sessions_only(store: Arc<dyn Store>) {
     let (session, hash) = open(&store, None, 0, 100).await;
     let renewed = store
-        .renew_session(session.id, at(200), at(50))
+        .renew_session(write(
+            at(50),
+            RenewSession {
+                id: session.id,
+                expires_at: at(200),
+            },
+        ))
         .await
         .expect("renewed")
         .expect("live");
@@ -1059,7 +1157,13 @@ async fn renew_session_moves_expiry_of_live_sessions_only(store: Arc<dyn Store>)
 
     assert!(
         store
-            .renew_session(session.id, at(400), at(200))
+            .renew_session(write(
+                at(200),
+                RenewSession {
+                    id: session.id,
+                    expires_at: at(400)
+                }
+            ))
             .await
             .expect("renew")
             .is_none(),
@@ -1074,7 +1178,13 @@ async fn renew_session_moves_expiry_of_live_sessions_only(store: Arc<dyn Store>)
     );
     assert!(
         store
-            .renew_session(SessionId::generate(), at(400), at(0))
+            .renew_session(write(
+                at(0),
+                RenewSession {
+                    id: SessionId::generate(),
+                    expires_at: at(400)
+                }
+            ))
             .await
             .expect("renew")
             .is_none()
@@ -1141,7 +1251,7 @@ async fn delete_session_counts_only_live_sessions(store: Arc<dyn Store>) {
 
     assert!(
         store
-            .delete_session(live.id, at(20))
+            .delete_session(write(at(20), DeleteSession { id: live.id }))
             .await
             .expect("deleted")
     );
@@ -1155,20 +1265,25 @@ async fn delete_session_counts_only_live_sessions(store: Arc<dyn Store>) {
     assert!(names(&store, Owner::Session(live.id), 20).await.is_empty());
     assert!(
         !store
-            .delete_session(live.id, at(20))
+            .delete_session(write(at(20), DeleteSession { id: live.id }))
             .await
             .expect("deleted twice")
     );
     assert!(
         !store
-            .delete_session(expired.id, at(20))
+            .delete_session(write(at(20), DeleteSession { id: expired.id }))
             .await
             .expect("deleted"),
         "an expired session does not count"
     );
     assert!(
         !store
-            .delete_session(SessionId::generate(), at(20))
+            .delete_session(write(
+                at(20),
+                DeleteSession {
+                    id: SessionId::generate()
+                }
+            ))
             .await
             .expect("deleted")
     );
@@ -1206,7 +1321,12 @@ async fn delete_sessions_by_selector(store: Arc<dyn Store>) {
     let now = at(20);
 
     let deleted = store
-        .delete_sessions(SessionSelector::User(alice.id), now)
+        .delete_sessions(write(
+            now,
+            DeleteSessions {
+                selector: SessionSelector::User(alice.id),
+            },
+        ))
         .await
         .expect("deleted");
     assert_eq!(deleted, 2, "the expired one goes uncounted");
@@ -1224,7 +1344,12 @@ async fn delete_sessions_by_selector(store: Arc<dyn Store>) {
     );
     assert_eq!(
         store
-            .delete_sessions(SessionSelector::Guests, now)
+            .delete_sessions(write(
+                now,
+                DeleteSessions {
+                    selector: SessionSelector::Guests
+                }
+            ))
             .await
             .expect("deleted"),
         2
@@ -1240,7 +1365,12 @@ async fn delete_sessions_by_selector(store: Arc<dyn Store>) {
     );
     assert_eq!(
         store
-            .delete_sessions(SessionSelector::All, now)
+            .delete_sessions(write(
+                now,
+                DeleteSessions {
+                    selector: SessionSelector::All
+                }
+            ))
             .await
             .expect("deleted"),
         1
@@ -1248,7 +1378,12 @@ async fn delete_sessions_by_selector(store: Arc<dyn Store>) {
     assert_eq!(leftovers(&store).await, PurgeCounts::default());
     assert_eq!(
         store
-            .delete_sessions(SessionSelector::All, now)
+            .delete_sessions(write(
+                now,
+                DeleteSessions {
+                    selector: SessionSelector::All
+                }
+            ))
             .await
             .expect("deleted"),
         0
@@ -1344,11 +1479,22 @@ async fn set_attributes_enforces_the_per_owner_limit(store: Arc<dyn Store>) {
     let (session, _) = open(&store, None, 0, NEVER).await;
     let user = create_user(&store, "limited").await;
     for owner in [Owner::Session(session.id), Owner::User(user.id)] {
-        let write = |items: Vec<NewAttribute>, now: u64| {
+        let set_limited = |items: Vec<NewAttribute>, now: u64| {
             let store = Arc::clone(&store);
-            async move { store.set_attributes(owner, items, 3, at(now)).await }
+            async move {
+                store
+                    .set_attributes(write(
+                        at(now),
+                        SetAttributes {
+                            owner,
+                            items,
+                            max_per_owner: 3,
+                        },
+                    ))
+                    .await
+            }
         };
-        write(
+        set_limited(
             vec![
                 plain("a", "1", None),
                 plain("b", "1", None),
@@ -1359,7 +1505,7 @@ async fn set_attributes_enforces_the_per_owner_limit(store: Arc<dyn Store>) {
         .await
         .expect("exactly at the limit");
 
-        let error = write(vec![plain("a", "2", None), plain("d", "2", None)], 1)
+        let error = set_limited(vec![plain("a", "2", None), plain("d", "2", None)], 1)
             .await
             .expect_err("one over");
         assert!(
@@ -1380,27 +1526,33 @@ async fn set_attributes_enforces_the_per_owner_limit(store: Arc<dyn Store>) {
         );
         assert!(stored.iter().all(|a| a.modified_at == at(0)));
 
-        write(vec![plain("a", "3", None)], 2)
+        set_limited(vec![plain("a", "3", None)], 2)
             .await
             .expect("replacing stays at the limit");
 
         // An expired, unswept row does not count.
         store
-            .delete_attributes(owner, &strings(&["c"]), at(3))
+            .delete_attributes(write(
+                at(3),
+                DeleteAttributes {
+                    owner,
+                    names: strings(&["c"]),
+                },
+            ))
             .await
             .expect("deleted");
-        write(vec![plain("c", "1", Some(10))], 3)
+        set_limited(vec![plain("c", "1", Some(10))], 3)
             .await
             .expect("back at the limit");
-        write(vec![plain("d", "1", None)], 5)
+        set_limited(vec![plain("d", "1", None)], 5)
             .await
             .expect_err("c is still live at 5");
-        write(vec![plain("d", "1", None)], 10)
+        set_limited(vec![plain("d", "1", None)], 10)
             .await
             .expect("c expired at 10");
         assert_eq!(names(&store, owner, 10).await, strings(&["a", "b", "d"]));
         // Replacing the expired row itself makes it live again, which counts.
-        let error = write(vec![plain("c", "1", None)], 11)
+        let error = set_limited(vec![plain("c", "1", None)], 11)
             .await
             .expect_err("over");
         assert!(
@@ -1419,7 +1571,14 @@ async fn set_attributes_requires_a_live_owner(store: Arc<dyn Store>) {
     ];
     for (owner, case) in cases {
         let error = store
-            .set_attributes(owner, vec![plain("a", "1", None)], 1000, at(10))
+            .set_attributes(write(
+                at(10),
+                SetAttributes {
+                    owner,
+                    items: vec![plain("a", "1", None)],
+                    max_per_owner: 1000,
+                },
+            ))
             .await
             .expect_err(case);
         match owner {
@@ -1518,11 +1677,13 @@ async fn delete_attributes_counts_live_rows(store: Arc<dyn Store>) {
     )
     .await;
     let deleted = store
-        .delete_attributes(
-            owner,
-            &strings(&["live", "expired", "absent", "live"]),
+        .delete_attributes(write(
             at(20),
-        )
+            DeleteAttributes {
+                owner,
+                names: strings(&["live", "expired", "absent", "live"]),
+            },
+        ))
         .await
         .expect("deleted");
     assert_eq!(deleted, 1, "only the live row counts");
@@ -1533,7 +1694,13 @@ async fn delete_attributes_counts_live_rows(store: Arc<dyn Store>) {
     );
     assert_eq!(
         store
-            .delete_attributes(owner, &[], at(20))
+            .delete_attributes(write(
+                at(20),
+                DeleteAttributes {
+                    owner,
+                    names: Vec::new()
+                }
+            ))
             .await
             .expect("deleted"),
         0
@@ -1557,7 +1724,14 @@ async fn set_attribute_expiry_touches_live_rows_only(store: Arc<dyn Store>) {
     .await;
 
     let updated = store
-        .set_attribute_expiry(owner, "a", Some(at(100)), at(5))
+        .set_attribute_expiry(write(
+            at(5),
+            SetAttributeExpiry {
+                owner,
+                name: "a".into(),
+                expires_at: Some(at(100)),
+            },
+        ))
         .await
         .expect("updated")
         .expect("live");
@@ -1566,7 +1740,14 @@ async fn set_attribute_expiry_touches_live_rows_only(store: Arc<dyn Store>) {
     assert_eq!(updated.created_at, at(0));
     assert_eq!(updated.value, StoredValue::Plain("1".into()));
     let cleared = store
-        .set_attribute_expiry(owner, "a", None, at(6))
+        .set_attribute_expiry(write(
+            at(6),
+            SetAttributeExpiry {
+                owner,
+                name: "a".into(),
+                expires_at: None,
+            },
+        ))
         .await
         .expect("updated")
         .expect("live");
@@ -1581,7 +1762,14 @@ async fn set_attribute_expiry_touches_live_rows_only(store: Arc<dyn Store>) {
 
     assert!(
         store
-            .set_attribute_expiry(owner, "b", None, at(10))
+            .set_attribute_expiry(write(
+                at(10),
+                SetAttributeExpiry {
+                    owner,
+                    name: "b".into(),
+                    expires_at: None
+                }
+            ))
             .await
             .expect("updated")
             .is_none(),
@@ -1589,7 +1777,14 @@ async fn set_attribute_expiry_touches_live_rows_only(store: Arc<dyn Store>) {
     );
     assert!(
         store
-            .set_attribute_expiry(owner, "absent", None, at(10))
+            .set_attribute_expiry(write(
+                at(10),
+                SetAttributeExpiry {
+                    owner,
+                    name: "absent".into(),
+                    expires_at: None
+                }
+            ))
             .await
             .expect("updated")
             .is_none()
@@ -1638,7 +1833,10 @@ async fn purge_expired_counts_and_batches(store: Arc<dyn Store>) {
     .await;
 
     // Batches of 2, smaller than every kind of row. Expiry at exactly `now` is swept.
-    let counts = store.purge_expired(at(100), 2).await.expect("purged");
+    let counts = store
+        .purge_expired(write(at(100), PurgeExpired { batch: 2 }))
+        .await
+        .expect("purged");
     assert_eq!(
         counts,
         PurgeCounts {
@@ -1648,7 +1846,10 @@ async fn purge_expired_counts_and_batches(store: Arc<dyn Store>) {
         }
     );
     assert_eq!(
-        store.purge_expired(at(100), 2).await.expect("purged"),
+        store
+            .purge_expired(write(at(100), PurgeExpired { batch: 2 }))
+            .await
+            .expect("purged"),
         PurgeCounts::default()
     );
     for (session, hash) in &live {
@@ -1669,7 +1870,10 @@ async fn purge_expired_counts_and_batches(store: Arc<dyn Store>) {
         strings(&["keep"])
     );
     assert_eq!(
-        store.purge_expired(at(2000), 1).await.expect("purged"),
+        store
+            .purge_expired(write(at(2000), PurgeExpired { batch: 1 }))
+            .await
+            .expect("purged"),
         PurgeCounts {
             sessions: 2,
             attributes: 3

@@ -57,9 +57,10 @@ use super::{
     AttributeStore, PoolStatus, SessionStore, StoreError, StoreHealth, StoreResult, UserStore,
 };
 use crate::domain::{
-    EndSessions, NewAttribute, OpenSession, Owner, PurgeCounts, Session, SessionId,
-    SessionSelector, SessionWithUser, StoredAttribute, TokenHash, User, UserId, UserPage,
-    UserPatch, UserQuery, UserRecord,
+    DeleteAttributes, DeleteSession, DeleteSessions, DeleteUser, EndSessions, OpenSession, Owner,
+    PurgeCounts, PurgeExpired, RenewSession, Session, SessionId, SessionSelector, SessionWithUser,
+    SetAttributeExpiry, SetAttributes, StoredAttribute, TokenHash, UpdateUser, User, UserId,
+    UserPage, UserQuery, UserRecord, Write,
 };
 
 mod error;
@@ -235,7 +236,10 @@ impl StoreHealth for PostgresStore {
 
 #[async_trait]
 impl UserStore for PostgresStore {
-    async fn create_user(&self, record: UserRecord) -> StoreResult<User> {
+    async fn create_user(&self, write: Write<UserRecord>) -> StoreResult<User> {
+        let Write {
+            command: record, ..
+        } = write;
         let user = &record.user;
         let row = self
             .query_one(
@@ -293,12 +297,16 @@ impl UserStore for PostgresStore {
         Ok(UserPage { users, total_size })
     }
 
-    async fn update_user(
-        &self,
-        id: UserId,
-        patch: &UserPatch,
-        end_sessions: EndSessions,
-    ) -> StoreResult<User> {
+    async fn update_user(&self, write: Write<UpdateUser>) -> StoreResult<User> {
+        let Write {
+            command:
+                UpdateUser {
+                    id,
+                    patch,
+                    end_sessions,
+                },
+            ..
+        } = write;
         let mut client = self.client().await?;
         let transaction = client.transaction().await.map_err(from_pg)?;
         let statement = transaction
@@ -348,7 +356,11 @@ impl UserStore for PostgresStore {
         }
     }
 
-    async fn delete_user(&self, id: UserId) -> StoreResult<bool> {
+    async fn delete_user(&self, write: Write<DeleteUser>) -> StoreResult<bool> {
+        let Write {
+            command: DeleteUser { id },
+            ..
+        } = write;
         let deleted = self.execute(sql::DELETE_USER, &[&id.0]).await?;
         Ok(deleted > 0)
     }
@@ -356,7 +368,8 @@ impl UserStore for PostgresStore {
 
 #[async_trait]
 impl SessionStore for PostgresStore {
-    async fn open_session(&self, open: OpenSession, now: SystemTime) -> StoreResult<Session> {
+    async fn open_session(&self, write: Write<OpenSession>) -> StoreResult<Session> {
+        let Write { now, command: open } = write;
         let mut client = self.client().await?;
         let transaction = client.transaction().await.map_err(from_pg)?;
         let new = &open.new.session;
@@ -461,12 +474,11 @@ impl SessionStore for PostgresStore {
         row.map(|row| rows::session_with_user(&row)).transpose()
     }
 
-    async fn renew_session(
-        &self,
-        id: SessionId,
-        expires_at: SystemTime,
-        now: SystemTime,
-    ) -> StoreResult<Option<Session>> {
+    async fn renew_session(&self, write: Write<RenewSession>) -> StoreResult<Option<Session>> {
+        let Write {
+            now,
+            command: RenewSession { id, expires_at },
+        } = write;
         let row = self
             .query_opt(sql::RENEW_SESSION, &[&id.0, &expires_at, &now])
             .await?;
@@ -494,7 +506,11 @@ impl SessionStore for PostgresStore {
         rows.iter().map(|row| rows::session(row, 0)).collect()
     }
 
-    async fn delete_session(&self, id: SessionId, now: SystemTime) -> StoreResult<bool> {
+    async fn delete_session(&self, write: Write<DeleteSession>) -> StoreResult<bool> {
+        let Write {
+            now,
+            command: DeleteSession { id },
+        } = write;
         let row = self.query_opt(sql::DELETE_SESSION, &[&id.0, &now]).await?;
         match row {
             Some(row) => row.try_get(0).map_err(from_pg),
@@ -502,11 +518,11 @@ impl SessionStore for PostgresStore {
         }
     }
 
-    async fn delete_sessions(
-        &self,
-        selector: SessionSelector,
-        now: SystemTime,
-    ) -> StoreResult<u64> {
+    async fn delete_sessions(&self, write: Write<DeleteSessions>) -> StoreResult<u64> {
+        let Write {
+            now,
+            command: DeleteSessions { selector },
+        } = write;
         let row = match selector {
             SessionSelector::User(user) => {
                 self.query_one(sql::DELETE_USER_SESSIONS, &[&now, &user.0])
@@ -518,7 +534,11 @@ impl SessionStore for PostgresStore {
         Ok(to_u64(row.try_get(0).map_err(from_pg)?))
     }
 
-    async fn purge_expired(&self, now: SystemTime, batch: usize) -> StoreResult<PurgeCounts> {
+    async fn purge_expired(&self, write: Write<PurgeExpired>) -> StoreResult<PurgeCounts> {
+        let Write {
+            now,
+            command: PurgeExpired { batch },
+        } = write;
         let client = self.client().await?;
         // Each batch is its own statement, so locks are held for one batch at a time.
         let batch = to_i64(batch.max(1));
@@ -568,11 +588,17 @@ impl SessionStore for PostgresStore {
 impl AttributeStore for PostgresStore {
     async fn set_attributes(
         &self,
-        owner: Owner,
-        items: Vec<NewAttribute>,
-        max_per_owner: usize,
-        now: SystemTime,
+        write: Write<SetAttributes>,
     ) -> StoreResult<Vec<StoredAttribute>> {
+        let Write {
+            now,
+            command:
+                SetAttributes {
+                    owner,
+                    items,
+                    max_per_owner,
+                },
+        } = write;
         let (table, owner_id) = attribute_sql(owner);
         let mut client = self.client().await?;
         let transaction = client.transaction().await.map_err(from_pg)?;
@@ -671,12 +697,11 @@ impl AttributeStore for PostgresStore {
             .collect()
     }
 
-    async fn delete_attributes(
-        &self,
-        owner: Owner,
-        names: &[String],
-        now: SystemTime,
-    ) -> StoreResult<u64> {
+    async fn delete_attributes(&self, write: Write<DeleteAttributes>) -> StoreResult<u64> {
+        let Write {
+            now,
+            command: DeleteAttributes { owner, names },
+        } = write;
         let (table, owner_id) = attribute_sql(owner);
         let row = self
             .query_one(table.delete, &[&owner_id, &names, &now])
@@ -686,11 +711,17 @@ impl AttributeStore for PostgresStore {
 
     async fn set_attribute_expiry(
         &self,
-        owner: Owner,
-        name: &str,
-        expires_at: Option<SystemTime>,
-        now: SystemTime,
+        write: Write<SetAttributeExpiry>,
     ) -> StoreResult<Option<StoredAttribute>> {
+        let Write {
+            now,
+            command:
+                SetAttributeExpiry {
+                    owner,
+                    name,
+                    expires_at,
+                },
+        } = write;
         let (table, owner_id) = attribute_sql(owner);
         let row = self
             .query_opt(table.set_expiry, &[&owner_id, &name, &expires_at, &now])
