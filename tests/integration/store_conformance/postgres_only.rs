@@ -1,5 +1,6 @@
 //! What only the PostgreSQL store has: concurrent writers from many connections, the stored
-//! form of tokens, migrations, reconnecting, and errors of an unreachable or busy database.
+//! form of tokens, migrations, the statements against the schema, reconnecting, and errors of
+//! an unreachable or busy database.
 //! Rows are checked with direct SQL on the same database.
 
 use std::{sync::Arc, time::Duration};
@@ -9,10 +10,10 @@ use ssod::{
     domain::{DeleteSessions, Owner, PurgeExpired, SessionSelector, SetAttributes, StoredValue},
     store::{
         AttributeStore, SessionStore, Store, StoreError, StoreHealth, UserStore,
-        postgres::{PgSettings, PostgresStore},
+        postgres::{PgSettings, PostgresStore, sql::STATEMENTS},
     },
 };
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{Client, NoTls, types::Type};
 
 use super::{NEVER, at, create_user, new_session, open, plain, plain_open, user_record, write};
 
@@ -253,6 +254,51 @@ async fn tokens_are_stored_only_as_their_sha256() {
             .get(0);
         assert_eq!(found, 0, "{table}");
     }
+}
+
+/// Every statement of the store prepares against the migrated schema (so it parses and names
+/// real tables and columns), and each one whose rows a decoder reads by position returns
+/// exactly that decoder's columns, in order, with the types it reads them as.
+#[tokio::test]
+async fn every_statement_prepares_and_returns_its_decoders_columns() {
+    let (_store, url) = database().await;
+    let client = sql(&url).await;
+    let mut checked = 0;
+    for statement in STATEMENTS {
+        let prepared = client
+            .prepare(statement.sql)
+            .await
+            .unwrap_or_else(|error| panic!("{}: {error}", statement.name));
+        if statement.returns.is_empty() {
+            continue;
+        }
+        let expected: Vec<(&str, &Type)> = statement
+            .returns
+            .iter()
+            .flat_map(|columns| {
+                // `u.id` comes back as `id`.
+                let names = columns.list.split(',').map(|column| {
+                    let column = column.trim();
+                    column.rsplit('.').next().unwrap_or(column)
+                });
+                assert_eq!(
+                    names.clone().count(),
+                    columns.types.len(),
+                    "{}: a column list and its types differ in length",
+                    statement.name
+                );
+                names.zip(columns.types)
+            })
+            .collect();
+        let returned: Vec<(&str, &Type)> = prepared
+            .columns()
+            .iter()
+            .map(|column| (column.name(), column.type_()))
+            .collect();
+        assert_eq!(returned, expected, "{}", statement.name);
+        checked += 1;
+    }
+    assert!(checked > 0, "no statement feeds a decoder");
 }
 
 #[tokio::test]
