@@ -21,7 +21,7 @@
 //!
 //! - `raw_upsert`: one autocommitted single-row `INSERT … ON CONFLICT DO UPDATE` of the same
 //!   columns (the target's denominator);
-//! - `raw_txn`: what ssod's store runs per write (`src/store/postgres/sql.rs`): `BEGIN`, the
+//! - `raw_txn`: what ssod's store runs per write (`ssod::store::postgres::sql`): `BEGIN`, the
 //!   owner row locked `FOR NO KEY UPDATE`, the `unnest` upsert that also counts the owner's
 //!   other live attributes, `COMMIT`;
 //! - `raw_txn_auth`: the same plus the UST look-up ssod's auth layer does first on its own
