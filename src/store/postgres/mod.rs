@@ -165,6 +165,17 @@ impl PostgresStore {
         client.query_opt(&statement, params).await.map_err(from_pg)
     }
 
+    /// One row decoded, if the statement returned one.
+    async fn query_opt_decoded<T>(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+        decode: impl Fn(&Row) -> StoreResult<T>,
+    ) -> StoreResult<Option<T>> {
+        let row = self.query_opt(sql, params).await?;
+        row.map(|row| decode(&row)).transpose()
+    }
+
     async fn query_one(
         &self,
         sql: &'static str,

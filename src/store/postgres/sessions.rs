@@ -111,10 +111,12 @@ impl SessionStore for PostgresStore {
         hash: &TokenHash,
         now: SystemTime,
     ) -> StoreResult<Option<SessionWithUser>> {
-        let row = self
-            .query_opt(sql::sessions::SESSION_BY_TOKEN, &[&hash.0.as_slice(), &now])
-            .await?;
-        row.map(|row| rows::session_with_user(&row)).transpose()
+        self.query_opt_decoded(
+            sql::sessions::SESSION_BY_TOKEN,
+            &[&hash.0.as_slice(), &now],
+            rows::session_with_user,
+        )
+        .await
     }
 
     async fn session_by_id(
@@ -122,10 +124,12 @@ impl SessionStore for PostgresStore {
         id: SessionId,
         now: SystemTime,
     ) -> StoreResult<Option<SessionWithUser>> {
-        let row = self
-            .query_opt(sql::sessions::SESSION_BY_ID, &[&id.0, &now])
-            .await?;
-        row.map(|row| rows::session_with_user(&row)).transpose()
+        self.query_opt_decoded(
+            sql::sessions::SESSION_BY_ID,
+            &[&id.0, &now],
+            rows::session_with_user,
+        )
+        .await
     }
 
     async fn renew_session(&self, write: Write<RenewSession>) -> StoreResult<Option<Session>> {
@@ -133,10 +137,12 @@ impl SessionStore for PostgresStore {
             now,
             command: RenewSession { id, expires_at },
         } = write;
-        let row = self
-            .query_opt(sql::sessions::RENEW_SESSION, &[&id.0, &expires_at, &now])
-            .await?;
-        row.map(|row| rows::session(&row, 0)).transpose()
+        self.query_opt_decoded(
+            sql::sessions::RENEW_SESSION,
+            &[&id.0, &expires_at, &now],
+            |row| rows::session(row, 0),
+        )
+        .await
     }
 
     async fn list_sessions(

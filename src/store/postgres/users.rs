@@ -49,15 +49,17 @@ impl UserStore for PostgresStore {
     }
 
     async fn user_by_id(&self, id: UserId) -> StoreResult<Option<UserRecord>> {
-        let row = self.query_opt(sql::users::USER_BY_ID, &[&id.0]).await?;
-        row.map(|row| rows::user_record(&row, 0)).transpose()
+        self.query_opt_decoded(sql::users::USER_BY_ID, &[&id.0], |row| {
+            rows::user_record(row, 0)
+        })
+        .await
     }
 
     async fn user_by_username(&self, username: &str) -> StoreResult<Option<UserRecord>> {
-        let row = self
-            .query_opt(sql::users::USER_BY_USERNAME, &[&username])
-            .await?;
-        row.map(|row| rows::user_record(&row, 0)).transpose()
+        self.query_opt_decoded(sql::users::USER_BY_USERNAME, &[&username], |row| {
+            rows::user_record(row, 0)
+        })
+        .await
     }
 
     async fn list_users(&self, query: &UserQuery) -> StoreResult<UserPage> {

@@ -22,6 +22,19 @@ pub struct AttributeSql {
     pub purge: &'static str,
 }
 
+/// `FROM` an owner's live rows: `$1` the owner, `$2` now.
+macro_rules! live_of_owner {
+    ($table:literal, $owner:literal) => {
+        concat!(
+            " FROM ",
+            $table,
+            " a WHERE a.",
+            $owner,
+            " = $1 AND (a.expires_at IS NULL OR a.expires_at > $2)"
+        )
+    };
+}
+
 macro_rules! attribute_sql {
     ($table:literal, $owner:literal, $lock_owner:expr) => {
         AttributeSql {
@@ -58,36 +71,24 @@ macro_rules! attribute_sql {
             select_all: join!(
                 "SELECT ",
                 ATTRIBUTE.list,
-                " FROM ",
-                $table,
-                " a WHERE a.",
-                $owner,
-                " = $1 AND (a.expires_at IS NULL OR a.expires_at > $2) ORDER BY a.name"
+                live_of_owner!($table, $owner),
+                " ORDER BY a.name"
             ),
             select_named: join!(
                 "SELECT ",
                 ATTRIBUTE.list,
-                " FROM ",
-                $table,
-                " a WHERE a.",
-                $owner,
-                " = $1 AND (a.expires_at IS NULL OR a.expires_at > $2) AND a.name = ANY ($3) \
-                 ORDER BY a.name"
+                live_of_owner!($table, $owner),
+                " AND a.name = ANY ($3) ORDER BY a.name"
             ),
             names_all: concat!(
-                "SELECT a.name FROM ",
-                $table,
-                " a WHERE a.",
-                $owner,
-                " = $1 AND (a.expires_at IS NULL OR a.expires_at > $2) ORDER BY a.name"
+                "SELECT a.name",
+                live_of_owner!($table, $owner),
+                " ORDER BY a.name"
             ),
             names_named: concat!(
-                "SELECT a.name FROM ",
-                $table,
-                " a WHERE a.",
-                $owner,
-                " = $1 AND (a.expires_at IS NULL OR a.expires_at > $2) AND a.name = ANY ($3) \
-                 ORDER BY a.name"
+                "SELECT a.name",
+                live_of_owner!($table, $owner),
+                " AND a.name = ANY ($3) ORDER BY a.name"
             ),
             delete: concat!(
                 "WITH gone AS (DELETE FROM ",

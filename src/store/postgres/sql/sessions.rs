@@ -31,24 +31,20 @@ pub const USER_EXISTS: &str = "SELECT 1 FROM users WHERE id = $1";
 /// Ends the session a new one replaces, if it is still live.
 pub const END_REPLACED_SESSION: &str = "DELETE FROM sessions WHERE id = $1 AND expires_at > $2";
 
-/// The hot path: one probe of the unique token index, joined to the user by primary key.
-pub const SESSION_BY_TOKEN: &str = join!(
+/// A live session and its user (null columns for a guest), by the condition on `$1` that
+/// follows; `$2` now.
+const SESSION_WITH_USER: &str = join!(
     "SELECT ",
     SESSION.list,
     ", ",
     USER.list,
-    " FROM sessions s LEFT JOIN users u ON u.id = s.user_id \
-     WHERE s.token_hash = $1 AND s.expires_at > $2"
+    " FROM sessions s LEFT JOIN users u ON u.id = s.user_id WHERE s.expires_at > $2 AND "
 );
 
-pub const SESSION_BY_ID: &str = join!(
-    "SELECT ",
-    SESSION.list,
-    ", ",
-    USER.list,
-    " FROM sessions s LEFT JOIN users u ON u.id = s.user_id \
-     WHERE s.id = $1 AND s.expires_at > $2"
-);
+/// The hot path: one probe of the unique token index, joined to the user by primary key.
+pub const SESSION_BY_TOKEN: &str = join!(SESSION_WITH_USER, "s.token_hash = $1");
+
+pub const SESSION_BY_ID: &str = join!(SESSION_WITH_USER, "s.id = $1");
 
 pub const RENEW_SESSION: &str = join!(
     "UPDATE sessions AS s SET expires_at = $2, last_renewed_at = $3 \
