@@ -21,7 +21,7 @@
 //!
 //! - `raw_upsert`: one autocommitted single-row `INSERT … ON CONFLICT DO UPDATE` of the same
 //!   columns (the target's denominator);
-//! - `raw_txn`: what ssod's store runs per write (`src/store/postgres/sql.rs`): `BEGIN`, the
+//! - `raw_txn`: what ssod's store runs per write (`ssod::store::postgres::sql`): `BEGIN`, the
 //!   owner row locked `FOR NO KEY UPDATE`, the `unnest` upsert that also counts the owner's
 //!   other live attributes, `COMMIT`;
 //! - `raw_txn_auth`: the same plus the UST look-up ssod's auth layer does first on its own
@@ -56,9 +56,12 @@ use std::{
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
-use ssod::proto::{
-    self, AttributeScope, attribute_service_client::AttributeServiceClient,
-    session_service_client::SessionServiceClient, user_service_client::UserServiceClient,
+use ssod::{
+    proto::{
+        self, AttributeScope, attribute_service_client::AttributeServiceClient,
+        session_service_client::SessionServiceClient, user_service_client::UserServiceClient,
+    },
+    store::postgres::sql::{attributes::SESSION_ATTRIBUTES, sessions::SESSION_BY_TOKEN},
 };
 use tokio_postgres::NoTls;
 use tonic::{
@@ -86,38 +89,9 @@ const AGENT: &str = "ssod-load-bench";
 const ADMIN_PASSWORD: &str = "bench-admin-password-1";
 const USER_PASSWORD: &str = "bench-user-password-1";
 
-// The SQL ssod's PostgreSQL store runs for a SetAttribute on a session, spelled out from
-// `src/store/postgres/sql.rs` (its statements are private to the store).
-
-/// The auth layer's look-up (`SESSION_BY_TOKEN`).
-const SESSION_BY_TOKEN: &str = "SELECT s.id, s.user_id, s.current_app, s.remote_addr, \
-     s.user_agent, s.created_at, s.expires_at, s.last_renewed_at, u.id, u.username, u.email, \
-     u.display_name, u.first_name, u.middle_name, u.last_name, u.is_super_user, u.is_locked, \
-     u.approval_status, u.password_must_change, u.password_expiry, u.created_at, \
-     u.last_login_at FROM sessions s LEFT JOIN users u ON u.id = s.user_id \
-     WHERE s.token_hash = $1 AND s.expires_at > $2";
-
-/// `SESSION_ATTRIBUTES.lock_owner`.
-const LOCK_OWNER: &str =
-    "SELECT 1 FROM sessions WHERE id = $1 AND expires_at > $2 FOR NO KEY UPDATE";
-
-/// `SESSION_ATTRIBUTES.upsert`: the counted `unnest` upsert.
-const COUNTED_UPSERT: &str = "WITH input AS (SELECT * FROM unnest($3::text[], $4::bytea[], \
-     $5::text[], $6::timestamptz[]) AS i (name, value, key_id, expires_at)), \
-     others AS (SELECT count(*) AS live FROM session_attributes a WHERE a.session_id = $1 \
-     AND (a.expires_at IS NULL OR a.expires_at > $2) AND a.name <> ALL ($3)), \
-     written AS (INSERT INTO session_attributes AS a (session_id, name, value, key_id, \
-     created_at, modified_at, expires_at) \
-     SELECT $1, i.name, i.value, i.key_id, $2, $2, i.expires_at FROM input i \
-     ON CONFLICT (session_id, name) DO UPDATE SET \
-       value = excluded.value, key_id = excluded.key_id, \
-       expires_at = excluded.expires_at, \
-       created_at = CASE WHEN a.expires_at IS NOT NULL \
-         AND a.expires_at <= excluded.modified_at \
-         THEN excluded.created_at ELSE a.created_at END, \
-       modified_at = excluded.modified_at \
-     RETURNING a.name, a.value, a.key_id, a.created_at, a.modified_at, a.expires_at) \
-     SELECT others.live, a.* FROM others LEFT JOIN written a ON true";
+// The raw baselines run the statements ssod's PostgreSQL store runs for a SetAttribute on a
+// session (`ssod::store::postgres::sql`): the auth layer's `SESSION_BY_TOKEN`, then
+// `SESSION_ATTRIBUTES.lock_owner` and its counted `unnest` upsert.
 
 /// The baseline: the same upsert of one row, no transaction, no lock, no count.
 const RAW_UPSERT: &str = "INSERT INTO session_attributes AS a (session_id, name, value, \
@@ -924,7 +898,7 @@ async fn raw_transaction(
     let mut client = pool.get().await.map_err(pg_error)?;
     let transaction = client.transaction().await.map_err(pg_error)?;
     let lock = transaction
-        .prepare_cached(LOCK_OWNER)
+        .prepare_cached(SESSION_ATTRIBUTES.lock_owner)
         .await
         .map_err(pg_error)?;
     if transaction
@@ -936,7 +910,7 @@ async fn raw_transaction(
         return Err("session not found".into());
     }
     let upsert = transaction
-        .prepare_cached(COUNTED_UPSERT)
+        .prepare_cached(SESSION_ATTRIBUTES.upsert)
         .await
         .map_err(pg_error)?;
     let names = vec![name.as_str()];

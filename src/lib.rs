@@ -152,7 +152,7 @@ pub fn build_service(
     let passwords = PasswordHasherPool::new(config.passwords.hasher_settings())
         .map_err(|error| AppError::Startup(error.to_string()))?;
     Ok(Arc::new(Sso::new(Dependencies {
-        store,
+        stores: store::Stores::new(store),
         clock,
         keys,
         passwords,

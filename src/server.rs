@@ -19,7 +19,7 @@ use crate::{
         session_service_server::SessionServiceServer, user_service_server::UserServiceServer,
     },
     service::Sso,
-    store::Store,
+    store::StoreHealth,
 };
 
 /// How the server runs, apart from the service itself.
@@ -218,7 +218,7 @@ async fn probe_loop(
     }
 }
 
-fn record_pool_status(store: &dyn Store) {
+fn record_pool_status(store: &dyn StoreHealth) {
     let Some(status) = store.pool_status() else {
         return;
     };

@@ -4,9 +4,14 @@ use std::time::{Duration, SystemTime};
 
 use uuid::Uuid;
 
+pub mod commands;
 pub mod limits;
 pub mod username;
 
+pub use commands::{
+    DeleteAttributes, DeleteSession, DeleteSessions, DeleteUser, OpenSession, PurgeExpired,
+    RenewSession, SetAttributeExpiry, SetAttributes, UpdateUser, Write,
+};
 pub use limits::Limits;
 pub use username::{Username, UsernameError};
 
@@ -237,17 +242,6 @@ impl std::fmt::Debug for TokenHash {
 pub struct NewSession {
     pub session: Session,
     pub token_hash: TokenHash,
-}
-
-/// Opening a session in one transaction: insert it, give it attributes, end the session it
-/// replaces (guest rotation on login, the reverse on logout) and record a login.
-#[derive(Clone, Debug)]
-pub struct OpenSession {
-    pub new: NewSession,
-    pub attributes: Vec<NewAttribute>,
-    pub replaces: Option<SessionId>,
-    /// Set `last_login_at` of the session's user and, when given, its new password.
-    pub login: Option<LoginRecord>,
 }
 
 /// A login to record. It lands only if the user still has the password hash the password was

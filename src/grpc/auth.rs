@@ -141,7 +141,7 @@ mod tests {
         Arc<AtomicUsize>,
     ) {
         let sso = Arc::new(Sso::new(Dependencies {
-            store: Arc::new(MemoryStore::new()),
+            stores: crate::store::Stores::new(Arc::new(MemoryStore::new())),
             clock: Arc::new(SystemClock),
             keys: KeyRing::default(),
             passwords: PasswordHasherPool::new(HasherSettings {

@@ -6,7 +6,8 @@ use uuid::Uuid;
 
 use super::{Caller, ServiceError, ServiceResult, Sso, check_text};
 use crate::domain::{
-    Attribute, NewAttribute, Owner, SessionId, StoredAttribute, StoredValue, UserId,
+    Attribute, DeleteAttributes, NewAttribute, Owner, SessionId, SetAttributeExpiry, SetAttributes,
+    StoredAttribute, StoredValue, UserId, Write,
 };
 
 /// Whose attributes a request touches.
@@ -79,8 +80,16 @@ impl Sso {
             .map(|item| self.seal(owner, item, defaults, now))
             .collect::<ServiceResult<Vec<_>>>()?;
         let stored = self
-            .store
-            .set_attributes(owner, writes, limits.max_attributes_per_owner, now)
+            .stores
+            .attributes
+            .set_attributes(Write {
+                now,
+                command: SetAttributes {
+                    owner,
+                    items: writes,
+                    max_per_owner: limits.max_attributes_per_owner,
+                },
+            })
             .await?;
         stored
             .into_iter()
@@ -100,7 +109,11 @@ impl Sso {
         }
         let now = self.clock.now();
         let owner = self.resolve_owner(caller, owner, now).await?;
-        let stored = self.store.get_attributes(owner, names, now).await?;
+        let stored = self
+            .stores
+            .attributes
+            .get_attributes(owner, names, now)
+            .await?;
         stored
             .into_iter()
             .map(|attribute| self.unseal(owner, attribute))
@@ -131,7 +144,11 @@ impl Sso {
         }
         let now = self.clock.now();
         let owner = self.resolve_owner(caller, owner, now).await?;
-        Ok(self.store.attribute_names(owner, names, now).await?)
+        Ok(self
+            .stores
+            .attributes
+            .attribute_names(owner, names, now)
+            .await?)
     }
 
     /// Deletes the named attributes; counts those that existed. Absent names are no error.
@@ -144,7 +161,17 @@ impl Sso {
         self.check_names(names)?;
         let now = self.clock.now();
         let owner = self.resolve_owner(caller, owner, now).await?;
-        Ok(self.store.delete_attributes(owner, names, now).await?)
+        Ok(self
+            .stores
+            .attributes
+            .delete_attributes(Write {
+                now,
+                command: DeleteAttributes {
+                    owner,
+                    names: names.to_vec(),
+                },
+            })
+            .await?)
     }
 
     pub async fn set_attribute_expiry(
@@ -159,8 +186,16 @@ impl Sso {
         let expires_at = expiry_after(now, expiration, "expiration")?;
         let owner = self.resolve_owner(caller, owner, now).await?;
         let stored = self
-            .store
-            .set_attribute_expiry(owner, name, expires_at, now)
+            .stores
+            .attributes
+            .set_attribute_expiry(Write {
+                now,
+                command: SetAttributeExpiry {
+                    owner,
+                    name: name.to_owned(),
+                    expires_at,
+                },
+            })
             .await?
             .ok_or(ServiceError::AttributeNotFound)?;
         self.unseal(owner, stored)
@@ -181,7 +216,11 @@ impl Sso {
                 Ok(Owner::Session(caller.session.id))
             }
             (Scope::Session, Some(id)) => {
-                let found = self.store.session_by_id(SessionId(id), now).await?;
+                let found = self
+                    .stores
+                    .sessions
+                    .session_by_id(SessionId(id), now)
+                    .await?;
                 match found {
                     Some(found)
                         if caller.is_super_user()
@@ -203,7 +242,7 @@ impl Sso {
                 if !caller.is_super_user() {
                     return Err(ServiceError::NotOwner);
                 }
-                match self.store.user_by_id(UserId(id)).await? {
+                match self.stores.users.user_by_id(UserId(id)).await? {
                     Some(_) => Ok(Owner::User(UserId(id))),
                     None => Err(ServiceError::UserNotFound),
                 }

@@ -7,8 +7,8 @@ use zeroize::Zeroizing;
 
 use super::{Authentication, ClientInfo, ServiceError, ServiceResult, Sso};
 use crate::domain::{
-    ApprovalStatus, LoginRecord, NewAttribute, Owner, Session, SessionId, User, UserRecord,
-    Username,
+    ApprovalStatus, DeleteSession, LoginRecord, NewAttribute, Owner, Session, SessionId, User,
+    UserRecord, Username, Write,
 };
 
 /// A login attempt. No `Debug`: it holds passwords.
@@ -56,7 +56,11 @@ impl Sso {
             return Err(ServiceError::InvalidCredentials);
         };
         let now = self.clock.now();
-        let record = self.store.user_by_username(username.as_str()).await?;
+        let record = self
+            .stores
+            .users
+            .user_by_username(username.as_str())
+            .await?;
         let hash = record.as_ref().map(|record| record.password_hash.as_str());
         let matches = self.passwords.verify(&request.password, hash).await?;
         let Some(UserRecord {
@@ -192,7 +196,13 @@ impl Sso {
             }
         };
         if attributes.is_empty() {
-            self.store.delete_session(old.id, now).await?;
+            self.stores
+                .sessions
+                .delete_session(Write {
+                    now,
+                    command: DeleteSession { id: old.id },
+                })
+                .await?;
             return Ok(None);
         }
         match self
@@ -219,7 +229,8 @@ impl Sso {
             return Ok(Vec::new());
         }
         let stored = self
-            .store
+            .stores
+            .attributes
             .get_attributes(Owner::Session(from), Some(names), now)
             .await?;
         stored

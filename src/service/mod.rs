@@ -9,7 +9,7 @@ use crate::{
     clock::Clock,
     crypto::{self, KeyRing, PasswordHasherPool},
     domain::{Limits, Session, SessionPolicy, SessionWithUser, User},
-    store::Store,
+    store::{StoreHealth, Stores},
 };
 
 mod attributes;
@@ -161,7 +161,7 @@ fn filter_digest(filter: &str) -> String {
 
 /// What the service is built from; tests inject a manual clock, a store and keys of their own.
 pub struct Dependencies {
-    pub store: Arc<dyn Store>,
+    pub stores: Stores,
     pub clock: Arc<dyn Clock>,
     pub keys: KeyRing,
     pub passwords: PasswordHasherPool,
@@ -170,7 +170,7 @@ pub struct Dependencies {
 
 /// The service: every RPC's rules, over an injectable store, clock and key ring.
 pub struct Sso {
-    store: Arc<dyn Store>,
+    stores: Stores,
     clock: Arc<dyn Clock>,
     keys: KeyRing,
     passwords: PasswordHasherPool,
@@ -180,14 +180,14 @@ pub struct Sso {
 impl Sso {
     pub fn new(dependencies: Dependencies) -> Self {
         let Dependencies {
-            store,
+            stores,
             clock,
             keys,
             passwords,
             policy,
         } = dependencies;
         Self {
-            store,
+            stores,
             clock,
             keys,
             passwords,
@@ -195,8 +195,9 @@ impl Sso {
         }
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
+    /// The store's health capability: for the prober, the pool metrics and shutdown.
+    pub fn store(&self) -> &Arc<dyn StoreHealth> {
+        &self.stores.health
     }
 
     /// Resolves a UST to its caller: the hot path, one store look-up. A session whose user
@@ -213,7 +214,11 @@ impl Sso {
     /// locked (`UstInvalid`). Never renews the session.
     pub async fn recheck(&self, caller: &Caller) -> ServiceResult<Caller> {
         let now = self.clock.now();
-        let found = self.store.session_by_id(caller.session.id, now).await?;
+        let found = self
+            .stores
+            .sessions
+            .session_by_id(caller.session.id, now)
+            .await?;
         found
             .and_then(|found| usable(found, now))
             .ok_or(ServiceError::UstInvalid)
@@ -228,7 +233,8 @@ impl Sso {
             return Ok(None);
         }
         let found = self
-            .store
+            .stores
+            .sessions
             .session_by_token(&crypto::hash_ust(ust), now)
             .await?;
         Ok(found.and_then(|found| usable(found, now)))

@@ -5,7 +5,7 @@ use std::time::SystemTime;
 use zeroize::Zeroizing;
 
 use super::{Caller, ServiceError, ServiceResult, Sso};
-use crate::domain::{EndSessions, PasswordChange, User, UserId, UserPatch};
+use crate::domain::{EndSessions, PasswordChange, UpdateUser, User, UserId, UserPatch, Write};
 
 /// No `Debug`: it holds passwords.
 pub struct ChangePassword {
@@ -42,7 +42,8 @@ impl Sso {
                 ));
             }
             let record = self
-                .store
+                .stores
+                .users
                 .user_by_id(own.id)
                 .await?
                 .ok_or(ServiceError::UserNotFound)?;
@@ -56,7 +57,8 @@ impl Sso {
             record.user
         } else {
             caller.require_super_user()?;
-            self.store
+            self.stores
+                .users
                 .user_by_id(target)
                 .await?
                 .ok_or(ServiceError::UserNotFound)?
@@ -78,8 +80,16 @@ impl Sso {
             password_expiry: Some(change.password_expiry),
             ..UserPatch::default()
         };
-        self.store
-            .update_user(target, &patch, EndSessions::AllBut(caller.session.id))
+        self.stores
+            .users
+            .update_user(Write {
+                now,
+                command: UpdateUser {
+                    id: target,
+                    patch,
+                    end_sessions: EndSessions::AllBut(caller.session.id),
+                },
+            })
             .await?;
         tracing::info!(user_id = %target, "password changed");
         Ok(())

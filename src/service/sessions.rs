@@ -8,8 +8,9 @@ use std::time::SystemTime;
 use crate::{
     crypto,
     domain::{
-        LoginRecord, NewAttribute, NewSession, OpenSession, PurgeCounts, Session, SessionId,
-        SessionSelector, UserId,
+        DeleteSession, DeleteSessions, LoginRecord, NewAttribute, NewSession, OpenSession,
+        PurgeCounts, PurgeExpired, RenewSession, Session, SessionId, SessionSelector, UserId,
+        Write,
     },
 };
 
@@ -67,8 +68,15 @@ impl Sso {
         let now = self.clock.now();
         let session = &caller.session;
         let expires_at = self.policy.sessions.expiry(session.created_at, now);
-        self.store
-            .renew_session(session.id, expires_at, now)
+        self.stores
+            .sessions
+            .renew_session(Write {
+                now,
+                command: RenewSession {
+                    id: session.id,
+                    expires_at,
+                },
+            })
             .await?
             .ok_or(ServiceError::UstInvalid)
     }
@@ -96,7 +104,8 @@ impl Sso {
             .transpose()?;
         let limit = page.limit();
         let mut sessions = self
-            .store
+            .stores
+            .sessions
             .list_sessions(user, after, limit + 1, self.clock.now())
             .await?;
         let next_page_token = if sessions.len() > limit {
@@ -123,7 +132,7 @@ impl Sso {
         let now = self.clock.now();
         let target = session_id.unwrap_or(caller.session.id);
         if target != caller.session.id && !caller.is_super_user() {
-            let found = self.store.session_by_id(target, now).await?;
+            let found = self.stores.sessions.session_by_id(target, now).await?;
             let same_user = found.is_some_and(|found| {
                 found.session.user_id.is_some() && found.session.user_id == caller.session.user_id
             });
@@ -131,7 +140,15 @@ impl Sso {
                 return Err(ServiceError::NotOwner);
             }
         }
-        if self.store.delete_session(target, now).await? {
+        let deleted = self
+            .stores
+            .sessions
+            .delete_session(Write {
+                now,
+                command: DeleteSession { id: target },
+            })
+            .await?;
+        if deleted {
             Ok(())
         } else {
             Err(ServiceError::SessionNotFound)
@@ -145,8 +162,12 @@ impl Sso {
     ) -> ServiceResult<u64> {
         caller.require_super_user()?;
         let deleted = self
-            .store
-            .delete_sessions(selector, self.clock.now())
+            .stores
+            .sessions
+            .delete_sessions(Write {
+                now: self.clock.now(),
+                command: DeleteSessions { selector },
+            })
             .await?;
         tracing::info!(deleted, ?selector, "sessions revoked");
         Ok(deleted)
@@ -160,8 +181,14 @@ impl Sso {
     /// The expiry sweep that the background task and `PurgeExpired` both run.
     pub async fn sweep(&self) -> ServiceResult<PurgeCounts> {
         let counts = self
-            .store
-            .purge_expired(self.clock.now(), self.policy.sweep_batch)
+            .stores
+            .sessions
+            .purge_expired(Write {
+                now: self.clock.now(),
+                command: PurgeExpired {
+                    batch: self.policy.sweep_batch,
+                },
+            })
             .await?;
         metrics::counter!("ssod_swept_total", "kind" => "sessions").increment(counts.sessions);
         metrics::counter!("ssod_swept_total", "kind" => "attributes").increment(counts.attributes);
@@ -212,7 +239,11 @@ impl Sso {
             replaces,
             login,
         };
-        let session = self.store.open_session(open, now).await?;
+        let session = self
+            .stores
+            .sessions
+            .open_session(Write { now, command: open })
+            .await?;
         Ok((ust, session))
     }
 }

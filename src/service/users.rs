@@ -10,8 +10,8 @@ use super::{Caller, PageRequest, ServiceError, ServiceResult, Sso, check_text, p
 use crate::{
     crypto,
     domain::{
-        ApprovalStatus, EndSessions, Profile, User, UserId, UserPatch, UserQuery, UserRecord,
-        Username, UsernameError,
+        ApprovalStatus, DeleteUser, EndSessions, Profile, UpdateUser, User, UserId, UserPatch,
+        UserQuery, UserRecord, Username, UsernameError, Write,
     },
 };
 
@@ -93,7 +93,13 @@ impl Sso {
         password: Option<Zeroizing<String>>,
     ) -> ServiceResult<Option<(User, Option<String>)>> {
         let name = self.username(username)?;
-        if self.store.user_by_username(name.as_str()).await?.is_some() {
+        if self
+            .stores
+            .users
+            .user_by_username(name.as_str())
+            .await?
+            .is_some()
+        {
             return Ok(None);
         }
         let new = NewUser {
@@ -140,10 +146,14 @@ impl Sso {
         };
         let password_hash = self.passwords.hash(&password).await?;
         let user = self
-            .store
-            .create_user(UserRecord {
-                user,
-                password_hash,
+            .stores
+            .users
+            .create_user(Write {
+                now,
+                command: UserRecord {
+                    user,
+                    password_hash,
+                },
             })
             .await?;
         tracing::info!(user_id = %user.id, is_super_user = user.is_super_user, "user created");
@@ -157,10 +167,10 @@ impl Sso {
     pub async fn get_user(&self, caller: &Caller, user: UserRef) -> ServiceResult<User> {
         caller.require_super_user()?;
         let record = match user {
-            UserRef::Id(id) => self.store.user_by_id(id).await?,
+            UserRef::Id(id) => self.stores.users.user_by_id(id).await?,
             UserRef::Username(name) => {
                 let name = self.username(&name)?;
-                self.store.user_by_username(name.as_str()).await?
+                self.stores.users.user_by_username(name.as_str()).await?
             }
         };
         record
@@ -191,7 +201,7 @@ impl Sso {
             after: page.cursor(&filter)?,
             limit: limit + 1,
         };
-        let mut found = self.store.list_users(&query).await?;
+        let mut found = self.stores.users.list_users(&query).await?;
         let next_page_token = if found.users.len() > limit {
             found.users.truncate(limit);
             found
@@ -262,7 +272,19 @@ impl Sso {
         } else {
             EndSessions::None
         };
-        Ok(self.store.update_user(target, &patch, end).await?)
+        let update = UpdateUser {
+            id: target,
+            patch,
+            end_sessions: end,
+        };
+        Ok(self
+            .stores
+            .users
+            .update_user(Write {
+                now: self.clock.now(),
+                command: update,
+            })
+            .await?)
     }
 
     pub async fn delete_user(&self, caller: &Caller, id: UserId) -> ServiceResult<()> {
@@ -273,7 +295,15 @@ impl Sso {
                 "a super-user cannot delete itself",
             ));
         }
-        if !self.store.delete_user(id).await? {
+        let deleted = self
+            .stores
+            .users
+            .delete_user(Write {
+                now: self.clock.now(),
+                command: DeleteUser { id },
+            })
+            .await?;
+        if !deleted {
             return Err(ServiceError::UserNotFound);
         }
         tracing::info!(user_id = %id, "user deleted");

@@ -1,15 +1,18 @@
-//! Persistence. [`Store`] is shaped for a transactional SQL store: every operation that must
-//! be atomic is one call, expiry is decided by the `now` passed in (the injectable clock's
-//! time), and nothing asks the caller to read a row to decide whether to write it.
+//! Persistence, one trait per capability ([`StoreHealth`], [`UserStore`], [`SessionStore`],
+//! [`AttributeStore`]) summed into [`Store`]. They are shaped for a transactional SQL store:
+//! every operation that must be atomic is one call, expiry is decided by the `now` passed in
+//! (the injectable clock's time), and nothing asks the caller to read a row to decide whether
+//! to write it.
 
-use std::time::SystemTime;
+use std::{sync::Arc, time::SystemTime};
 
 use async_trait::async_trait;
 
 use crate::domain::{
-    EndSessions, NewAttribute, OpenSession, Owner, PurgeCounts, Session, SessionId,
-    SessionSelector, SessionWithUser, StoredAttribute, TokenHash, User, UserId, UserPage,
-    UserPatch, UserQuery, UserRecord,
+    DeleteAttributes, DeleteSession, DeleteSessions, DeleteUser, OpenSession, Owner, PurgeCounts,
+    PurgeExpired, RenewSession, Session, SessionId, SessionWithUser, SetAttributeExpiry,
+    SetAttributes, StoredAttribute, TokenHash, UpdateUser, User, UserId, UserPage, UserQuery,
+    UserRecord, Write,
 };
 
 pub mod memory;
@@ -47,10 +50,10 @@ pub struct PoolStatus {
     pub waiting: usize,
 }
 
-/// Sessions, users and attributes. `now` is always the caller's clock: rows whose expiry is at
-/// or before it are treated as absent by every read, count and limit, even before a sweep.
+/// Whether the store answers, and its connections: what health checks, metrics and shutdown
+/// need.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait StoreHealth: Send + Sync + 'static {
     /// Answers while the store is reachable; drives the health status.
     async fn ping(&self) -> StoreResult<()>;
 
@@ -61,29 +64,31 @@ pub trait Store: Send + Sync + 'static {
 
     /// Releases connections at shutdown; later calls fail as unavailable.
     fn close(&self) {}
+}
 
-    // Users.
+/// Users. Writes that reach into other tables (ending sessions, cascading deletes) are still
+/// one call here, so each stays one transaction.
+#[async_trait]
+pub trait UserStore: Send + Sync + 'static {
     /// Inserts a user; usernames are unique case-insensitively.
-    async fn create_user(&self, record: UserRecord) -> StoreResult<User>;
+    async fn create_user(&self, write: Write<UserRecord>) -> StoreResult<User>;
     async fn user_by_id(&self, id: UserId) -> StoreResult<Option<UserRecord>>;
     /// Case-insensitive.
     async fn user_by_username(&self, username: &str) -> StoreResult<Option<UserRecord>>;
     async fn list_users(&self, query: &UserQuery) -> StoreResult<UserPage>;
     /// Applies `patch` and ends the chosen sessions of the user in one transaction.
-    async fn update_user(
-        &self,
-        id: UserId,
-        patch: &UserPatch,
-        end_sessions: EndSessions,
-    ) -> StoreResult<User>;
+    async fn update_user(&self, write: Write<UpdateUser>) -> StoreResult<User>;
     /// Deletes the user with its sessions and all their attributes; false if absent.
-    async fn delete_user(&self, id: UserId) -> StoreResult<bool>;
+    async fn delete_user(&self, write: Write<DeleteUser>) -> StoreResult<bool>;
+}
 
-    // Sessions.
+/// Sessions, with the attributes they carry in and the logins they record.
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
     /// One transaction: insert the session and its attributes, end the replaced session and
     /// record the login. `SessionNotFound` if the replaced session is gone, `UserNotFound` if
     /// the user is, `UserChanged` if the login record's conditions no longer hold.
-    async fn open_session(&self, open: OpenSession, now: SystemTime) -> StoreResult<Session>;
+    async fn open_session(&self, write: Write<OpenSession>) -> StoreResult<Session>;
     /// The hot path: one indexed look-up of an unexpired session and its user.
     async fn session_by_token(
         &self,
@@ -96,12 +101,7 @@ pub trait Store: Send + Sync + 'static {
         now: SystemTime,
     ) -> StoreResult<Option<SessionWithUser>>;
     /// Sets an unexpired session's expiry and renewal time; `None` if it is gone.
-    async fn renew_session(
-        &self,
-        id: SessionId,
-        expires_at: SystemTime,
-        now: SystemTime,
-    ) -> StoreResult<Option<Session>>;
+    async fn renew_session(&self, write: Write<RenewSession>) -> StoreResult<Option<Session>>;
     /// A user's unexpired sessions ordered by id, after `after`, at most `limit`.
     async fn list_sessions(
         &self,
@@ -111,22 +111,22 @@ pub trait Store: Send + Sync + 'static {
         now: SystemTime,
     ) -> StoreResult<Vec<Session>>;
     /// Deletes a session and its attributes; false if absent or expired.
-    async fn delete_session(&self, id: SessionId, now: SystemTime) -> StoreResult<bool>;
+    async fn delete_session(&self, write: Write<DeleteSession>) -> StoreResult<bool>;
     /// Deletes every selected session (expired ones too); counts the unexpired ones.
-    async fn delete_sessions(&self, selector: SessionSelector, now: SystemTime)
-    -> StoreResult<u64>;
+    async fn delete_sessions(&self, write: Write<DeleteSessions>) -> StoreResult<u64>;
     /// Deletes expired sessions and attributes in batches of at most `batch` rows.
-    async fn purge_expired(&self, now: SystemTime, batch: usize) -> StoreResult<PurgeCounts>;
+    async fn purge_expired(&self, write: Write<PurgeExpired>) -> StoreResult<PurgeCounts>;
+}
 
-    // Attributes. The owner must exist (`SessionNotFound` / `UserNotFound` otherwise).
+/// Attributes of sessions and users. The owner must exist (`SessionNotFound` /
+/// `UserNotFound` otherwise).
+#[async_trait]
+pub trait AttributeStore: Send + Sync + 'static {
     /// Upserts all items in one atomic write, replacing expired rows too; refuses with
     /// `TooManyAttributes` if the owner would then hold more than `max_per_owner`.
     async fn set_attributes(
         &self,
-        owner: Owner,
-        items: Vec<NewAttribute>,
-        max_per_owner: usize,
-        now: SystemTime,
+        write: Write<SetAttributes>,
     ) -> StoreResult<Vec<StoredAttribute>>;
     /// Unexpired attributes by name (all when `names` is `None`), sorted by name.
     async fn get_attributes(
@@ -143,20 +143,42 @@ pub trait Store: Send + Sync + 'static {
         now: SystemTime,
     ) -> StoreResult<Vec<String>>;
     /// Deletes the named attributes; counts the unexpired ones among them.
-    async fn delete_attributes(
-        &self,
-        owner: Owner,
-        names: &[String],
-        now: SystemTime,
-    ) -> StoreResult<u64>;
+    async fn delete_attributes(&self, write: Write<DeleteAttributes>) -> StoreResult<u64>;
     /// Sets an unexpired attribute's expiry; `None` if it is absent.
     async fn set_attribute_expiry(
         &self,
-        owner: Owner,
-        name: &str,
-        expires_at: Option<SystemTime>,
-        now: SystemTime,
+        write: Write<SetAttributeExpiry>,
     ) -> StoreResult<Option<StoredAttribute>>;
+}
+
+/// A whole store: every capability. `now` is always the caller's clock: rows whose expiry is
+/// at or before it are treated as absent by every read, count and limit, even before a sweep.
+/// The coming `EventStore` (the audit log) joins this sum.
+pub trait Store: StoreHealth + UserStore + SessionStore + AttributeStore {}
+
+impl<T: StoreHealth + UserStore + SessionStore + AttributeStore + ?Sized> Store for T {}
+
+/// One handle per capability, all usually the same store: a decorator (a cache of sessions,
+/// say) replaces one handle and leaves the others untouched, so it implements one trait
+/// rather than forwarding every method of [`Store`].
+#[derive(Clone)]
+pub struct Stores {
+    pub health: Arc<dyn StoreHealth>,
+    pub users: Arc<dyn UserStore>,
+    pub sessions: Arc<dyn SessionStore>,
+    pub attributes: Arc<dyn AttributeStore>,
+}
+
+impl Stores {
+    /// Every capability from one store.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self {
+            health: store.clone(),
+            users: store.clone(),
+            sessions: store.clone(),
+            attributes: store,
+        }
+    }
 }
 
 /// An attribute is live until its expiry.

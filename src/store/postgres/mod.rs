@@ -1,4 +1,4 @@
-//! The PostgreSQL store: [`Store`] on tokio-postgres with a deadpool connection pool.
+//! The PostgreSQL store: [`super::Store`] on tokio-postgres with a deadpool connection pool.
 //!
 //! # Schema
 //!
@@ -45,29 +45,29 @@
 //! with `target_session_attrs=read-write` makes each new connection find the primary. TLS to
 //! PostgreSQL is not supported yet: connections use `NoTls`, so keep the database on a
 //! private network (or a mesh that encrypts it).
+//!
+//! # Layout
+//!
+//! One file per capability (`users.rs`, `sessions.rs`, `attributes.rs`), each beside its
+//! statements in [`sql`]; this one holds the pool, health and the query helpers.
 
-use std::{collections::HashMap, str::FromStr, time::Duration, time::SystemTime};
+use std::{str::FromStr, time::Duration};
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::{NoTls, Row, types::ToSql};
-use uuid::Uuid;
+use tokio_postgres::{NoTls, Row, Statement, types::ToSql};
 
-use super::{PoolStatus, Store, StoreError, StoreResult};
-use crate::domain::{
-    EndSessions, NewAttribute, OpenSession, Owner, PurgeCounts, Session, SessionId,
-    SessionSelector, SessionWithUser, StoredAttribute, TokenHash, User, UserId, UserPage,
-    UserPatch, UserQuery, UserRecord,
-};
+use super::{PoolStatus, StoreError, StoreHealth, StoreResult};
 
+mod attributes;
 mod error;
 mod migrations;
 mod rows;
-mod sql;
+mod sessions;
+pub mod sql;
+mod users;
 
 use error::{from_pg, from_pool};
-use rows::{AttributeArrays, to_i64, to_u64};
-use sql::AttributeSql;
 
 /// Pool size and the bounds on every wait for a connection.
 #[derive(Clone, Copy, Debug)]
@@ -147,15 +147,33 @@ impl PostgresStore {
         self.pool.get().await.map_err(from_pool)
     }
 
-    /// Prepares (once per connection) and runs one statement outside a transaction.
+    /// A pooled connection with `sql` prepared on it (once per connection).
+    async fn prepared(&self, sql: &'static str) -> StoreResult<(Object, Statement)> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await.map_err(from_pg)?;
+        Ok((client, statement))
+    }
+
+    // Each runs one statement outside a transaction.
+
     async fn query_opt(
         &self,
         sql: &'static str,
         params: &[&(dyn ToSql + Sync)],
     ) -> StoreResult<Option<Row>> {
-        let client = self.client().await?;
-        let statement = client.prepare_cached(sql).await.map_err(from_pg)?;
+        let (client, statement) = self.prepared(sql).await?;
         client.query_opt(&statement, params).await.map_err(from_pg)
+    }
+
+    /// One row decoded, if the statement returned one.
+    async fn query_opt_decoded<T>(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+        decode: impl Fn(&Row) -> StoreResult<T>,
+    ) -> StoreResult<Option<T>> {
+        let row = self.query_opt(sql, params).await?;
+        row.map(|row| decode(&row)).transpose()
     }
 
     async fn query_one(
@@ -163,8 +181,7 @@ impl PostgresStore {
         sql: &'static str,
         params: &[&(dyn ToSql + Sync)],
     ) -> StoreResult<Row> {
-        let client = self.client().await?;
-        let statement = client.prepare_cached(sql).await.map_err(from_pg)?;
+        let (client, statement) = self.prepared(sql).await?;
         client.query_one(&statement, params).await.map_err(from_pg)
     }
 
@@ -173,43 +190,18 @@ impl PostgresStore {
         sql: &'static str,
         params: &[&(dyn ToSql + Sync)],
     ) -> StoreResult<Vec<Row>> {
-        let client = self.client().await?;
-        let statement = client.prepare_cached(sql).await.map_err(from_pg)?;
+        let (client, statement) = self.prepared(sql).await?;
         client.query(&statement, params).await.map_err(from_pg)
     }
 
     async fn execute(&self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<u64> {
-        let client = self.client().await?;
-        let statement = client.prepare_cached(sql).await.map_err(from_pg)?;
+        let (client, statement) = self.prepared(sql).await?;
         client.execute(&statement, params).await.map_err(from_pg)
-    }
-
-    /// Runs an owner's attribute query: `all_sql` (`$1` owner, `$2` now) when `names` is
-    /// `None`, else `named_sql` (with `$3` the names).
-    async fn owner_rows(
-        &self,
-        all_sql: &'static str,
-        named_sql: &'static str,
-        owner_id: Uuid,
-        names: Option<&[String]>,
-        now: SystemTime,
-    ) -> StoreResult<Vec<Row>> {
-        match names {
-            None => self.query(all_sql, &[&owner_id, &now]).await,
-            Some(names) => self.query(named_sql, &[&owner_id, &now, &names]).await,
-        }
-    }
-}
-
-fn attribute_sql(owner: Owner) -> (&'static AttributeSql, Uuid) {
-    match owner {
-        Owner::Session(id) => (&sql::SESSION_ATTRIBUTES, id.0),
-        Owner::User(id) => (&sql::USER_ATTRIBUTES, id.0),
     }
 }
 
 #[async_trait]
-impl Store for PostgresStore {
+impl StoreHealth for PostgresStore {
     async fn ping(&self) -> StoreResult<()> {
         self.query_one(sql::PING, &[]).await.map(drop)
     }
@@ -229,490 +221,11 @@ impl Store for PostgresStore {
             waiting: status.waiting,
         })
     }
-
-    async fn create_user(&self, record: UserRecord) -> StoreResult<User> {
-        let user = &record.user;
-        let row = self
-            .query_one(
-                sql::CREATE_USER,
-                &[
-                    &user.id.0,
-                    &user.username,
-                    &user.profile.email,
-                    &user.profile.display_name,
-                    &user.profile.first_name,
-                    &user.profile.middle_name,
-                    &user.profile.last_name,
-                    &user.is_super_user,
-                    &user.is_locked,
-                    &user.approval_status.as_str(),
-                    &record.password_hash,
-                    &user.password_must_change,
-                    &user.password_expiry,
-                    &user.created_at,
-                    &user.last_login_at,
-                ],
-            )
-            .await?;
-        rows::user(&row, 0)
-    }
-
-    async fn user_by_id(&self, id: UserId) -> StoreResult<Option<UserRecord>> {
-        let row = self.query_opt(sql::USER_BY_ID, &[&id.0]).await?;
-        row.map(|row| rows::user_record(&row, 0)).transpose()
-    }
-
-    async fn user_by_username(&self, username: &str) -> StoreResult<Option<UserRecord>> {
-        let row = self.query_opt(sql::USER_BY_USERNAME, &[&username]).await?;
-        row.map(|row| rows::user_record(&row, 0)).transpose()
-    }
-
-    async fn list_users(&self, query: &UserQuery) -> StoreResult<UserPage> {
-        let pattern = like_prefix(&query.username_prefix);
-        let status = query.approval_status.map(|status| status.as_str());
-        let rows = self
-            .query(
-                sql::LIST_USERS,
-                &[&pattern, &status, &query.after, &to_i64(query.limit)],
-            )
-            .await?;
-        let mut total_size = 0;
-        let mut users = Vec::with_capacity(rows.len());
-        for row in &rows {
-            total_size = to_u64(row.try_get(0).map_err(from_pg)?);
-            let id: Option<Uuid> = row.try_get(1).map_err(from_pg)?;
-            if id.is_some() {
-                users.push(rows::user(row, 1)?);
-            }
-        }
-        Ok(UserPage { users, total_size })
-    }
-
-    async fn update_user(
-        &self,
-        id: UserId,
-        patch: &UserPatch,
-        end_sessions: EndSessions,
-    ) -> StoreResult<User> {
-        let mut client = self.client().await?;
-        let transaction = client.transaction().await.map_err(from_pg)?;
-        let statement = transaction
-            .prepare_cached(sql::UPDATE_USER)
-            .await
-            .map_err(from_pg)?;
-        let row = transaction
-            .query_opt(
-                &statement,
-                &[
-                    &id.0,
-                    &patch.email,
-                    &patch.display_name,
-                    &patch.first_name,
-                    &patch.middle_name,
-                    &patch.last_name,
-                    &patch.is_super_user,
-                    &patch.is_locked,
-                    &patch.approval_status.map(|status| status.as_str()),
-                    &patch.password_hash,
-                    &patch.password_must_change,
-                    &patch.password_expiry.is_some(),
-                    &patch.password_expiry.flatten(),
-                ],
-            )
-            .await
-            .map_err(from_pg)?;
-        let keep = match end_sessions {
-            EndSessions::None => None,
-            EndSessions::All => Some(None),
-            EndSessions::AllBut(keep) => Some(Some(keep.0)),
-        };
-        if let (Some(keep), Some(_)) = (keep, &row) {
-            let statement = transaction
-                .prepare_cached(sql::END_USER_SESSIONS)
-                .await
-                .map_err(from_pg)?;
-            transaction
-                .execute(&statement, &[&id.0, &keep])
-                .await
-                .map_err(from_pg)?;
-        }
-        transaction.commit().await.map_err(from_pg)?;
-        match row {
-            Some(row) => rows::user(&row, 0),
-            None => Err(StoreError::UserNotFound),
-        }
-    }
-
-    async fn delete_user(&self, id: UserId) -> StoreResult<bool> {
-        let deleted = self.execute(sql::DELETE_USER, &[&id.0]).await?;
-        Ok(deleted > 0)
-    }
-
-    async fn open_session(&self, open: OpenSession, now: SystemTime) -> StoreResult<Session> {
-        let mut client = self.client().await?;
-        let transaction = client.transaction().await.map_err(from_pg)?;
-        let new = &open.new.session;
-        let user_id = new.user_id.map(|id| id.0);
-        // The user row first, as `update_user` does, so the two lock in the same order.
-        if let (Some(login), Some(user_id)) = (&open.login, user_id) {
-            let statement = transaction
-                .prepare_cached(sql::RECORD_LOGIN)
-                .await
-                .map_err(from_pg)?;
-            let change = login.new_password.as_ref();
-            let updated = transaction
-                .execute(
-                    &statement,
-                    &[
-                        &user_id,
-                        &new.created_at,
-                        &change.map(|change| change.password_hash.as_str()),
-                        &change.map(|change| change.password_must_change),
-                        &change.and_then(|change| change.password_expiry),
-                        &login.verified_hash,
-                    ],
-                )
-                .await
-                .map_err(from_pg)?;
-            if updated == 0 {
-                // Only on this failure path: say whether the user is gone or just changed.
-                let exists = transaction
-                    .query_opt(sql::USER_EXISTS, &[&user_id])
-                    .await
-                    .map_err(from_pg)?
-                    .is_some();
-                return Err(if exists {
-                    StoreError::UserChanged
-                } else {
-                    StoreError::UserNotFound
-                });
-            }
-        }
-        let statement = transaction
-            .prepare_cached(sql::INSERT_SESSION)
-            .await
-            .map_err(from_pg)?;
-        let arrays = AttributeArrays::new(&open.attributes);
-        let row = transaction
-            .query_one(
-                &statement,
-                &[
-                    &new.id.0,
-                    &open.new.token_hash.0.as_slice(),
-                    &user_id,
-                    &new.current_app,
-                    &new.remote_addr,
-                    &new.user_agent,
-                    &new.created_at,
-                    &new.expires_at,
-                    &new.last_renewed_at,
-                    &now,
-                    &arrays.names,
-                    &arrays.values,
-                    &arrays.key_ids,
-                    &arrays.expires_at,
-                ],
-            )
-            .await
-            .map_err(from_pg)?;
-        let session = rows::session(&row, 0)?;
-        if let Some(replaced) = open.replaces {
-            let statement = transaction
-                .prepare_cached(sql::END_REPLACED_SESSION)
-                .await
-                .map_err(from_pg)?;
-            let ended = transaction
-                .execute(&statement, &[&replaced.0, &now])
-                .await
-                .map_err(from_pg)?;
-            if ended == 0 {
-                return Err(StoreError::SessionNotFound);
-            }
-        }
-        transaction.commit().await.map_err(from_pg)?;
-        Ok(session)
-    }
-
-    async fn session_by_token(
-        &self,
-        hash: &TokenHash,
-        now: SystemTime,
-    ) -> StoreResult<Option<SessionWithUser>> {
-        let row = self
-            .query_opt(sql::SESSION_BY_TOKEN, &[&hash.0.as_slice(), &now])
-            .await?;
-        row.map(|row| rows::session_with_user(&row)).transpose()
-    }
-
-    async fn session_by_id(
-        &self,
-        id: SessionId,
-        now: SystemTime,
-    ) -> StoreResult<Option<SessionWithUser>> {
-        let row = self.query_opt(sql::SESSION_BY_ID, &[&id.0, &now]).await?;
-        row.map(|row| rows::session_with_user(&row)).transpose()
-    }
-
-    async fn renew_session(
-        &self,
-        id: SessionId,
-        expires_at: SystemTime,
-        now: SystemTime,
-    ) -> StoreResult<Option<Session>> {
-        let row = self
-            .query_opt(sql::RENEW_SESSION, &[&id.0, &expires_at, &now])
-            .await?;
-        row.map(|row| rows::session(&row, 0)).transpose()
-    }
-
-    async fn list_sessions(
-        &self,
-        user: UserId,
-        after: Option<SessionId>,
-        limit: usize,
-        now: SystemTime,
-    ) -> StoreResult<Vec<Session>> {
-        let limit = to_i64(limit);
-        let rows = match after {
-            None => {
-                self.query(sql::LIST_SESSIONS, &[&user.0, &now, &limit])
-                    .await?
-            }
-            Some(after) => {
-                self.query(sql::LIST_SESSIONS_AFTER, &[&user.0, &now, &limit, &after.0])
-                    .await?
-            }
-        };
-        rows.iter().map(|row| rows::session(row, 0)).collect()
-    }
-
-    async fn delete_session(&self, id: SessionId, now: SystemTime) -> StoreResult<bool> {
-        let row = self.query_opt(sql::DELETE_SESSION, &[&id.0, &now]).await?;
-        match row {
-            Some(row) => row.try_get(0).map_err(from_pg),
-            None => Ok(false),
-        }
-    }
-
-    async fn delete_sessions(
-        &self,
-        selector: SessionSelector,
-        now: SystemTime,
-    ) -> StoreResult<u64> {
-        let row = match selector {
-            SessionSelector::User(user) => {
-                self.query_one(sql::DELETE_USER_SESSIONS, &[&now, &user.0])
-                    .await?
-            }
-            SessionSelector::Guests => self.query_one(sql::DELETE_GUEST_SESSIONS, &[&now]).await?,
-            SessionSelector::All => self.query_one(sql::DELETE_ALL_SESSIONS, &[&now]).await?,
-        };
-        Ok(to_u64(row.try_get(0).map_err(from_pg)?))
-    }
-
-    async fn purge_expired(&self, now: SystemTime, batch: usize) -> StoreResult<PurgeCounts> {
-        let client = self.client().await?;
-        // Each batch is its own statement, so locks are held for one batch at a time.
-        let batch = to_i64(batch.max(1));
-        let mut counts = PurgeCounts::default();
-        for table in [&sql::SESSION_ATTRIBUTES, &sql::USER_ATTRIBUTES] {
-            let statement = client.prepare_cached(table.purge).await.map_err(from_pg)?;
-            loop {
-                let deleted = client
-                    .execute(&statement, &[&now, &batch])
-                    .await
-                    .map_err(from_pg)?;
-                counts.attributes += deleted;
-                if i64::try_from(deleted).unwrap_or(i64::MAX) < batch {
-                    break;
-                }
-            }
-        }
-        let statement = client
-            .prepare_cached(sql::PURGE_SESSIONS)
-            .await
-            .map_err(from_pg)?;
-        loop {
-            let row = client
-                .query_one(&statement, &[&now, &batch])
-                .await
-                .map_err(from_pg)?;
-            let sessions: i64 = row.try_get(0).map_err(from_pg)?;
-            let attributes: i64 = row.try_get(1).map_err(from_pg)?;
-            counts.sessions += to_u64(sessions);
-            counts.attributes += to_u64(attributes);
-            if sessions < batch {
-                break;
-            }
-        }
-        if counts != PurgeCounts::default() {
-            tracing::debug!(
-                sessions = counts.sessions,
-                attributes = counts.attributes,
-                "purged expired rows"
-            );
-        }
-        Ok(counts)
-    }
-
-    async fn set_attributes(
-        &self,
-        owner: Owner,
-        items: Vec<NewAttribute>,
-        max_per_owner: usize,
-        now: SystemTime,
-    ) -> StoreResult<Vec<StoredAttribute>> {
-        let (table, owner_id) = attribute_sql(owner);
-        let mut client = self.client().await?;
-        let transaction = client.transaction().await.map_err(from_pg)?;
-        let lock = transaction
-            .prepare_cached(table.lock_owner)
-            .await
-            .map_err(from_pg)?;
-        let locked = match owner {
-            Owner::Session(_) => transaction.query_opt(&lock, &[&owner_id, &now]).await,
-            Owner::User(_) => transaction.query_opt(&lock, &[&owner_id]).await,
-        }
-        .map_err(from_pg)?;
-        if locked.is_none() {
-            return Err(match owner {
-                Owner::Session(_) => StoreError::SessionNotFound,
-                Owner::User(_) => StoreError::UserNotFound,
-            });
-        }
-        let upsert = transaction
-            .prepare_cached(table.upsert)
-            .await
-            .map_err(from_pg)?;
-        let arrays = AttributeArrays::new(&items);
-        let rows = transaction
-            .query(
-                &upsert,
-                &[
-                    &owner_id,
-                    &now,
-                    &arrays.names,
-                    &arrays.values,
-                    &arrays.key_ids,
-                    &arrays.expires_at,
-                ],
-            )
-            .await
-            .map_err(from_pg)?;
-        let others = match rows.first() {
-            Some(row) => to_u64(row.try_get(0).map_err(from_pg)?),
-            None => 0,
-        };
-        // Counted like the memory store: every item, plus the live rows it does not replace.
-        let count = usize::try_from(others)
-            .unwrap_or(usize::MAX)
-            .saturating_add(items.len());
-        if count > max_per_owner {
-            transaction.rollback().await.map_err(from_pg)?;
-            return Err(StoreError::TooManyAttributes {
-                count,
-                limit: max_per_owner,
-            });
-        }
-        let mut written = HashMap::with_capacity(rows.len());
-        for row in &rows {
-            if let Some(attribute) = rows::attribute(row, 1)? {
-                written.insert(attribute.name.clone(), attribute);
-            }
-        }
-        transaction.commit().await.map_err(from_pg)?;
-        // In the order given, one per item, like the memory store.
-        items
-            .iter()
-            .map(|item| {
-                written.get(&item.name).cloned().ok_or_else(|| {
-                    StoreError::Internal("upsert returned fewer rows than written".into())
-                })
-            })
-            .collect()
-    }
-
-    async fn get_attributes(
-        &self,
-        owner: Owner,
-        names: Option<&[String]>,
-        now: SystemTime,
-    ) -> StoreResult<Vec<StoredAttribute>> {
-        let (table, owner_id) = attribute_sql(owner);
-        let rows = self
-            .owner_rows(table.select_all, table.select_named, owner_id, names, now)
-            .await?;
-        rows::attributes(&rows)
-    }
-
-    async fn attribute_names(
-        &self,
-        owner: Owner,
-        names: Option<&[String]>,
-        now: SystemTime,
-    ) -> StoreResult<Vec<String>> {
-        let (table, owner_id) = attribute_sql(owner);
-        let rows = self
-            .owner_rows(table.names_all, table.names_named, owner_id, names, now)
-            .await?;
-        rows.iter()
-            .map(|row| row.try_get(0).map_err(from_pg))
-            .collect()
-    }
-
-    async fn delete_attributes(
-        &self,
-        owner: Owner,
-        names: &[String],
-        now: SystemTime,
-    ) -> StoreResult<u64> {
-        let (table, owner_id) = attribute_sql(owner);
-        let row = self
-            .query_one(table.delete, &[&owner_id, &names, &now])
-            .await?;
-        Ok(to_u64(row.try_get(0).map_err(from_pg)?))
-    }
-
-    async fn set_attribute_expiry(
-        &self,
-        owner: Owner,
-        name: &str,
-        expires_at: Option<SystemTime>,
-        now: SystemTime,
-    ) -> StoreResult<Option<StoredAttribute>> {
-        let (table, owner_id) = attribute_sql(owner);
-        let row = self
-            .query_opt(table.set_expiry, &[&owner_id, &name, &expires_at, &now])
-            .await?;
-        match row {
-            Some(row) => rows::attribute(&row, 0),
-            None => Ok(None),
-        }
-    }
-}
-
-/// A LIKE pattern matching names that start with `prefix`, taken literally.
-fn like_prefix(prefix: &str) -> String {
-    let mut pattern = String::with_capacity(prefix.len() + 1);
-    for character in prefix.chars() {
-        if matches!(character, '\\' | '%' | '_') {
-            pattern.push('\\');
-        }
-        pattern.push(character);
-    }
-    pattern.push('%');
-    pattern
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn like_prefix_escapes_wildcards() {
-        assert_eq!(like_prefix(""), "%");
-        assert_eq!(like_prefix("a_b%c\\"), "a\\_b\\%c\\\\%");
-    }
 
     #[test]
     fn a_bad_url_is_refused_without_echoing_it() {

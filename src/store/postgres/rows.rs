@@ -1,12 +1,13 @@
-//! Rows → domain types. Columns are read by position, in the order of the column lists in
-//! [`super::sql`]; a row may hold several entities side by side (a session, then its user).
+//! Rows → domain types. Columns are read by position, in the order of each decoder's
+//! [`sql::Columns`] in [`super::sql`]; a row may hold several entities side by side (a session,
+//! then its user), the next starting at the previous one's [`sql::Columns::width`].
 
 use std::{collections::HashSet, time::SystemTime};
 
 use tokio_postgres::{Row, types::FromSql};
 use uuid::Uuid;
 
-use super::error::from_pg;
+use super::{error::from_pg, sql};
 use crate::{
     domain::{
         ApprovalStatus, NewAttribute, Profile, Session, SessionId, SessionWithUser,
@@ -15,15 +16,11 @@ use crate::{
     store::{StoreError, StoreResult},
 };
 
-/// Columns of `sql::user_columns!()`.
-pub(super) const USER_WIDTH: usize = 14;
-/// Columns of `sql::session_columns!()`.
-pub(super) const SESSION_WIDTH: usize = 8;
-
 fn get<'a, T: FromSql<'a>>(row: &'a Row, index: usize) -> StoreResult<T> {
     row.try_get(index).map_err(from_pg)
 }
 
+/// [`sql::USER`] from `at`.
 pub(super) fn user(row: &Row, at: usize) -> StoreResult<User> {
     let status: &str = get(row, at + 9)?;
     let approval_status = ApprovalStatus::parse(status)
@@ -48,14 +45,15 @@ pub(super) fn user(row: &Row, at: usize) -> StoreResult<User> {
     })
 }
 
-/// A user followed by its password hash.
+/// [`sql::USER`] then [`sql::PASSWORD_HASH`], from `at`.
 pub(super) fn user_record(row: &Row, at: usize) -> StoreResult<UserRecord> {
     Ok(UserRecord {
         user: user(row, at)?,
-        password_hash: get(row, at + USER_WIDTH)?,
+        password_hash: get(row, at + sql::USER.width())?,
     })
 }
 
+/// [`sql::SESSION`] from `at`.
 pub(super) fn session(row: &Row, at: usize) -> StoreResult<Session> {
     let user_id: Option<Uuid> = get(row, at + 1)?;
     Ok(Session {
@@ -70,18 +68,18 @@ pub(super) fn session(row: &Row, at: usize) -> StoreResult<Session> {
     })
 }
 
-/// A session, then the columns of its user from a LEFT JOIN (all null for a guest).
+/// [`sql::SESSION`], then [`sql::USER`] from a LEFT JOIN (all null for a guest).
 pub(super) fn session_with_user(row: &Row) -> StoreResult<SessionWithUser> {
     let session = session(row, 0)?;
-    let user_id: Option<Uuid> = get(row, SESSION_WIDTH)?;
+    let user_id: Option<Uuid> = get(row, sql::SESSION.width())?;
     let user = match user_id {
-        Some(_) => Some(user(row, SESSION_WIDTH)?),
+        Some(_) => Some(user(row, sql::SESSION.width())?),
         None => None,
     };
     Ok(SessionWithUser { session, user })
 }
 
-/// Columns of `sql::attribute_columns!()` from `at`; `None` when the name is null (the empty
+/// [`sql::ATTRIBUTE`] from `at`; `None` when the name is null (the empty
 /// side of an outer join).
 pub(super) fn attribute(row: &Row, at: usize) -> StoreResult<Option<StoredAttribute>> {
     let Some(name) = get::<Option<String>>(row, at)? else {

@@ -1,20 +1,21 @@
 //! What only the PostgreSQL store has: concurrent writers from many connections, the stored
-//! form of tokens, migrations, reconnecting, and errors of an unreachable or busy database.
+//! form of tokens, migrations, the statements against the schema, reconnecting, and errors of
+//! an unreachable or busy database.
 //! Rows are checked with direct SQL on the same database.
 
 use std::{sync::Arc, time::Duration};
 
 use sha2::{Digest, Sha256};
 use ssod::{
-    domain::{Owner, SessionSelector, StoredValue},
+    domain::{DeleteSessions, Owner, PurgeExpired, SessionSelector, SetAttributes, StoredValue},
     store::{
-        Store, StoreError,
-        postgres::{PgSettings, PostgresStore},
+        AttributeStore, SessionStore, Store, StoreError, StoreHealth, UserStore,
+        postgres::{PgSettings, PostgresStore, sql::STATEMENTS},
     },
 };
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{Client, NoTls, types::Type};
 
-use super::{NEVER, at, create_user, new_session, open, plain, plain_open, user_record};
+use super::{NEVER, at, create_user, new_session, open, plain, plain_open, user_record, write};
 
 /// A migrated store on a fresh database, and the database's URL.
 async fn database() -> (Arc<PostgresStore>, String) {
@@ -46,12 +47,14 @@ async fn concurrent_upserts_of_one_name_leave_one_row() {
             tokio::spawn(async move {
                 start.wait().await;
                 store
-                    .set_attributes(
-                        owner,
-                        vec![plain("same", &index.to_string(), None)],
-                        1000,
+                    .set_attributes(write(
                         at(1),
-                    )
+                        SetAttributes {
+                            owner,
+                            items: vec![plain("same", &index.to_string(), None)],
+                            max_per_owner: 1000,
+                        },
+                    ))
                     .await
             })
         })
@@ -107,7 +110,14 @@ async fn concurrent_writers_never_exceed_the_limit() {
             .map(|index| plain(&format!("old{index}"), "0", None))
             .collect();
         store
-            .set_attributes(owner, existing, LIMIT, at(0))
+            .set_attributes(write(
+                at(0),
+                SetAttributes {
+                    owner,
+                    items: existing,
+                    max_per_owner: LIMIT,
+                },
+            ))
             .await
             .expect("seeded");
         let start = Arc::new(tokio::sync::Barrier::new(WRITERS));
@@ -121,7 +131,16 @@ async fn concurrent_writers_never_exceed_the_limit() {
                 ];
                 tokio::spawn(async move {
                     start.wait().await;
-                    store.set_attributes(owner, items, LIMIT, at(1)).await
+                    store
+                        .set_attributes(write(
+                            at(1),
+                            SetAttributes {
+                                owner,
+                                items,
+                                max_per_owner: LIMIT,
+                            },
+                        ))
+                        .await
                 })
             })
             .collect();
@@ -174,7 +193,14 @@ async fn warm_up(store: &Arc<PostgresStore>, dyn_store: &Arc<dyn Store>, connect
                     .map(|index| plain(&format!("w{index}"), "0", None))
                     .collect();
                 store
-                    .set_attributes(Owner::Session(id), items, 1000, at(0))
+                    .set_attributes(write(
+                        at(0),
+                        SetAttributes {
+                            owner: Owner::Session(id),
+                            items,
+                            max_per_owner: 1000,
+                        },
+                    ))
                     .await
             })
         })
@@ -190,13 +216,13 @@ async fn tokens_are_stored_only_as_their_sha256() {
     let (new, ust) = new_session(None, 0, NEVER);
     let id = new.session.id;
     store
-        .open_session(
+        .open_session(write(
+            at(0),
             ssod::domain::OpenSession {
                 attributes: vec![plain("a", "1", None)],
                 ..plain_open(new)
             },
-            at(0),
-        )
+        ))
         .await
         .expect("opened");
     let client = sql(&url).await;
@@ -228,6 +254,51 @@ async fn tokens_are_stored_only_as_their_sha256() {
             .get(0);
         assert_eq!(found, 0, "{table}");
     }
+}
+
+/// Every statement of the store prepares against the migrated schema (so it parses and names
+/// real tables and columns), and each one whose rows a decoder reads by position returns
+/// exactly that decoder's columns, in order, with the types it reads them as.
+#[tokio::test]
+async fn every_statement_prepares_and_returns_its_decoders_columns() {
+    let (_store, url) = database().await;
+    let client = sql(&url).await;
+    let mut checked = 0;
+    for statement in STATEMENTS {
+        let prepared = client
+            .prepare(statement.sql)
+            .await
+            .unwrap_or_else(|error| panic!("{}: {error}", statement.name));
+        if statement.returns.is_empty() {
+            continue;
+        }
+        let expected: Vec<(&str, &Type)> = statement
+            .returns
+            .iter()
+            .flat_map(|columns| {
+                // `u.id` comes back as `id`.
+                let names = columns.list.split(',').map(|column| {
+                    let column = column.trim();
+                    column.rsplit('.').next().unwrap_or(column)
+                });
+                assert_eq!(
+                    names.clone().count(),
+                    columns.types.len(),
+                    "{}: a column list and its types differ in length",
+                    statement.name
+                );
+                names.zip(columns.types)
+            })
+            .collect();
+        let returned: Vec<(&str, &Type)> = prepared
+            .columns()
+            .iter()
+            .map(|column| (column.name(), column.type_()))
+            .collect();
+        assert_eq!(returned, expected, "{}", statement.name);
+        checked += 1;
+    }
+    assert!(checked > 0, "no statement feeds a decoder");
 }
 
 #[tokio::test]
@@ -311,12 +382,14 @@ async fn data_survives_reconnecting() {
     let user = create_user(&dyn_store, "durable").await;
     let (session, hash) = open(&dyn_store, Some(user.id), 0, NEVER).await;
     store
-        .set_attributes(
-            Owner::User(user.id),
-            vec![plain("kept", "\"yes\"", None)],
-            10,
+        .set_attributes(write(
             at(0),
-        )
+            SetAttributes {
+                owner: Owner::User(user.id),
+                items: vec![plain("kept", "\"yes\"", None)],
+                max_per_owner: 10,
+            },
+        ))
         .await
         .expect("set");
     store.close();
@@ -352,7 +425,9 @@ async fn concurrent_registrations_of_one_name_admit_one() {
         .into_iter()
         .map(|spelling| {
             let store = Arc::clone(&store);
-            tokio::spawn(async move { store.create_user(user_record(spelling)).await })
+            tokio::spawn(
+                async move { store.create_user(write(at(0), user_record(spelling))).await },
+            )
         })
         .collect();
     let mut created = 0;
@@ -373,19 +448,25 @@ async fn concurrent_sweeps_share_the_work() {
     for _ in 0..40 {
         let (session, _) = open(&dyn_store, None, 0, 10).await;
         store
-            .set_attributes(
-                Owner::Session(session.id),
-                vec![plain("a", "1", None), plain("b", "1", Some(5))],
-                10,
+            .set_attributes(write(
                 at(0),
-            )
+                SetAttributes {
+                    owner: Owner::Session(session.id),
+                    items: vec![plain("a", "1", None), plain("b", "1", Some(5))],
+                    max_per_owner: 10,
+                },
+            ))
             .await
             .expect("set");
     }
     let sweepers: Vec<_> = (0..3)
         .map(|_| {
             let store = Arc::clone(&store);
-            tokio::spawn(async move { store.purge_expired(at(20), 3).await })
+            tokio::spawn(async move {
+                store
+                    .purge_expired(write(at(20), PurgeExpired { batch: 3 }))
+                    .await
+            })
         })
         .collect();
     let (mut sessions, mut attributes) = (0, 0);
@@ -401,7 +482,12 @@ async fn concurrent_sweeps_share_the_work() {
     );
     assert_eq!(
         store
-            .delete_sessions(SessionSelector::All, at(0))
+            .delete_sessions(write(
+                at(0),
+                DeleteSessions {
+                    selector: SessionSelector::All
+                }
+            ))
             .await
             .expect("deleted"),
         0
@@ -457,12 +543,14 @@ async fn a_busy_pool_times_out_as_unavailable() {
         let store = Arc::clone(&store);
         tokio::spawn(async move {
             store
-                .set_attributes(
-                    Owner::Session(session.id),
-                    vec![plain("a", "1", None)],
-                    10,
+                .set_attributes(write(
                     at(1),
-                )
+                    SetAttributes {
+                        owner: Owner::Session(session.id),
+                        items: vec![plain("a", "1", None)],
+                        max_per_owner: 10,
+                    },
+                ))
                 .await
         })
     };
@@ -535,7 +623,14 @@ async fn a_multi_host_url_finds_the_writable_server() {
         .expect("found");
     assert_eq!(found.user, user);
     failover
-        .set_attributes(Owner::User(user.id), vec![plain("w", "1", None)], 10, at(0))
+        .set_attributes(write(
+            at(0),
+            SetAttributes {
+                owner: Owner::User(user.id),
+                items: vec![plain("w", "1", None)],
+                max_per_owner: 10,
+            },
+        ))
         .await
         .expect("writes go through");
 }

@@ -1,0 +1,91 @@
+//! Store writes: every write is one command in one [`Write`] envelope. Reads take plain
+//! arguments.
+
+use std::time::SystemTime;
+
+use super::{
+    EndSessions, LoginRecord, NewAttribute, NewSession, Owner, SessionId, SessionSelector, UserId,
+    UserPatch,
+};
+
+/// One write: a command and the time it happens (the injectable clock's; expiry is decided by
+/// it). The audit outbox will add the events the write records here, so that each store
+/// inserts them in the write's own transaction instead of a second, non-atomic call.
+#[derive(Clone, Debug)]
+pub struct Write<C> {
+    pub now: SystemTime,
+    pub command: C,
+}
+
+/// Patches a user and ends the chosen sessions of it, in one transaction.
+#[derive(Clone, Debug)]
+pub struct UpdateUser {
+    pub id: UserId,
+    pub patch: UserPatch,
+    pub end_sessions: EndSessions,
+}
+
+/// Deletes a user with its sessions and all their attributes.
+#[derive(Clone, Copy, Debug)]
+pub struct DeleteUser {
+    pub id: UserId,
+}
+
+/// Opening a session in one transaction: insert it, give it attributes, end the session it
+/// replaces (guest rotation on login, the reverse on logout) and record a login.
+#[derive(Clone, Debug)]
+pub struct OpenSession {
+    pub new: NewSession,
+    pub attributes: Vec<NewAttribute>,
+    pub replaces: Option<SessionId>,
+    /// Set `last_login_at` of the session's user and, when given, its new password.
+    pub login: Option<LoginRecord>,
+}
+
+/// Moves a live session's expiry; its renewal time becomes the write's `now`.
+#[derive(Clone, Copy, Debug)]
+pub struct RenewSession {
+    pub id: SessionId,
+    pub expires_at: SystemTime,
+}
+
+/// Deletes one session and its attributes.
+#[derive(Clone, Copy, Debug)]
+pub struct DeleteSession {
+    pub id: SessionId,
+}
+
+/// Deletes every selected session, expired or not.
+#[derive(Clone, Copy, Debug)]
+pub struct DeleteSessions {
+    pub selector: SessionSelector,
+}
+
+/// Deletes what expired at the write's `now`, at most `batch` rows per statement.
+#[derive(Clone, Copy, Debug)]
+pub struct PurgeExpired {
+    pub batch: usize,
+}
+
+/// Upserts an owner's attributes, all or none, within `max_per_owner` live ones.
+#[derive(Clone, Debug)]
+pub struct SetAttributes {
+    pub owner: Owner,
+    pub items: Vec<NewAttribute>,
+    pub max_per_owner: usize,
+}
+
+/// Deletes an owner's attributes by name.
+#[derive(Clone, Debug)]
+pub struct DeleteAttributes {
+    pub owner: Owner,
+    pub names: Vec<String>,
+}
+
+/// Sets a live attribute's expiry (`None`: never).
+#[derive(Clone, Debug)]
+pub struct SetAttributeExpiry {
+    pub owner: Owner,
+    pub name: String,
+    pub expires_at: Option<SystemTime>,
+}

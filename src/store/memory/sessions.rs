@@ -1,0 +1,197 @@
+//! Sessions in memory.
+
+use std::{collections::BTreeMap, time::SystemTime};
+
+use async_trait::async_trait;
+
+use super::{MemoryStore, State, StoredSession};
+use crate::{
+    domain::{
+        ApprovalStatus, DeleteSession, DeleteSessions, OpenSession, Owner, PurgeCounts,
+        PurgeExpired, RenewSession, Session, SessionId, SessionSelector, SessionWithUser,
+        TokenHash, UserId, Write,
+    },
+    store::{SessionStore, StoreError, StoreResult, is_live},
+};
+
+impl State {
+    fn with_user(&self, session: &Session) -> SessionWithUser {
+        SessionWithUser {
+            session: session.clone(),
+            user: session
+                .user_id
+                .and_then(|id| self.users.get(&id))
+                .map(|record| record.user.clone()),
+        }
+    }
+}
+
+#[async_trait]
+impl SessionStore for MemoryStore {
+    async fn open_session(&self, write: Write<OpenSession>) -> StoreResult<Session> {
+        let Write { now, command: open } = write;
+        let mut state = self.lock()?;
+        let session = open.new.session.clone();
+        if let Some(user_id) = session.user_id {
+            let record = state.users.get(&user_id).ok_or(StoreError::UserNotFound)?;
+            if let Some(login) = &open.login {
+                let user = &record.user;
+                if record.password_hash != login.verified_hash
+                    || user.is_locked
+                    || user.approval_status != ApprovalStatus::Approved
+                {
+                    return Err(StoreError::UserChanged);
+                }
+            }
+        }
+        if let Some(replaced) = open.replaces
+            && state.live_session(replaced, now).is_none()
+        {
+            return Err(StoreError::SessionNotFound);
+        }
+        let owner = Owner::Session(session.id);
+        state.sessions.insert(
+            session.id,
+            StoredSession {
+                session: session.clone(),
+                token_hash: open.new.token_hash,
+            },
+        );
+        state.tokens.insert(open.new.token_hash, session.id);
+        // Carried attributes came from a session within the limit, so no limit applies here.
+        state.upsert_attributes(owner, open.attributes, usize::MAX, now)?;
+        if let Some(replaced) = open.replaces {
+            state.remove_session(replaced);
+        }
+        if let (Some(login), Some(user_id)) = (open.login, session.user_id)
+            && let Some(record) = state.users.get_mut(&user_id)
+        {
+            record.user.last_login_at = Some(session.created_at);
+            if let Some(change) = login.new_password {
+                record.password_hash = change.password_hash;
+                record.user.password_must_change = change.password_must_change;
+                record.user.password_expiry = change.password_expiry;
+            }
+        }
+        Ok(session)
+    }
+
+    async fn session_by_token(
+        &self,
+        hash: &TokenHash,
+        now: SystemTime,
+    ) -> StoreResult<Option<SessionWithUser>> {
+        let state = self.lock()?;
+        Ok(state
+            .tokens
+            .get(hash)
+            .and_then(|id| state.live_session(*id, now))
+            .map(|session| state.with_user(session)))
+    }
+
+    async fn session_by_id(
+        &self,
+        id: SessionId,
+        now: SystemTime,
+    ) -> StoreResult<Option<SessionWithUser>> {
+        let state = self.lock()?;
+        Ok(state
+            .live_session(id, now)
+            .map(|session| state.with_user(session)))
+    }
+
+    async fn renew_session(&self, write: Write<RenewSession>) -> StoreResult<Option<Session>> {
+        let Write {
+            now,
+            command: RenewSession { id, expires_at },
+        } = write;
+        let mut state = self.lock()?;
+        Ok(state
+            .sessions
+            .get_mut(&id)
+            .filter(|stored| stored.session.expires_at > now)
+            .map(|stored| {
+                stored.session.expires_at = expires_at;
+                stored.session.last_renewed_at = now;
+                stored.session.clone()
+            }))
+    }
+
+    async fn list_sessions(
+        &self,
+        user: UserId,
+        after: Option<SessionId>,
+        limit: usize,
+        now: SystemTime,
+    ) -> StoreResult<Vec<Session>> {
+        let state = self.lock()?;
+        let mut sessions: Vec<Session> = state
+            .sessions
+            .values()
+            .map(|stored| &stored.session)
+            .filter(|session| {
+                session.user_id == Some(user)
+                    && session.expires_at > now
+                    && after.is_none_or(|after| session.id > after)
+            })
+            .cloned()
+            .collect();
+        sessions.sort_by_key(|session| session.id);
+        sessions.truncate(limit);
+        Ok(sessions)
+    }
+
+    async fn delete_session(&self, write: Write<DeleteSession>) -> StoreResult<bool> {
+        let Write {
+            now,
+            command: DeleteSession { id },
+        } = write;
+        let mut state = self.lock()?;
+        Ok(state
+            .remove_session(id)
+            .is_some_and(|session| session.expires_at > now))
+    }
+
+    async fn delete_sessions(&self, write: Write<DeleteSessions>) -> StoreResult<u64> {
+        let Write {
+            now,
+            command: DeleteSessions { selector },
+        } = write;
+        let mut state = self.lock()?;
+        Ok(state.remove_sessions(now, |session| match selector {
+            SessionSelector::User(id) => session.user_id == Some(id),
+            SessionSelector::Guests => session.user_id.is_none(),
+            SessionSelector::All => true,
+        }))
+    }
+
+    async fn purge_expired(&self, write: Write<PurgeExpired>) -> StoreResult<PurgeCounts> {
+        let now = write.now;
+        let mut state = self.lock()?;
+        let mut attributes = 0;
+        for map in state.attributes.values_mut() {
+            let before = map.len();
+            map.retain(|_, attribute| is_live(attribute.expires_at, now));
+            attributes += (before - map.len()) as u64;
+        }
+        state.attributes.retain(|_, map| !map.is_empty());
+        let expired: Vec<SessionId> = state
+            .sessions
+            .values()
+            .filter(|stored| stored.session.expires_at <= now)
+            .map(|stored| stored.session.id)
+            .collect();
+        for id in &expired {
+            let owned = state
+                .attributes
+                .get(&Owner::Session(*id))
+                .map_or(0, BTreeMap::len);
+            attributes += owned as u64;
+            state.remove_session(*id);
+        }
+        Ok(PurgeCounts {
+            sessions: expired.len() as u64,
+            attributes,
+        })
+    }
+}

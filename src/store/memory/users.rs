@@ -1,0 +1,151 @@
+//! Users in memory.
+
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+
+use super::MemoryStore;
+use crate::{
+    domain::{
+        DeleteUser, EndSessions, Owner, UpdateUser, User, UserId, UserPage, UserPatch, UserQuery,
+        UserRecord, Write,
+    },
+    store::{StoreError, StoreResult, UserStore},
+};
+
+#[async_trait]
+impl UserStore for MemoryStore {
+    async fn create_user(&self, write: Write<UserRecord>) -> StoreResult<User> {
+        let Write {
+            command: record, ..
+        } = write;
+        let mut state = self.lock()?;
+        let key = record.user.username.to_lowercase();
+        if state.usernames.contains_key(&key) {
+            return Err(StoreError::UsernameTaken);
+        }
+        let user = record.user.clone();
+        state.usernames.insert(key, user.id);
+        state.users.insert(user.id, record);
+        Ok(user)
+    }
+
+    async fn user_by_id(&self, id: UserId) -> StoreResult<Option<UserRecord>> {
+        Ok(self.lock()?.users.get(&id).cloned())
+    }
+
+    async fn user_by_username(&self, username: &str) -> StoreResult<Option<UserRecord>> {
+        let state = self.lock()?;
+        Ok(state
+            .usernames
+            .get(&username.to_lowercase())
+            .and_then(|id| state.users.get(id))
+            .cloned())
+    }
+
+    async fn list_users(&self, query: &UserQuery) -> StoreResult<UserPage> {
+        let state = self.lock()?;
+        let prefix = query.username_prefix.to_lowercase();
+        let mut matching: Vec<(String, &User)> = state
+            .users
+            .values()
+            .map(|record| (record.user.username.to_lowercase(), &record.user))
+            .filter(|(key, user)| {
+                key.starts_with(&prefix)
+                    && query
+                        .approval_status
+                        .is_none_or(|status| user.approval_status == status)
+            })
+            .collect();
+        matching.sort_by(|a, b| a.0.cmp(&b.0));
+        let total_size = matching.len() as u64;
+        let users = matching
+            .into_iter()
+            .filter(|(key, _)| {
+                query
+                    .after
+                    .as_ref()
+                    .is_none_or(|after| *key > after.to_lowercase())
+            })
+            .take(query.limit)
+            .map(|(_, user)| user.clone())
+            .collect();
+        Ok(UserPage { users, total_size })
+    }
+
+    async fn update_user(&self, write: Write<UpdateUser>) -> StoreResult<User> {
+        let Write {
+            command:
+                UpdateUser {
+                    id,
+                    patch,
+                    end_sessions,
+                },
+            ..
+        } = write;
+        let mut state = self.lock()?;
+        let record = state.users.get_mut(&id).ok_or(StoreError::UserNotFound)?;
+        apply_patch(&mut record.user, &patch);
+        if let Some(hash) = &patch.password_hash {
+            record.password_hash.clone_from(hash);
+        }
+        let user = record.user.clone();
+        let keep = match end_sessions {
+            EndSessions::None => return Ok(user),
+            EndSessions::All => None,
+            EndSessions::AllBut(keep) => Some(keep),
+        };
+        state.remove_sessions(SystemTime::UNIX_EPOCH, |session| {
+            session.user_id == Some(id) && Some(session.id) != keep
+        });
+        Ok(user)
+    }
+
+    async fn delete_user(&self, write: Write<DeleteUser>) -> StoreResult<bool> {
+        let Write {
+            command: DeleteUser { id },
+            ..
+        } = write;
+        let mut state = self.lock()?;
+        let Some(record) = state.users.remove(&id) else {
+            return Ok(false);
+        };
+        state.usernames.remove(&record.user.username.to_lowercase());
+        state.attributes.remove(&Owner::User(id));
+        state.remove_sessions(SystemTime::UNIX_EPOCH, |session| {
+            session.user_id == Some(id)
+        });
+        Ok(true)
+    }
+}
+
+fn apply_patch(user: &mut User, patch: &UserPatch) {
+    let profile = &mut user.profile;
+    let text_fields = [
+        (&mut profile.email, &patch.email),
+        (&mut profile.display_name, &patch.display_name),
+        (&mut profile.first_name, &patch.first_name),
+        (&mut profile.middle_name, &patch.middle_name),
+        (&mut profile.last_name, &patch.last_name),
+    ];
+    for (field, value) in text_fields {
+        if let Some(value) = value {
+            field.clone_from(value);
+        }
+    }
+    if let Some(value) = patch.is_super_user {
+        user.is_super_user = value;
+    }
+    if let Some(value) = patch.is_locked {
+        user.is_locked = value;
+    }
+    if let Some(value) = patch.approval_status {
+        user.approval_status = value;
+    }
+    if let Some(value) = patch.password_must_change {
+        user.password_must_change = value;
+    }
+    if let Some(value) = patch.password_expiry {
+        user.password_expiry = value;
+    }
+}

@@ -1,0 +1,87 @@
+//! Statements on sessions.
+
+use super::{SESSION, USER};
+
+/// Inserts a session and, in the same statement, its attributes (`$10` now, `$11`–`$14` the
+/// attribute arrays).
+pub const INSERT_SESSION: &str = join!(
+    "WITH s AS (INSERT INTO sessions AS s (id, token_hash, user_id, current_app, remote_addr, \
+     user_agent, created_at, expires_at, last_renewed_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING ",
+    SESSION.list,
+    "), a AS (INSERT INTO session_attributes \
+     (session_id, name, value, key_id, created_at, modified_at, expires_at) \
+     SELECT $1, i.name, i.value, i.key_id, $10, $10, i.expires_at \
+     FROM unnest($11::text[], $12::bytea[], $13::text[], $14::timestamptz[]) \
+     AS i (name, value, key_id, expires_at)) \
+     SELECT * FROM s"
+);
+
+/// Records a login: `$2` the session's creation; with a new password when `$3` is not null.
+/// Only while the user still has `$6`, the hash the password was verified against, and may
+/// log in: a lock or reset that committed meanwhile makes it update nothing.
+pub const RECORD_LOGIN: &str = "UPDATE users SET last_login_at = $2, \
+     password_hash = COALESCE($3, password_hash), \
+     password_must_change = CASE WHEN $3 IS NULL THEN password_must_change ELSE $4 END, \
+     password_expiry = CASE WHEN $3 IS NULL THEN password_expiry ELSE $5 END \
+     WHERE id = $1 AND password_hash = $6 AND NOT is_locked AND approval_status = 'approved'";
+
+pub const USER_EXISTS: &str = "SELECT 1 FROM users WHERE id = $1";
+
+/// Ends the session a new one replaces, if it is still live.
+pub const END_REPLACED_SESSION: &str = "DELETE FROM sessions WHERE id = $1 AND expires_at > $2";
+
+/// A live session and its user (null columns for a guest), by the condition on `$1` that
+/// follows; `$2` now.
+const SESSION_WITH_USER: &str = join!(
+    "SELECT ",
+    SESSION.list,
+    ", ",
+    USER.list,
+    " FROM sessions s LEFT JOIN users u ON u.id = s.user_id WHERE s.expires_at > $2 AND "
+);
+
+/// The hot path: one probe of the unique token index, joined to the user by primary key.
+pub const SESSION_BY_TOKEN: &str = join!(SESSION_WITH_USER, "s.token_hash = $1");
+
+pub const SESSION_BY_ID: &str = join!(SESSION_WITH_USER, "s.id = $1");
+
+pub const RENEW_SESSION: &str = join!(
+    "UPDATE sessions AS s SET expires_at = $2, last_renewed_at = $3 \
+     WHERE s.id = $1 AND s.expires_at > $3 RETURNING ",
+    SESSION.list
+);
+
+pub const LIST_SESSIONS: &str = join!(
+    "SELECT ",
+    SESSION.list,
+    " FROM sessions s WHERE s.user_id = $1 AND s.expires_at > $2 ORDER BY s.id LIMIT $3"
+);
+
+pub const LIST_SESSIONS_AFTER: &str = join!(
+    "SELECT ",
+    SESSION.list,
+    " FROM sessions s WHERE s.user_id = $1 AND s.expires_at > $2 AND s.id > $4 \
+     ORDER BY s.id LIMIT $3"
+);
+
+/// Deletes a session, expired or not; says whether it was live.
+pub const DELETE_SESSION: &str = "DELETE FROM sessions WHERE id = $1 RETURNING expires_at > $2";
+
+/// Deletes every selected session; counts the live ones (`$1` now).
+pub const DELETE_USER_SESSIONS: &str = "WITH gone AS (DELETE FROM sessions \
+     WHERE user_id = $2 RETURNING expires_at) SELECT count(*) FROM gone WHERE expires_at > $1";
+pub const DELETE_GUEST_SESSIONS: &str = "WITH gone AS (DELETE FROM sessions \
+     WHERE user_id IS NULL RETURNING expires_at) SELECT count(*) FROM gone WHERE expires_at > $1";
+pub const DELETE_ALL_SESSIONS: &str = "WITH gone AS (DELETE FROM sessions \
+     RETURNING expires_at) SELECT count(*) FROM gone WHERE expires_at > $1";
+
+/// One batch of the sweep: up to `$2` sessions expired at `$1`, with every attribute they
+/// still hold (deleted here so they can be counted; the cascade then finds nothing). Rows
+/// another sweeper holds are skipped, not waited for.
+pub const PURGE_SESSIONS: &str = "WITH doomed AS (SELECT id FROM sessions \
+     WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED), \
+     attributes AS (DELETE FROM session_attributes a USING doomed \
+       WHERE a.session_id = doomed.id RETURNING 1), \
+     gone AS (DELETE FROM sessions s USING doomed WHERE s.id = doomed.id RETURNING 1) \
+     SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM attributes)";

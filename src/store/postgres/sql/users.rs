@@ -1,0 +1,79 @@
+//! Statements on users.
+
+use super::{PASSWORD_HASH, USER, USER_TOTAL};
+
+pub const CREATE_USER: &str = join!(
+    "INSERT INTO users AS u (id, username, email, display_name, first_name, middle_name, \
+     last_name, is_super_user, is_locked, approval_status, password_hash, password_must_change, \
+     password_expiry, created_at, last_login_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING ",
+    USER.list
+);
+
+pub const USER_BY_ID: &str = join!(
+    "SELECT ",
+    USER.list,
+    ", ",
+    PASSWORD_HASH.list,
+    " FROM users u WHERE u.id = $1"
+);
+
+pub const USER_BY_USERNAME: &str = join!(
+    "SELECT ",
+    USER.list,
+    ", ",
+    PASSWORD_HASH.list,
+    " FROM users u WHERE ",
+    username_key!(),
+    " = lower($1)"
+);
+
+/// `$1` LIKE pattern of the lower-cased prefix, `$2` approval status or null, `$3` the
+/// username to start after (lower-cased here, like the key) or null, `$4` page size. One row per user of the page, each with the total;
+/// a single row of nulls besides the total when the page is empty.
+pub const LIST_USERS: &str = join!(
+    "SELECT ",
+    USER_TOTAL.list,
+    ", ",
+    USER.list,
+    " FROM (SELECT count(*) AS total FROM users u WHERE ",
+    username_key!(),
+    " LIKE lower($1) AND ($2::text IS NULL OR u.approval_status = $2)) matching \
+     LEFT JOIN LATERAL (SELECT u.* FROM users u WHERE ",
+    username_key!(),
+    " LIKE lower($1) AND ($2::text IS NULL OR u.approval_status = $2) \
+     AND ($3::text IS NULL OR ",
+    username_key!(),
+    " > (lower($3) COLLATE \"C\")) ORDER BY ",
+    username_key!(),
+    " LIMIT $4) u ON true ORDER BY ",
+    username_key!()
+);
+
+/// Patches a user (null leaves a column as it is; `$12` says whether to set the nullable
+/// `password_expiry` to `$13`). Returns nothing when the user does not exist.
+pub const UPDATE_USER: &str = join!(
+    "UPDATE users AS u SET \
+         email = COALESCE($2, u.email), \
+         display_name = COALESCE($3, u.display_name), \
+         first_name = COALESCE($4, u.first_name), \
+         middle_name = COALESCE($5, u.middle_name), \
+         last_name = COALESCE($6, u.last_name), \
+         is_super_user = COALESCE($7, u.is_super_user), \
+         is_locked = COALESCE($8, u.is_locked), \
+         approval_status = COALESCE($9, u.approval_status), \
+         password_hash = COALESCE($10, u.password_hash), \
+         password_must_change = COALESCE($11, u.password_must_change), \
+         password_expiry = CASE WHEN $12 THEN $13 ELSE u.password_expiry END \
+     WHERE u.id = $1 RETURNING ",
+    USER.list
+);
+
+/// Ends a user's sessions but `$2`. A statement of its own, after `UPDATE_USER` in the same
+/// transaction, so its snapshot includes sessions of logins that committed while the update
+/// waited for the user row.
+pub const END_USER_SESSIONS: &str =
+    "DELETE FROM sessions WHERE user_id = $1 AND id IS DISTINCT FROM $2";
+
+/// Cascades to the user's sessions, their attributes and the user's attributes.
+pub const DELETE_USER: &str = "DELETE FROM users WHERE id = $1";

@@ -1,0 +1,178 @@
+//! Users in PostgreSQL.
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use super::{
+    PostgresStore,
+    error::from_pg,
+    rows::{self, to_i64, to_u64},
+    sql,
+};
+use crate::{
+    domain::{
+        DeleteUser, EndSessions, UpdateUser, User, UserId, UserPage, UserQuery, UserRecord, Write,
+    },
+    store::{StoreError, StoreResult, UserStore},
+};
+
+#[async_trait]
+impl UserStore for PostgresStore {
+    async fn create_user(&self, write: Write<UserRecord>) -> StoreResult<User> {
+        let Write {
+            command: record, ..
+        } = write;
+        let user = &record.user;
+        let row = self
+            .query_one(
+                sql::users::CREATE_USER,
+                &[
+                    &user.id.0,
+                    &user.username,
+                    &user.profile.email,
+                    &user.profile.display_name,
+                    &user.profile.first_name,
+                    &user.profile.middle_name,
+                    &user.profile.last_name,
+                    &user.is_super_user,
+                    &user.is_locked,
+                    &user.approval_status.as_str(),
+                    &record.password_hash,
+                    &user.password_must_change,
+                    &user.password_expiry,
+                    &user.created_at,
+                    &user.last_login_at,
+                ],
+            )
+            .await?;
+        rows::user(&row, 0)
+    }
+
+    async fn user_by_id(&self, id: UserId) -> StoreResult<Option<UserRecord>> {
+        self.query_opt_decoded(sql::users::USER_BY_ID, &[&id.0], |row| {
+            rows::user_record(row, 0)
+        })
+        .await
+    }
+
+    async fn user_by_username(&self, username: &str) -> StoreResult<Option<UserRecord>> {
+        self.query_opt_decoded(sql::users::USER_BY_USERNAME, &[&username], |row| {
+            rows::user_record(row, 0)
+        })
+        .await
+    }
+
+    async fn list_users(&self, query: &UserQuery) -> StoreResult<UserPage> {
+        let pattern = like_prefix(&query.username_prefix);
+        let status = query.approval_status.map(|status| status.as_str());
+        let rows = self
+            .query(
+                sql::users::LIST_USERS,
+                &[&pattern, &status, &query.after, &to_i64(query.limit)],
+            )
+            .await?;
+        let mut total_size = 0;
+        let mut users = Vec::with_capacity(rows.len());
+        for row in &rows {
+            total_size = to_u64(row.try_get(0).map_err(from_pg)?);
+            // The first user column, null when the page is empty.
+            let id: Option<Uuid> = row.try_get(sql::USER_TOTAL.width()).map_err(from_pg)?;
+            if id.is_some() {
+                users.push(rows::user(row, sql::USER_TOTAL.width())?);
+            }
+        }
+        Ok(UserPage { users, total_size })
+    }
+
+    async fn update_user(&self, write: Write<UpdateUser>) -> StoreResult<User> {
+        let Write {
+            command:
+                UpdateUser {
+                    id,
+                    patch,
+                    end_sessions,
+                },
+            ..
+        } = write;
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await.map_err(from_pg)?;
+        let statement = transaction
+            .prepare_cached(sql::users::UPDATE_USER)
+            .await
+            .map_err(from_pg)?;
+        let row = transaction
+            .query_opt(
+                &statement,
+                &[
+                    &id.0,
+                    &patch.email,
+                    &patch.display_name,
+                    &patch.first_name,
+                    &patch.middle_name,
+                    &patch.last_name,
+                    &patch.is_super_user,
+                    &patch.is_locked,
+                    &patch.approval_status.map(|status| status.as_str()),
+                    &patch.password_hash,
+                    &patch.password_must_change,
+                    &patch.password_expiry.is_some(),
+                    &patch.password_expiry.flatten(),
+                ],
+            )
+            .await
+            .map_err(from_pg)?;
+        let keep = match end_sessions {
+            EndSessions::None => None,
+            EndSessions::All => Some(None),
+            EndSessions::AllBut(keep) => Some(Some(keep.0)),
+        };
+        if let (Some(keep), Some(_)) = (keep, &row) {
+            let statement = transaction
+                .prepare_cached(sql::users::END_USER_SESSIONS)
+                .await
+                .map_err(from_pg)?;
+            transaction
+                .execute(&statement, &[&id.0, &keep])
+                .await
+                .map_err(from_pg)?;
+        }
+        transaction.commit().await.map_err(from_pg)?;
+        match row {
+            Some(row) => rows::user(&row, 0),
+            None => Err(StoreError::UserNotFound),
+        }
+    }
+
+    async fn delete_user(&self, write: Write<DeleteUser>) -> StoreResult<bool> {
+        let Write {
+            command: DeleteUser { id },
+            ..
+        } = write;
+        let deleted = self.execute(sql::users::DELETE_USER, &[&id.0]).await?;
+        Ok(deleted > 0)
+    }
+}
+
+/// A LIKE pattern matching names that start with `prefix`, taken literally.
+fn like_prefix(prefix: &str) -> String {
+    let mut pattern = String::with_capacity(prefix.len() + 1);
+    for character in prefix.chars() {
+        if matches!(character, '\\' | '%' | '_') {
+            pattern.push('\\');
+        }
+        pattern.push(character);
+    }
+    pattern.push('%');
+    pattern
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_prefix_escapes_wildcards() {
+        assert_eq!(like_prefix(""), "%");
+        assert_eq!(like_prefix("a_b%c\\"), "a\\_b\\%c\\\\%");
+    }
+}
