@@ -96,7 +96,7 @@ pub async fn serve(
             .map_err(|error| AppError::Startup(error.to_string()))?;
     }
     let router = builder
-        .layer(ObserveLayer)
+        .layer(ObserveLayer::new())
         .layer(EndStreamsLayer::new(lifecycle.stream_token()))
         .layer(AuthLayer::new(Arc::clone(&sso)))
         .add_service(health_service)

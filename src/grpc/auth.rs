@@ -5,15 +5,14 @@
 //! extensions. Health and reflection pass untouched. A long-lived call (a stream) resolves
 //! its caller again with [`Sso::recheck`] to end once the session is revoked.
 
-use std::{
-    sync::Arc,
-    task::{Context, Poll},
-};
+use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use http::{HeaderMap, Request, Response};
 use tonic::{Status, body::Body};
-use tower::{Layer, Service};
+use tower::Service;
+
+use super::layer::{Around, AroundLayer};
 
 use crate::service::{Authentication, ServiceError, Sso};
 
@@ -24,49 +23,30 @@ include!(concat!(env!("OUT_DIR"), "/super_user_methods.rs"));
 /// Only these services take a UST; everything else (health, reflection) is let through.
 const SSO_PREFIX: &str = "/sso.v1.";
 
-#[derive(Clone)]
-pub struct AuthLayer {
-    sso: Arc<Sso>,
-}
+/// The authentication layer over the service that resolves callers.
+pub type AuthLayer = AroundLayer<Authenticate>;
 
 impl AuthLayer {
     pub fn new(sso: Arc<Sso>) -> Self {
-        Self { sso }
-    }
-}
-
-impl<S> Layer<S> for AuthLayer {
-    type Service = AuthService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        AuthService {
-            inner,
-            sso: Arc::clone(&self.sso),
-        }
+        AroundLayer(Authenticate { sso })
     }
 }
 
 #[derive(Clone)]
-pub struct AuthService<S> {
-    inner: S,
+pub struct Authenticate {
     sso: Arc<Sso>,
 }
 
-impl<S> Service<Request<Body>> for AuthService<S>
-where
-    S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response<Body>;
-    type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
-        let mut inner = super::take_ready(&mut self.inner);
+impl Around for Authenticate {
+    fn around<S>(
+        &self,
+        mut request: Request<Body>,
+        mut inner: S,
+    ) -> BoxFuture<'static, Result<Response<Body>, S::Error>>
+    where
+        S: Service<Request<Body>, Response = Response<Body>> + Send + 'static,
+        S::Future: Send + 'static,
+    {
         let sso = Arc::clone(&self.sso);
         Box::pin(async move {
             let path = request.uri().path();
@@ -124,11 +104,12 @@ mod tests {
         service::Dependencies,
         store::memory::MemoryStore,
     };
+    use tower::Layer;
 
     /// The layer over an inner service that only counts the calls that reach it.
     #[allow(clippy::type_complexity)]
     fn gated() -> (
-        AuthService<
+        crate::grpc::layer::AroundService<
             impl Service<
                 Request<Body>,
                 Response = Response<Body>,
@@ -137,6 +118,7 @@ mod tests {
             > + Clone
             + Send
             + 'static,
+            Authenticate,
         >,
         Arc<AtomicUsize>,
     ) {

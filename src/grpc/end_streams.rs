@@ -20,52 +20,35 @@ use http::{Request, Response};
 use http_body::Frame;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tonic::{Status, body::Body};
-use tower::{Layer, Service};
+use tower::Service;
 
-#[derive(Clone)]
-pub struct EndStreamsLayer {
-    token: CancellationToken,
-}
+use super::layer::{Around, AroundLayer};
+
+/// Ends streams once the lifecycle's stream token is cancelled.
+pub type EndStreamsLayer = AroundLayer<EndStreams>;
 
 impl EndStreamsLayer {
     /// `token`: a stream token of the server's lifecycle.
     pub fn new(token: CancellationToken) -> Self {
-        Self { token }
-    }
-}
-
-impl<S> Layer<S> for EndStreamsLayer {
-    type Service = EndStreamsService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        EndStreamsService {
-            inner,
-            token: self.token.clone(),
-        }
+        AroundLayer(EndStreams { token })
     }
 }
 
 #[derive(Clone)]
-pub struct EndStreamsService<S> {
-    inner: S,
+pub struct EndStreams {
     token: CancellationToken,
 }
 
-impl<S> Service<Request<Body>> for EndStreamsService<S>
-where
-    S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response<Body>;
-    type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
-        let mut inner = super::take_ready(&mut self.inner);
+impl Around for EndStreams {
+    fn around<S>(
+        &self,
+        request: Request<Body>,
+        mut inner: S,
+    ) -> BoxFuture<'static, Result<Response<Body>, S::Error>>
+    where
+        S: Service<Request<Body>, Response = Response<Body>> + Send + 'static,
+        S::Future: Send + 'static,
+    {
         let token = self.token.clone();
         Box::pin(async move {
             let response = inner.call(request).await?;

@@ -12,6 +12,7 @@ mod attributes;
 mod auth;
 mod convert;
 mod end_streams;
+mod layer;
 mod observe;
 mod sessions;
 mod status;
@@ -41,11 +42,4 @@ fn authentication<T>(request: &Request<T>) -> &Authentication {
 /// The authenticated caller, or `UNAUTHENTICATED`.
 fn caller<T>(request: &Request<T>) -> Result<Arc<Caller>, Status> {
     Ok(Arc::clone(authentication(request).caller()?))
-}
-
-/// Takes the inner service that was polled ready, leaving a clone in its place: a clone is
-/// not ready, so the call must go to the original (tower's readiness contract).
-fn take_ready<S: Clone>(inner: &mut S) -> S {
-    let clone = inner.clone();
-    std::mem::replace(inner, clone)
 }

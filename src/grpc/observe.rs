@@ -24,7 +24,9 @@ use futures::future::BoxFuture;
 use http::{HeaderValue, Request, Response};
 use http_body::Frame;
 use tonic::{Code, Status, body::Body};
-use tower::{Layer, Service};
+use tower::Service;
+
+use super::layer::{Around, AroundLayer};
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -63,21 +65,17 @@ fn method_label(path: &str) -> String {
 }
 const MAX_REQUEST_ID_LEN: usize = 128;
 
-#[derive(Clone, Copy, Default)]
-pub struct ObserveLayer;
+/// The outermost layer: correlation id, span, metrics and the failed-call log line.
+pub type ObserveLayer = AroundLayer<Observe>;
 
-impl<S> Layer<S> for ObserveLayer {
-    type Service = ObserveService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        ObserveService { inner }
+impl ObserveLayer {
+    pub fn new() -> Self {
+        AroundLayer(Observe)
     }
 }
 
-#[derive(Clone)]
-pub struct ObserveService<S> {
-    inner: S,
-}
+#[derive(Clone, Copy)]
+pub struct Observe;
 
 /// A client's id is kept if it is short visible ASCII; otherwise a new UUID is used.
 fn request_id(headers: &http::HeaderMap) -> HeaderValue {
@@ -197,21 +195,16 @@ impl Drop for Observed {
     }
 }
 
-impl<S> Service<Request<Body>> for ObserveService<S>
-where
-    S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response<Body>;
-    type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
-        let mut inner = super::take_ready(&mut self.inner);
+impl Around for Observe {
+    fn around<S>(
+        &self,
+        mut request: Request<Body>,
+        mut inner: S,
+    ) -> BoxFuture<'static, Result<Response<Body>, S::Error>>
+    where
+        S: Service<Request<Body>, Response = Response<Body>> + Send + 'static,
+        S::Future: Send + 'static,
+    {
         let cid = request_id(request.headers());
         request.headers_mut().insert(REQUEST_ID_HEADER, cid.clone());
         let path = request.uri().path().to_owned();
