@@ -43,8 +43,12 @@ pub fn duration(
 ) -> ServiceResult<Option<Duration>> {
     duration
         .map(|duration| {
-            Duration::try_from(duration)
-                .map_err(|_| ServiceError::invalid(field, "must be a non-negative duration"))
+            // Only the normalised form: nanos are a fraction of a second, not a second count.
+            let normalised = duration.seconds >= 0 && (0..1_000_000_000).contains(&duration.nanos);
+            normalised
+                .then(|| Duration::try_from(duration).ok())
+                .flatten()
+                .ok_or_else(|| ServiceError::invalid(field, "must be a non-negative duration"))
         })
         .transpose()
 }

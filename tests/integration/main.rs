@@ -6,6 +6,7 @@ mod attributes;
 mod fuzz;
 mod gate;
 mod harness;
+mod hostile;
 mod limits;
 mod outage;
 mod pg;
