@@ -40,16 +40,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "../tests/integration/pg.rs"]
-mod pg;
+mod support;
+
+use support::{
+    ADDR, ADMIN_PASSWORD, CALL_TIMEOUT, Server, Window, command_output, database_url, drive,
+};
 
 use std::{
-    collections::VecDeque,
     future::Future,
-    io::{BufRead, BufReader},
-    net::{SocketAddr, TcpListener},
-    process::{Child, Command, Stdio},
-    sync::{Arc, Mutex},
     time::{Duration, Instant, SystemTime},
 };
 
@@ -67,7 +65,7 @@ use tokio_postgres::NoTls;
 use tonic::{
     Request,
     metadata::{Ascii, MetadataValue},
-    transport::{Channel, Endpoint},
+    transport::Channel,
 };
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
@@ -81,12 +79,8 @@ const LOGIN_SECONDS: u64 = 3;
 const POOL_SIZE: usize = 16;
 /// Attribute names cycle over this many, far below the per-owner limit of 1,000.
 const NAMES: u64 = 100;
-/// No single call may take longer than this; a stuck call is an error, not a hang.
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 const APP: &str = "bench";
-const ADDR: &str = "127.0.0.1";
 const AGENT: &str = "ssod-load-bench";
-const ADMIN_PASSWORD: &str = "bench-admin-password-1";
 const USER_PASSWORD: &str = "bench-user-password-1";
 
 // The raw baselines run the statements ssod's PostgreSQL store runs for a SetAttribute on a
@@ -225,46 +219,8 @@ async fn bench(args: Args) {
     }
 }
 
-async fn database_url() -> String {
-    match std::env::var("SSOD_BENCH_DATABASE_URL") {
-        Ok(url) if !url.trim().is_empty() => url,
-        _ => pg::fresh_database_url().await,
-    }
-}
-
-fn command_output(program: &str, args: &[&str]) -> Option<String> {
-    let output = Command::new(program).args(args).output().ok()?;
-    output
-        .status
-        .success()
-        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
-}
-
 fn print_machine(args: &Args) {
-    let cpus = command_output("nproc", &[]).unwrap_or_else(|| "?".into());
-    let arch = command_output("uname", &["-m"]).unwrap_or_else(|| "?".into());
-    let kernel = command_output("uname", &["-sr"]).unwrap_or_else(|| "?".into());
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|line| line.starts_with("model name"))
-                .and_then(|line| line.split_once(':'))
-                .map(|(_, model)| model.trim().to_owned())
-        })
-        .unwrap_or_else(|| "?".into());
-    println!(
-        "ssod load bench, {}",
-        humantime::format_rfc3339_seconds(SystemTime::now())
-    );
-    println!("machine: {cpus} CPUs (nproc), {arch}, {model}, {kernel}");
-    println!(
-        "client and server share these CPUs; ssod is {} (release profile)",
-        env!("CARGO_BIN_EXE_ssod")
-    );
-    if let Ok(tunables) = std::env::var("GLIBC_TUNABLES") {
-        println!("ssod runs with GLIBC_TUNABLES={tunables}");
-    }
+    support::print_machine("load");
     println!(
         "each workload: {:.0} s warm-up, then {} s measured (login: at most {LOGIN_SECONDS} s); \
          concurrency {} over {} HTTP/2 channels (login: {})",
@@ -276,213 +232,7 @@ fn print_machine(args: &Args) {
     );
 }
 
-// The server subprocess.
-
-/// Drains the server's stderr: the line count and the last few lines.
-#[derive(Default)]
-struct LogTail {
-    lines: u64,
-    last: VecDeque<String>,
-}
-
-/// The `ssod` subprocess; killed on drop (a panic included) unless it was stopped.
-struct Server {
-    child: Child,
-    address: SocketAddr,
-    log: Arc<Mutex<LogTail>>,
-    reader: Option<std::thread::JoinHandle<()>>,
-}
-
-fn free_address() -> SocketAddr {
-    let listener = TcpListener::bind((ADDR, 0)).expect("bind a free port");
-    listener.local_addr().expect("local address")
-}
-
-impl Server {
-    fn spawn(database_url: Option<&str>, admin: &str) -> Server {
-        let address = free_address();
-        let key = {
-            use base64::Engine;
-            base64::engine::general_purpose::STANDARD.encode([42u8; 32])
-        };
-        let mut command = Command::new(env!("CARGO_BIN_EXE_ssod"));
-        command
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("SSOD_LISTEN", address.to_string())
-            .env("SSOD_SUPER_USER", admin)
-            .env("SSOD_SUPER_USER_PASSWORD", ADMIN_PASSWORD)
-            .env("SSOD_ENCRYPTION_KEYS", format!("bench:{key}"))
-            .env("SSOD_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        if let Some(url) = database_url {
-            command.env("SSOD_DATABASE_URL", url);
-        }
-        // Passed through for allocator experiments (e.g. `glibc.malloc.mmap_threshold`).
-        if let Ok(tunables) = std::env::var("GLIBC_TUNABLES") {
-            command.env("GLIBC_TUNABLES", tunables);
-        }
-        let mut child = command.spawn().expect("ssod starts");
-        let log = Arc::new(Mutex::new(LogTail::default()));
-        let pipe = child.stderr.take().expect("stderr pipe");
-        let sink = Arc::clone(&log);
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { break };
-                let mut tail = sink.lock().expect("log tail");
-                tail.lines += 1;
-                if tail.last.len() == 5 {
-                    tail.last.pop_front();
-                }
-                tail.last.push_back(line);
-            }
-        });
-        Server {
-            child,
-            address,
-            log,
-            reader: Some(reader),
-        }
-    }
-
-    /// Starts ssod and waits until health answers SERVING; a few tries, in case another
-    /// process took the free port first.
-    async fn start(database_url: Option<&str>, admin: &str) -> Server {
-        let mut failures = Vec::new();
-        for _ in 0..3 {
-            let mut server = Server::spawn(database_url, admin);
-            match server.ready().await {
-                Ok(()) => return server,
-                Err(why) => failures.push(why),
-            }
-        }
-        panic!("ssod did not start:\n{}", failures.join("\n"));
-    }
-
-    async fn ready(&mut self) -> Result<(), String> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!("ssod exited ({status}): {}", self.log_tail()));
-            }
-            if let Ok(channel) = self.channel().await {
-                let serving = HealthClient::new(channel)
-                    .check(HealthCheckRequest::default())
-                    .await
-                    .is_ok_and(|r| r.into_inner().status == ServingStatus::Serving as i32);
-                if serving {
-                    return Ok(());
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Err(format!("not serving after 30 s: {}", self.log_tail()))
-    }
-
-    async fn channel(&self) -> Result<Channel, tonic::transport::Error> {
-        Endpoint::from_shared(format!("http://{}", self.address))?
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(CALL_TIMEOUT)
-            .connect()
-            .await
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn log_tail(&self) -> String {
-        let tail = self.log.lock().expect("log tail");
-        format!(
-            "{} stderr lines{}{}",
-            tail.lines,
-            if tail.last.is_empty() { "" } else { "; last: " },
-            tail.last.iter().cloned().collect::<Vec<_>>().join(" | ")
-        )
-    }
-
-    /// SIGTERM, then waits (bounded) for a graceful exit; SIGKILL if it does not come.
-    fn stop(mut self) -> String {
-        let pid = self.pid().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let outcome = loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => break format!("exited after SIGTERM ({status})"),
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                _ => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    break "killed: no exit within 15 s of SIGTERM".to_owned();
-                }
-            }
-        };
-        if let Some(reader) = self.reader.take() {
-            let _ = reader.join();
-        }
-        format!("{outcome}; {}", self.log_tail())
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
 // Measuring.
-
-#[derive(Clone, Copy)]
-struct Window {
-    measure_from: Instant,
-    end: Instant,
-}
-
-#[derive(Default)]
-struct Tally {
-    latencies_us: Vec<u32>,
-    errors: u64,
-    first_error: Option<String>,
-}
-
-/// One task: calls `op` back to back until the window ends; counts the calls that started
-/// and finished inside the measured part.
-async fn drive<Op, Fut>(window: Window, mut op: Op) -> Tally
-where
-    Op: FnMut(u64) -> Fut,
-    Fut: Future<Output = Result<(), String>>,
-{
-    let mut tally = Tally::default();
-    let mut k = 0u64;
-    loop {
-        let started = Instant::now();
-        if started >= window.end {
-            break;
-        }
-        let result = op(k).await;
-        k += 1;
-        let finished = Instant::now();
-        if started >= window.measure_from && finished <= window.end {
-            let micros = finished.duration_since(started).as_micros();
-            tally
-                .latencies_us
-                .push(u32::try_from(micros).unwrap_or(u32::MAX));
-            if let Err(error) = result {
-                tally.errors += 1;
-                tally.first_error.get_or_insert(error);
-            }
-        }
-    }
-    tally
-}
 
 /// CPU time in clock ticks: (this process's, the server's, the whole machine's busy).
 #[derive(Clone, Copy)]
@@ -645,13 +395,7 @@ where
         }
     }
     latencies.sort_unstable();
-    let percentile = |p: usize| -> f64 {
-        if latencies.is_empty() {
-            return 0.0;
-        }
-        let at = (latencies.len() * p / 100).min(latencies.len() - 1);
-        f64::from(latencies[at]) / 1000.0
-    };
+    let percentile = |p: usize| support::percentile_ms(&latencies, p);
     let cpu = samples.map(|(before, after)| {
         let cores = |ticks: u64| ticks as f64 / context.ticks_per_second / seconds as f64;
         let server = after.server.saturating_sub(before.server);
@@ -942,7 +686,7 @@ async fn run_store(args: &Args, store: StoreKind, database_url: Option<&str>) {
     let admin = format!("bench-admin-{suffix}");
     println!();
     println!("== store: {} ==", store.name());
-    let server = Server::start(database_url, &admin).await;
+    let server = Server::start(database_url, &admin, &[]).await;
     let mut channels = Vec::with_capacity(args.channels);
     for _ in 0..args.channels {
         channels.push(server.channel().await.expect("connect to ssod"));
