@@ -178,6 +178,7 @@ impl PasswordHasherPool {
                     return;
                 }
                 let result = work(argon2);
+                metrics::counter!("ssod_password_hashes_total").increment(1);
                 // Free the place before the caller resumes, so it may hash again at once.
                 drop(permit);
                 let _ = reply.send(result);
