@@ -1,0 +1,89 @@
+//! Load shedding: at most a configured number of calls are served at once across the
+//! process; the call beyond is answered at once with `RESOURCE_EXHAUSTED` `OVERLOADED` and
+//! a `RetryInfo`, never queued. A call holds its place until its response body ends, so an
+//! open stream (a health `Watch`, later `WatchEvents`) counts for as long as it is open.
+//!
+//! Health `Check` is exempt: under overload the mesh must still see the replica answer, or
+//! it would take a busy replica for a dead one and move its load onto the others.
+
+use std::{
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use futures::future::BoxFuture;
+use http::{Request, Response};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tonic::{Status, body::Body};
+use tower::{Layer, Service};
+
+use super::observe::{CallEnd, UntilEnd};
+use crate::service::ServiceError;
+
+/// The calls that are never shed.
+const EXEMPT_METHODS: [&str; 1] = ["/grpc.health.v1.Health/Check"];
+
+#[derive(Clone)]
+pub struct ShedLayer {
+    permits: Arc<Semaphore>,
+}
+
+impl ShedLayer {
+    /// At most `max_in_flight` calls at once.
+    pub fn new(max_in_flight: usize) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(max_in_flight.min(Semaphore::MAX_PERMITS))),
+        }
+    }
+}
+
+impl<S> Layer<S> for ShedLayer {
+    type Service = ShedService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ShedService {
+            inner,
+            permits: Arc::clone(&self.permits),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct ShedService<S> {
+    inner: S,
+    permits: Arc<Semaphore>,
+}
+
+/// The place is given back when the body ends (or is dropped): dropping the permit does it.
+impl CallEnd for OwnedSemaphorePermit {
+    fn ended(self, _status: &Status, _trailers: Option<&mut http::HeaderMap>) {}
+}
+
+impl<S> Service<Request<Body>> for ShedService<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let mut inner = super::take_ready(&mut self.inner);
+        if EXEMPT_METHODS.contains(&request.uri().path()) {
+            return Box::pin(inner.call(request));
+        }
+        let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
+            tracing::warn!("in-flight limit reached; call refused");
+            return Box::pin(async { Ok(Status::from(ServiceError::Overloaded).into_http()) });
+        };
+        Box::pin(async move {
+            let response = inner.call(request).await?;
+            Ok(response.map(|body| UntilEnd::wrap(body, permit)))
+        })
+    }
+}
