@@ -77,8 +77,8 @@ where
         if EXEMPT_METHODS.contains(&request.uri().path()) {
             return Box::pin(inner.call(request));
         }
+        // The refusal is logged and counted once, by the observe layer, like any failed call.
         let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
-            tracing::warn!("in-flight limit reached; call refused");
             return Box::pin(async { Ok(Status::from(ServiceError::Overloaded).into_http()) });
         };
         Box::pin(async move {
