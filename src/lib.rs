@@ -203,6 +203,10 @@ pub fn serve_options(config: &Config) -> Result<ServeOptions, AppError> {
         sweep_interval: config.sessions.sweep_interval,
         shutdown_timeout: config.server.shutdown_timeout,
         health_probe_interval: config.server.health_probe_interval,
+        limits: config
+            .server
+            .limits(&config.limits.policy())
+            .map_err(AppError::Config)?,
     })
 }
 

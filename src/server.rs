@@ -12,7 +12,10 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::{
     AppError,
-    grpc::{AttributeApi, AuthLayer, EndStreamsLayer, ObserveLayer, SessionApi, UserApi},
+    grpc::{
+        AttributeApi, AuthLayer, DeadlineLayer, EndStreamsLayer, ObserveLayer, SessionApi,
+        ShedLayer, UserApi,
+    },
     lifecycle::Lifecycle,
     proto::{
         self, attribute_service_server::AttributeServiceServer,
@@ -30,6 +33,39 @@ pub struct ServeOptions {
     pub shutdown_timeout: Duration,
     /// How often the store is pinged to drive the health status.
     pub health_probe_interval: Duration,
+    pub limits: ServerLimits,
+}
+
+/// The bounds on what clients may hold of the server: streams per connection, messages,
+/// calls in flight, time per call and per connection.
+#[derive(Clone, Copy, Debug)]
+pub struct ServerLimits {
+    /// HTTP/2 streams per connection, advertised in the SETTINGS frame.
+    pub max_concurrent_streams: u32,
+    /// Streams opened and reset by the client before they were accepted, before GOAWAY.
+    pub max_pending_reset_streams: usize,
+    /// Streams reset by the server for the client's protocol errors, before GOAWAY.
+    pub max_local_reset_streams: usize,
+    /// The largest request and response message on every service.
+    pub max_message_bytes: usize,
+    /// Calls served at once across the process; beyond, `OVERLOADED`.
+    pub max_in_flight: usize,
+    /// The server-side deadline; a shorter client `grpc-timeout` wins.
+    pub request_timeout: Duration,
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
+    /// A connection this old is sent GOAWAY; after the grace it is closed.
+    pub max_connection_age: Duration,
+    pub max_connection_age_grace: Duration,
+}
+
+/// Sets a generated server's message limits, both ways.
+macro_rules! with_message_limits {
+    ($server:expr, $limits:expr) => {
+        $server
+            .max_decoding_message_size($limits.max_message_bytes)
+            .max_encoding_message_size($limits.max_message_bytes)
+    };
 }
 
 /// The names health answers for: the server as a whole and each service.
@@ -62,6 +98,7 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AppError> {
+    let limits = options.limits;
     let (reporter, health_service) = tonic_health::server::health_reporter();
     // Serving only once the store has answered.
     let reachable = ping(&sso, options.health_probe_interval).await;
@@ -89,28 +126,50 @@ pub async fn serve(
         stop_prober.clone(),
     ));
 
-    let mut builder = Server::builder().tcp_nodelay(true);
+    let mut builder = Server::builder()
+        .tcp_nodelay(true)
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .http2_max_pending_accept_reset_streams(Some(limits.max_pending_reset_streams))
+        .http2_max_local_error_reset_streams(Some(limits.max_local_reset_streams))
+        .http2_keepalive_interval(Some(limits.keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+        .max_connection_age(limits.max_connection_age)
+        .max_connection_age_grace(limits.max_connection_age_grace);
     if let Some(tls) = options.tls.clone() {
         builder = builder
             .tls_config(tls)
             .map_err(|error| AppError::Startup(error.to_string()))?;
     }
+    // Outermost first: every call is observed, shed ones included; shedding comes before
+    // any work (the deadline's timer, the auth layer's store look-up); the deadline bounds
+    // the auth look-up too.
     let router = builder
         .layer(ObserveLayer::new())
+        .layer(ShedLayer::new(limits.max_in_flight))
+        .layer(DeadlineLayer::new(limits.request_timeout))
         .layer(EndStreamsLayer::new(lifecycle.stream_token()))
         .layer(AuthLayer::new(Arc::clone(&sso)))
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(UserServiceServer::new(UserApi {
-            sso: Arc::clone(&sso),
-        }))
-        .add_service(SessionServiceServer::new(SessionApi {
-            sso: Arc::clone(&sso),
-        }))
-        .add_service(AttributeServiceServer::new(AttributeApi {
-            sso: Arc::clone(&sso),
-        }));
+        .add_service(with_message_limits!(health_service, limits))
+        .add_service(with_message_limits!(reflection_v1, limits))
+        .add_service(with_message_limits!(reflection_v1alpha, limits))
+        .add_service(with_message_limits!(
+            UserServiceServer::new(UserApi {
+                sso: Arc::clone(&sso),
+            }),
+            limits
+        ))
+        .add_service(with_message_limits!(
+            SessionServiceServer::new(SessionApi {
+                sso: Arc::clone(&sso),
+            }),
+            limits
+        ))
+        .add_service(with_message_limits!(
+            AttributeServiceServer::new(AttributeApi {
+                sso: Arc::clone(&sso),
+            }),
+            limits
+        ));
 
     let address = listener.local_addr().ok();
     tracing::info!(address = ?address, tls = options.tls.is_some(), "serving");

@@ -2,9 +2,11 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
+use bytesize::ByteSize;
 use clap::{Args, ValueEnum};
 
 use super::duration;
+use crate::{domain::Limits, server::ServerLimits};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -45,4 +47,107 @@ pub struct ServerConfig {
     pub log: String,
     #[arg(long, env = "SSOD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human, global = true)]
     pub log_format: LogFormat,
+    /// HTTP/2 streams (calls) open at once on one connection, advertised in SETTINGS.
+    #[arg(
+        long,
+        env = "SSOD_MAX_CONCURRENT_STREAMS",
+        default_value_t = 200,
+        global = true
+    )]
+    pub max_concurrent_streams: u32,
+    /// Streams a client may open and reset before the server accepts them, before the
+    /// connection is closed (the "rapid reset" attack).
+    #[arg(
+        long,
+        env = "SSOD_MAX_PENDING_RESET_STREAMS",
+        default_value_t = 20,
+        global = true
+    )]
+    pub max_pending_reset_streams: usize,
+    /// Streams the server may reset for a client's protocol errors before the connection is
+    /// closed.
+    #[arg(
+        long,
+        env = "SSOD_MAX_LOCAL_RESET_STREAMS",
+        default_value_t = 1024,
+        global = true
+    )]
+    pub max_local_reset_streams: usize,
+    /// The largest request or response message (`8MiB`, `512KiB`, plain bytes).
+    #[arg(
+        long,
+        env = "SSOD_MAX_MESSAGE_BYTES",
+        default_value = "8MiB",
+        global = true
+    )]
+    pub max_message_bytes: ByteSize,
+    /// Calls served at once across the process; more are refused at once (`OVERLOADED`).
+    #[arg(
+        long,
+        env = "SSOD_MAX_IN_FLIGHT",
+        default_value_t = 4096,
+        global = true
+    )]
+    pub max_in_flight: usize,
+    /// Server-side deadline of a call whose client sends a longer or no `grpc-timeout`.
+    #[arg(long, env = "SSOD_REQUEST_TIMEOUT", default_value = "30s", value_parser = duration, global = true)]
+    pub request_timeout: Duration,
+    /// How often an HTTP/2 ping checks an idle connection's peer.
+    #[arg(long, env = "SSOD_KEEPALIVE_INTERVAL", default_value = "60s", value_parser = duration, global = true)]
+    pub keepalive_interval: Duration,
+    /// How long a ping may go unanswered before the connection is closed.
+    #[arg(long, env = "SSOD_KEEPALIVE_TIMEOUT", default_value = "20s", value_parser = duration, global = true)]
+    pub keepalive_timeout: Duration,
+    /// Age at which a connection is asked to close (GOAWAY), so clients reconnect and a
+    /// mesh rebalances.
+    #[arg(long, env = "SSOD_MAX_CONNECTION_AGE", default_value = "30m", value_parser = duration, global = true)]
+    pub max_connection_age: Duration,
+    /// How long calls may still run on a connection past its age before it is closed.
+    #[arg(long, env = "SSOD_MAX_CONNECTION_AGE_GRACE", default_value = "5m", value_parser = duration, global = true)]
+    pub max_connection_age_grace: Duration,
+}
+
+/// Room one attribute takes in a message beyond its value and its name: field tags and
+/// lengths, the scope and owner of a write, an expiration, the encrypt flag, and in a
+/// response its three timestamps (a `Timestamp` is at most 17 bytes with its tag).
+const ATTRIBUTE_FRAMING_BYTES: u64 = 128;
+
+/// The largest message one attribute at the limits makes: its value, and its name twice
+/// (a `GetAttributes` response carries it as the map key and in the attribute), each name
+/// character up to 4 bytes of UTF-8.
+fn largest_attribute_message(limits: &Limits) -> u64 {
+    let name_bytes = 4 * limits.max_name_chars as u64;
+    limits.max_value_bytes as u64 + 2 * name_bytes + ATTRIBUTE_FRAMING_BYTES
+}
+
+impl ServerConfig {
+    /// The transport's limits; refuses a message limit too small for an attribute the
+    /// attribute limits admit, which would otherwise be refused for its size.
+    pub fn limits(&self, attributes: &Limits) -> Result<ServerLimits, String> {
+        if self.max_in_flight == 0 || self.max_concurrent_streams == 0 {
+            return Err(
+                "SSOD_MAX_IN_FLIGHT and SSOD_MAX_CONCURRENT_STREAMS must be at least 1".into(),
+            );
+        }
+        let needed = largest_attribute_message(attributes);
+        let max_message_bytes = self.max_message_bytes.as_u64();
+        if max_message_bytes < needed {
+            return Err(format!(
+                "SSOD_MAX_MESSAGE_BYTES ({max_message_bytes} bytes) is below the {needed} bytes \
+                 a message with one attribute at the attribute limits needs"
+            ));
+        }
+        Ok(ServerLimits {
+            max_concurrent_streams: self.max_concurrent_streams,
+            max_pending_reset_streams: self.max_pending_reset_streams,
+            max_local_reset_streams: self.max_local_reset_streams,
+            max_message_bytes: usize::try_from(max_message_bytes).unwrap_or(usize::MAX),
+            max_in_flight: self.max_in_flight,
+            request_timeout: self.request_timeout,
+            keepalive_interval: self.keepalive_interval,
+            keepalive_timeout: self.keepalive_timeout,
+            max_connection_age: self.max_connection_age,
+            max_connection_age_grace: self.max_connection_age_grace,
+        })
+    }
 }

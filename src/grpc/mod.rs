@@ -1,5 +1,6 @@
 //! The gRPC edge: thin handlers, proto ↔ domain conversion, the request layers
-//! (correlation id and observability, authentication and the super-user gate) and the one
+//! (correlation id and observability, load shedding, deadlines, authentication and the
+//! super-user gate) and the one
 //! mapping of service errors to statuses.
 
 use std::sync::Arc;
@@ -11,18 +12,22 @@ use crate::service::{Authentication, Caller};
 mod attributes;
 mod auth;
 mod convert;
+mod deadline;
 mod end_streams;
 mod layer;
 mod observe;
 mod sessions;
+mod shed;
 mod status;
 mod users;
 
 pub use attributes::AttributeApi;
 pub use auth::{AuthLayer, SUPER_USER_METHODS};
+pub use deadline::DeadlineLayer;
 pub use end_streams::EndStreamsLayer;
 pub use observe::{ObserveLayer, REQUEST_ID_HEADER};
 pub use sessions::SessionApi;
+pub use shed::ShedLayer;
 pub use status::ERROR_DOMAIN;
 pub use users::UserApi;
 

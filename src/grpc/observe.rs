@@ -126,23 +126,51 @@ impl Call {
     }
 }
 
-/// A response body that records its call when the trailers carry the status, when the body
-/// fails, or when it is dropped before either.
-struct Observed {
-    inner: Body,
-    /// `None` once recorded.
-    call: Option<Call>,
+/// What happens once when a call ends: when the trailers carry its status, when its body
+/// fails, or when the body is dropped before either (`CANCELLED`: the client went away).
+/// `trailers` are those that carried the status, for an end that adds to them.
+pub(super) trait CallEnd: Send + Unpin + 'static {
+    fn ended(self, status: &Status, trailers: Option<&mut http::HeaderMap>);
 }
 
-impl Observed {
-    fn finish(&mut self, status: &Status) {
-        if let Some(call) = self.call.take() {
-            call.finish(status);
+impl CallEnd for Call {
+    fn ended(self, status: &Status, trailers: Option<&mut http::HeaderMap>) {
+        self.finish(status);
+        // An error the handler did not make (tonic's own) still gets ErrorInfo; our own
+        // details always encode, so a failure here changes nothing.
+        if let Some(trailers) = trailers
+            && status.code() != Code::Ok
+            && status.details().is_empty()
+        {
+            let _ = super::status::with_error_info(status.clone()).add_header(trailers);
         }
     }
 }
 
-impl http_body::Body for Observed {
+/// A response body that runs its [`CallEnd`] once, at the end of the call: a stream's end
+/// is its last frame, not its headers.
+pub(super) struct UntilEnd<E: CallEnd> {
+    inner: Body,
+    /// `None` once run.
+    end: Option<E>,
+}
+
+impl<E: CallEnd> UntilEnd<E> {
+    pub(super) fn wrap(inner: Body, end: E) -> Body {
+        Body::new(Self {
+            inner,
+            end: Some(end),
+        })
+    }
+
+    fn end(&mut self, status: &Status, trailers: Option<&mut http::HeaderMap>) {
+        if let Some(end) = self.end.take() {
+            end.ended(status, trailers);
+        }
+    }
+}
+
+impl<E: CallEnd> http_body::Body for UntilEnd<E> {
     type Data = Bytes;
     type Error = Status;
 
@@ -156,30 +184,25 @@ impl http_body::Body for Observed {
                 Ok(mut trailers) => {
                     let status = Status::from_header_map(&trailers)
                         .unwrap_or_else(|| Status::unknown("response without a status"));
-                    self.finish(&status);
-                    // An error the handler did not make (tonic's own) still gets ErrorInfo;
-                    // our own details always encode, so a failure here changes nothing.
-                    if status.code() != Code::Ok && status.details().is_empty() {
-                        let _ = super::status::with_error_info(status).add_header(&mut trailers);
-                    }
+                    self.end(&status, Some(&mut trailers));
                     Poll::Ready(Some(Ok(Frame::trailers(trailers))))
                 }
                 Err(frame) => Poll::Ready(Some(Ok(frame))),
             },
             Some(Err(status)) => {
-                self.finish(&status);
+                self.end(&status, None);
                 Poll::Ready(Some(Err(status)))
             }
             None => {
-                self.finish(&Status::unknown("response without a status"));
+                self.end(&Status::unknown("response without a status"), None);
                 Poll::Ready(None)
             }
         }
     }
 
-    /// Not before the status is recorded: an empty body must still be polled to its end.
+    /// Not before the end has run: an empty body must still be polled to its end.
     fn is_end_stream(&self) -> bool {
-        self.call.is_none() && self.inner.is_end_stream()
+        self.end.is_none() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
@@ -187,11 +210,12 @@ impl http_body::Body for Observed {
     }
 }
 
-impl Drop for Observed {
+impl<E: CallEnd> Drop for UntilEnd<E> {
     fn drop(&mut self) {
-        self.finish(&Status::cancelled(
-            "the call ended before its status was sent",
-        ));
+        self.end(
+            &Status::cancelled("the call ended before its status was sent"),
+            None,
+        );
     }
 }
 
@@ -230,12 +254,7 @@ impl Around for Observe {
                         }
                     }
                     None => {
-                        response = response.map(|body| {
-                            Body::new(Observed {
-                                inner: body,
-                                call: Some(call),
-                            })
-                        });
+                        response = response.map(|body| UntilEnd::wrap(body, call));
                     }
                 }
                 response.headers_mut().insert(REQUEST_ID_HEADER, cid);

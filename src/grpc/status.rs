@@ -115,3 +115,10 @@ pub fn with_error_info(status: Status) -> Status {
     let details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, HashMap::new());
     Status::with_error_details(status.code(), status.message(), details)
 }
+
+/// A call that passed its deadline (the client's `grpc-timeout` or the server's request
+/// timeout, whichever is shorter).
+pub fn deadline_exceeded() -> Status {
+    let details = ErrorDetails::with_error_info("DEADLINE_EXCEEDED", ERROR_DOMAIN, HashMap::new());
+    Status::with_error_details(Code::DeadlineExceeded, "deadline exceeded", details)
+}

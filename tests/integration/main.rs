@@ -11,6 +11,7 @@ mod limits;
 mod outage;
 mod pg;
 mod process;
+mod server_limits;
 mod sessions;
 mod store_conformance;
 mod streams;
