@@ -7,6 +7,7 @@ mod fuzz;
 mod gate;
 mod harness;
 mod limits;
+mod lockout;
 mod outage;
 mod pg;
 mod process;
