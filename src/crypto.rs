@@ -1,7 +1,11 @@
 //! Tokens, password hashing and the attribute key ring. Everything here uses vetted crates
 //! (sha2, argon2, aes-gcm) and the OS CSPRNG; nothing is hand-rolled.
 
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicU64, Ordering},
+    mpsc,
+};
 
 use aes_gcm::{
     Aes256Gcm, Key, KeyInit, Nonce,
@@ -11,7 +15,7 @@ use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVe
 use base64::{Engine, engine::general_purpose::STANDARD, engine::general_purpose::URL_SAFE_NO_PAD};
 use rand::{RngCore, rngs::OsRng};
 use sha2::{Digest, Sha256};
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use zeroize::Zeroizing;
 
 use crate::domain::TokenHash;
@@ -102,6 +106,15 @@ pub struct PasswordHasherPool {
     /// Verified against when a username is unknown, so that costs the same as a wrong
     /// password.
     dummy_hash: Arc<str>,
+    /// Hashes and verifications run to the end, for tests that count what work cost.
+    completed: Arc<AtomicU64>,
+}
+
+/// A place in the hasher pool, taken before the work it is for: a login reserves one before
+/// it claims its attempt, so an admitted claim is never refused as overloaded afterwards.
+pub struct HashPlace {
+    /// Held until the work has run or been skipped; dropping it frees the place.
+    _permit: OwnedSemaphorePermit,
 }
 
 impl PasswordHasherPool {
@@ -140,7 +153,21 @@ impl PasswordHasherPool {
             jobs,
             admission: Arc::new(Semaphore::new(threads + settings.max_pending)),
             dummy_hash: dummy_hash.into(),
+            completed: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// Takes a place for one hash, or refuses at once when every place is taken.
+    pub fn reserve(&self) -> Result<HashPlace, CryptoError> {
+        Arc::clone(&self.admission)
+            .try_acquire_owned()
+            .map(|permit| HashPlace { _permit: permit })
+            .map_err(|_| CryptoError::Overloaded)
+    }
+
+    /// Hashes and verifications that have run to the end since the pool started.
+    pub fn completed(&self) -> u64 {
+        self.completed.load(Ordering::Relaxed)
     }
 
     pub async fn hash(&self, password: &str) -> Result<String, CryptoError> {
@@ -150,11 +177,21 @@ impl PasswordHasherPool {
 
     /// Verifies `password` against `hash`, or against a dummy hash when `hash` is `None`.
     pub async fn verify(&self, password: &str, hash: Option<&str>) -> Result<bool, CryptoError> {
+        self.verify_in(self.reserve()?, password, hash).await
+    }
+
+    /// [`Self::verify`] in a place reserved beforehand.
+    pub async fn verify_in(
+        &self,
+        place: HashPlace,
+        password: &str,
+        hash: Option<&str>,
+    ) -> Result<bool, CryptoError> {
         let password = Zeroizing::new(password.to_owned());
         let known = hash.is_some();
         let hash = hash.map_or_else(|| self.dummy_hash.to_string(), str::to_owned);
         let matches = self
-            .run(move |argon2| {
+            .run_in(place, move |argon2| {
                 let parsed = PasswordHash::new(&hash)
                     .map_err(|error| CryptoError::Hashing(error.to_string()))?;
                 Ok(argon2.verify_password(password.as_bytes(), &parsed).is_ok())
@@ -167,10 +204,16 @@ impl PasswordHasherPool {
         &self,
         work: impl FnOnce(&Argon2<'static>) -> Result<T, CryptoError> + Send + 'static,
     ) -> Result<T, CryptoError> {
-        let permit = Arc::clone(&self.admission)
-            .try_acquire_owned()
-            .map_err(|_| CryptoError::Overloaded)?;
+        self.run_in(self.reserve()?, work).await
+    }
+
+    async fn run_in<T: Send + 'static>(
+        &self,
+        place: HashPlace,
+        work: impl FnOnce(&Argon2<'static>) -> Result<T, CryptoError> + Send + 'static,
+    ) -> Result<T, CryptoError> {
         let (reply, answer) = oneshot::channel();
+        let completed = Arc::clone(&self.completed);
         self.jobs
             .send(Box::new(move |argon2| {
                 if reply.is_closed() {
@@ -179,8 +222,9 @@ impl PasswordHasherPool {
                 }
                 let result = work(argon2);
                 metrics::counter!("ssod_password_hashes_total").increment(1);
+                completed.fetch_add(1, Ordering::Relaxed);
                 // Free the place before the caller resumes, so it may hash again at once.
-                drop(permit);
+                drop(place);
                 let _ = reply.send(result);
             }))
             .map_err(|_| CryptoError::Hashing("the hasher threads have stopped".into()))?;

@@ -16,6 +16,7 @@ mod bootstrap;
 mod database;
 mod encryption;
 mod limits;
+mod lockout;
 mod passwords;
 mod server;
 mod sessions;
@@ -28,6 +29,7 @@ pub use bootstrap::BootstrapConfig;
 pub use database::{DatabaseConfig, SchemaMode};
 pub use encryption::EncryptionConfig;
 pub use limits::LimitsConfig;
+pub use lockout::LockoutConfig;
 pub use passwords::{PasswordRules, PasswordsConfig};
 pub use server::{LogFormat, ServerConfig};
 pub use sessions::{SessionRules, SessionsConfig};
@@ -78,7 +80,9 @@ pub struct Config {
     pub passwords: PasswordsConfig,
     #[command(flatten)]
     pub limits: LimitsConfig,
-    // Groups still to come, each a file of its own: lockout, mail, cache, events.
+    #[command(flatten)]
+    pub lockout: LockoutConfig,
+    // Groups still to come, each a file of its own: mail, cache, events.
 }
 
 impl Config {
@@ -113,6 +117,7 @@ impl Config {
             password_max_age,
             password_expiry_warning,
             sweep_batch,
+            throttle: self.lockout.policy(),
         }
     }
 }

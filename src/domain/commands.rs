@@ -89,3 +89,22 @@ pub struct SetAttributeExpiry {
     pub name: String,
     pub expires_at: Option<SystemTime>,
 }
+
+/// Claims one password check for a username key and, when the caller reported one, a client
+/// address: counts it as a failure of both unless either is locked out (then nothing is
+/// counted). The claim is made before the password is hashed.
+#[derive(Clone, Debug)]
+pub struct ClaimLogin {
+    /// `Username::key()`: unknown usernames are counted like real ones.
+    pub user_key: String,
+    pub address: Option<String>,
+    pub limits: super::ThrottleLimits,
+}
+
+/// The password was right (or a super-user unlocked the user): forgets the user's failures
+/// and lockout history, and gives back the address's place an admitted claim took.
+#[derive(Clone, Debug)]
+pub struct ForgetLoginFailures {
+    pub user_key: String,
+    pub address: Option<super::AddressClaim>,
+}

@@ -6,13 +6,16 @@ use uuid::Uuid;
 
 pub mod commands;
 pub mod limits;
+pub mod throttle;
 pub mod username;
 
+pub use commands::{ClaimLogin, ForgetLoginFailures};
 pub use commands::{
     DeleteAttributes, DeleteSession, DeleteSessions, DeleteUser, OpenSession, PurgeExpired,
     RenewSession, SetAttributeExpiry, SetAttributes, UpdateUser, Write,
 };
 pub use limits::Limits;
+pub use throttle::{AddressClaim, LoginClaim, ThrottleKind, ThrottleLimits};
 pub use username::{Username, UsernameError};
 
 /// A user's id: UUIDv7, so ids sort by creation and index well.

@@ -22,6 +22,7 @@ impl From<ServiceError> for Status {
             | ServiceError::LimitExceeded(_)
             | ServiceError::PasswordTooWeak(_) => Code::InvalidArgument,
             ServiceError::InvalidCredentials
+            | ServiceError::TooManyAttempts { .. }
             | ServiceError::UstMissing
             | ServiceError::UstInvalid => Code::Unauthenticated,
             ServiceError::SuperUserRequired
@@ -74,6 +75,7 @@ impl From<ServiceError> for Status {
 fn retry_after(error: &ServiceError) -> Option<Duration> {
     match error {
         ServiceError::Overloaded => Some(OVERLOAD_RETRY_DELAY),
+        ServiceError::TooManyAttempts { retry_after } => Some(*retry_after),
         _ => None,
     }
 }

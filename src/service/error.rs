@@ -57,6 +57,9 @@ pub enum ServiceError {
     AttributeNotFound,
     #[error("encryption is unavailable")]
     EncryptionUnavailable,
+    /// A locked-out login, when failures are revealed; `retry_after` is the time left.
+    #[error("too many failed attempts; retry later")]
+    TooManyAttempts { retry_after: std::time::Duration },
     /// Refused at once rather than queued; the client may retry after a while.
     #[error("the server is overloaded; retry later")]
     Overloaded,
@@ -98,6 +101,7 @@ impl ServiceError {
             Self::SessionNotFound => "SESSION_NOT_FOUND",
             Self::AttributeNotFound => "ATTRIBUTE_NOT_FOUND",
             Self::EncryptionUnavailable => "ENCRYPTION_UNAVAILABLE",
+            Self::TooManyAttempts { .. } => "TOO_MANY_ATTEMPTS",
             Self::Overloaded => "OVERLOADED",
             Self::StoreUnavailable(_) => "STORE_UNAVAILABLE",
             Self::Internal(_) => "INTERNAL",

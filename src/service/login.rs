@@ -61,8 +61,16 @@ impl Sso {
             .users
             .user_by_username(username.as_str())
             .await?;
+        // A hashing place first, then the claim: an attempt refused as overloaded has claimed
+        // nothing, and an admitted claim is sure of its hash.
+        let place = self.passwords.reserve()?;
+        let address = self.claim_login(&username, &request.client, now).await?;
         let hash = record.as_ref().map(|record| record.password_hash.as_str());
-        let matches = self.passwords.verify(&request.password, hash).await?;
+        let matches = self
+            .passwords
+            .verify_in(place, &request.password, hash)
+            .await?;
+        // A wrong password (or an unknown user) leaves its claim counted as a failure.
         let Some(UserRecord {
             mut user,
             password_hash: verified_hash,
@@ -70,6 +78,7 @@ impl Sso {
         else {
             return Err(ServiceError::InvalidCredentials);
         };
+        self.forget_login_failures(&username, address, now).await?;
         self.check_may_log_in(&user, request.new_password.is_some(), now)?;
 
         let new_password = match &request.new_password {

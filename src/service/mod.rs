@@ -8,7 +8,7 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use crate::{
     clock::Clock,
     crypto::{self, KeyRing, PasswordHasherPool},
-    domain::{Limits, Session, SessionPolicy, SessionWithUser, User},
+    domain::{Limits, Session, SessionPolicy, SessionWithUser, ThrottleLimits, User},
     store::{StoreHealth, Stores},
 };
 
@@ -17,6 +17,7 @@ mod error;
 mod login;
 mod passwords;
 mod sessions;
+mod throttle;
 mod users;
 
 pub use attributes::{AttributeWrite, OwnerRef, Scope, WriteDefaults};
@@ -46,6 +47,8 @@ pub struct Policy {
     pub password_expiry_warning: Duration,
     /// Rows deleted per statement by the expiry sweep.
     pub sweep_batch: usize,
+    /// When failed logins lock a username or an address out.
+    pub throttle: ThrottleLimits,
 }
 
 /// Who is calling: the session its UST names, and that session's user (none for a guest).
@@ -193,6 +196,11 @@ impl Sso {
             passwords,
             policy,
         }
+    }
+
+    /// The hasher pool: tests read how many hashes ran.
+    pub fn password_hasher(&self) -> &PasswordHasherPool {
+        &self.passwords
     }
 
     /// The store's health capability: for the prober, the pool metrics and shutdown.

@@ -310,7 +310,8 @@ impl Sso {
         Ok(())
     }
 
-    /// Locking ends all of the user's sessions.
+    /// Locking ends all of the user's sessions; unlocking also forgets its failed logins and
+    /// lockout history (brute-force throttling).
     pub async fn set_locked(
         &self,
         caller: &Caller,
@@ -322,7 +323,11 @@ impl Sso {
             is_locked: Some(locked),
             ..UserPatch::default()
         };
-        self.apply_patch(caller, id, patch).await
+        let user = self.apply_patch(caller, id, patch).await?;
+        if !locked {
+            self.forget_user_failures(&user).await?;
+        }
+        Ok(user)
     }
 
     /// Rejecting ends all of the user's sessions.

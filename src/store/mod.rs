@@ -1,5 +1,5 @@
 //! Persistence, one trait per capability ([`StoreHealth`], [`UserStore`], [`SessionStore`],
-//! [`AttributeStore`]) summed into [`Store`]. They are shaped for a transactional SQL store:
+//! [`AttributeStore`], [`ThrottleStore`]) summed into [`Store`]. They are shaped for a transactional SQL store:
 //! every operation that must be atomic is one call, expiry is decided by the `now` passed in
 //! (the injectable clock's time), and nothing asks the caller to read a row to decide whether
 //! to write it.
@@ -9,10 +9,10 @@ use std::{sync::Arc, time::SystemTime};
 use async_trait::async_trait;
 
 use crate::domain::{
-    DeleteAttributes, DeleteSession, DeleteSessions, DeleteUser, OpenSession, Owner, PurgeCounts,
-    PurgeExpired, RenewSession, Session, SessionId, SessionWithUser, SetAttributeExpiry,
-    SetAttributes, StoredAttribute, TokenHash, UpdateUser, User, UserId, UserPage, UserQuery,
-    UserRecord, Write,
+    ClaimLogin, DeleteAttributes, DeleteSession, DeleteSessions, DeleteUser, ForgetLoginFailures,
+    LoginClaim, OpenSession, Owner, PurgeCounts, PurgeExpired, RenewSession, Session, SessionId,
+    SessionWithUser, SetAttributeExpiry, SetAttributes, StoredAttribute, TokenHash, UpdateUser,
+    User, UserId, UserPage, UserQuery, UserRecord, Write,
 };
 
 pub mod memory;
@@ -151,12 +151,30 @@ pub trait AttributeStore: Send + Sync + 'static {
     ) -> StoreResult<Option<StoredAttribute>>;
 }
 
+/// Brute-force throttling: failed-login counters per username key and per client address,
+/// shared by every replica of a shared store. A claim is atomic: however many attempts claim
+/// at once, no more than the limit are admitted.
+#[async_trait]
+pub trait ThrottleStore: Send + Sync + 'static {
+    /// Refuses while the user or the address is locked out, counting nothing. Otherwise counts
+    /// the attempt as a failure of both and admits it; the user's claim that reaches its limit
+    /// starts the user's lockout at once (its own check still runs), while an address that
+    /// already has its limit of failures in the window refuses and starts its lockout.
+    async fn claim_login(&self, write: Write<ClaimLogin>) -> StoreResult<LoginClaim>;
+    /// Deletes the user's failures and lockout history, and gives back the address's place
+    /// of an admitted claim if its window is still the current one.
+    async fn forget_login_failures(&self, write: Write<ForgetLoginFailures>) -> StoreResult<()>;
+}
+
 /// A whole store: every capability. `now` is always the caller's clock: rows whose expiry is
 /// at or before it are treated as absent by every read, count and limit, even before a sweep.
 /// The coming `EventStore` (the audit log) joins this sum.
-pub trait Store: StoreHealth + UserStore + SessionStore + AttributeStore {}
+pub trait Store: StoreHealth + UserStore + SessionStore + AttributeStore + ThrottleStore {}
 
-impl<T: StoreHealth + UserStore + SessionStore + AttributeStore + ?Sized> Store for T {}
+impl<T: StoreHealth + UserStore + SessionStore + AttributeStore + ThrottleStore + ?Sized> Store
+    for T
+{
+}
 
 /// One handle per capability, all usually the same store: a decorator (a cache of sessions,
 /// say) replaces one handle and leaves the others untouched, so it implements one trait
@@ -167,6 +185,7 @@ pub struct Stores {
     pub users: Arc<dyn UserStore>,
     pub sessions: Arc<dyn SessionStore>,
     pub attributes: Arc<dyn AttributeStore>,
+    pub throttle: Arc<dyn ThrottleStore>,
 }
 
 impl Stores {
@@ -176,7 +195,8 @@ impl Stores {
             health: store.clone(),
             users: store.clone(),
             sessions: store.clone(),
-            attributes: store,
+            attributes: store.clone(),
+            throttle: store,
         }
     }
 }

@@ -14,6 +14,7 @@ use ssod::{
         session_service_client::SessionServiceClient, user_service_client::UserServiceClient,
     },
     server::ServeOptions,
+    service::Sso,
     store::Store,
 };
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
@@ -35,6 +36,8 @@ pub struct TestServer {
     pub channel: Channel,
     pub clock: ManualClock,
     pub store: Arc<dyn Store>,
+    /// The service the server runs, for what no client can see (the hashes it ran).
+    pub sso: Arc<Sso>,
     pub config: Config,
     pub address: std::net::SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
@@ -104,6 +107,7 @@ impl TestServer {
             channel,
             clock,
             store,
+            sso,
             config,
             address,
             shutdown: Some(shutdown),

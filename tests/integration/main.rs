@@ -8,6 +8,7 @@ mod gate;
 mod harness;
 mod hostile;
 mod limits;
+mod lockout;
 mod outage;
 mod pg;
 mod process;

@@ -2,7 +2,7 @@
 //! held across an `.await` (no method awaits while holding it), so a std mutex is cheaper
 //! than tokio's and cannot deadlock the runtime.
 //!
-//! One file per capability (`users.rs`, `sessions.rs`, `attributes.rs`); this one holds the
+//! One file per capability (`users.rs`, `sessions.rs`, `attributes.rs`, `throttle.rs`); this one holds the
 //! state, its lock, health, and the session helpers that more than one area needs.
 
 use std::{
@@ -18,6 +18,7 @@ use crate::domain::{Owner, Session, SessionId, StoredAttribute, TokenHash, UserI
 
 mod attributes;
 mod sessions;
+mod throttle;
 mod users;
 
 /// The in-memory store. Data lives as long as the process.
@@ -35,6 +36,7 @@ struct State {
     /// Token hash → session: the unique token index.
     tokens: HashMap<TokenHash, SessionId>,
     attributes: HashMap<Owner, BTreeMap<String, StoredAttribute>>,
+    throttle: throttle::Throttle,
 }
 
 struct StoredSession {

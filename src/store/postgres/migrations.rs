@@ -15,11 +15,18 @@ pub(super) struct Migration {
 }
 
 /// Every migration, in version order. Never edit an applied one: add the next.
-pub(super) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("migrations/0001_initial.sql"),
-}];
+pub(super) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("migrations/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "login_failures",
+        sql: include_str!("migrations/0002_login_failures.sql"),
+    },
+];
 
 /// `pg_advisory_xact_lock` key serialising migrations ("ssodmigr" in ASCII).
 const MIGRATION_LOCK: i64 = 0x7373_6f64_6d69_6772;

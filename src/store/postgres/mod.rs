@@ -48,7 +48,7 @@
 //!
 //! # Layout
 //!
-//! One file per capability (`users.rs`, `sessions.rs`, `attributes.rs`), each beside its
+//! One file per capability (`users.rs`, `sessions.rs`, `attributes.rs`, `throttle.rs`), each beside its
 //! statements in [`sql`]; this one holds the pool, health and the query helpers.
 
 use std::{str::FromStr, time::Duration};
@@ -65,6 +65,7 @@ mod migrations;
 mod rows;
 mod sessions;
 pub mod sql;
+mod throttle;
 mod users;
 
 use error::{from_pg, from_pool};

@@ -3,7 +3,7 @@
 //! in-memory store's semantics. Time is explicit: each test passes its own `now`.
 //!
 //! One file per capability, as the stores are split (`users.rs`, `sessions.rs`,
-//! `attributes.rs`); this one holds the runner, the fixtures and health.
+//! `attributes.rs`, `throttle.rs`); this one holds the runner, the fixtures and health.
 
 use std::{
     sync::Arc,
@@ -47,6 +47,7 @@ mod attributes;
 mod model;
 mod postgres_only;
 mod sessions;
+mod throttle;
 mod users;
 
 pub fn memory_store() -> Arc<dyn Store> {

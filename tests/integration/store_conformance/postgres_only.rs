@@ -311,7 +311,7 @@ async fn migrations_are_idempotent_and_checked() {
         .expect_err("an empty database is not ready");
     assert!(error.to_string().contains("run `ssod migrate`"), "{error}");
 
-    assert_eq!(store.migrate().await.expect("migrated"), vec![1]);
+    assert_eq!(store.migrate().await.expect("migrated"), vec![1, 2]);
     assert_eq!(
         store.migrate().await.expect("migrated again"),
         Vec::<u32>::new()
@@ -329,7 +329,7 @@ async fn migrations_are_idempotent_and_checked() {
         .iter()
         .map(|row| row.get(0))
         .collect();
-    assert_eq!(applied, [1]);
+    assert_eq!(applied, [1, 2]);
 
     client
         .execute(
@@ -348,7 +348,7 @@ async fn migrations_are_idempotent_and_checked() {
         .await
         .expect("delete");
     let error = store.check_schema().await.expect_err("a missing migration");
-    assert!(error.to_string().contains("[1]"), "{error}");
+    assert!(error.to_string().contains("[1, 2]"), "{error}");
     assert!(error.to_string().contains("run `ssod migrate`"), "{error}");
 }
 
@@ -370,7 +370,11 @@ async fn concurrent_migrations_apply_each_once() {
                 .expect("every replica succeeds"),
         );
     }
-    assert_eq!(applied, [1], "exactly one replica applied migration 1");
+    assert_eq!(
+        applied,
+        [1, 2],
+        "exactly one replica applied each migration"
+    );
     let store = PostgresStore::connect(&url, PgSettings::default()).expect("pool builds");
     store.check_schema().await.expect("current");
 }

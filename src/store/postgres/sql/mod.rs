@@ -33,6 +33,7 @@ macro_rules! username_key {
 
 pub mod attributes;
 pub mod sessions;
+pub mod throttle;
 pub mod users;
 
 pub(crate) const fn joined_len(parts: &[&str]) -> usize {
@@ -147,6 +148,18 @@ pub const OTHERS_LIVE: Columns = Columns {
     types: &[Type::INT8],
 };
 
+/// An address's failure counter after a claim (`throttle::CLAIM_ADDRESS`).
+pub const ADDRESS_COUNTER: Columns = Columns {
+    list: "window_start, locked_until",
+    types: &[Type::TIMESTAMPTZ, Type::TIMESTAMPTZ],
+};
+
+/// The end of a lockout, if any.
+pub const LOCKED_UNTIL: Columns = Columns {
+    list: "locked_until",
+    types: &[Type::TIMESTAMPTZ],
+};
+
 pub const PING: &str = "SELECT 1";
 
 /// A statement and the columns its rows are decoded from, in order; `returns` is empty for a
@@ -205,4 +218,10 @@ pub const STATEMENTS: &[Statement] = statements![
     attributes::USER_ATTRIBUTES.delete => [],
     attributes::USER_ATTRIBUTES.set_expiry => [ATTRIBUTE],
     attributes::USER_ATTRIBUTES.purge => [],
+    throttle::CLAIM_ADDRESS => [ADDRESS_COUNTER],
+    throttle::RELEASE_ADDRESS => [],
+    throttle::CLAIM_USER => [LOCKED_UNTIL],
+    throttle::ADDRESS_LOCKED_UNTIL => [LOCKED_UNTIL],
+    throttle::USER_LOCKED_UNTIL => [LOCKED_UNTIL],
+    throttle::FORGET_USER => [],
 ];

@@ -1,0 +1,150 @@
+//! Failed-login counters in memory: both counters of a claim are checked and counted under
+//! the store's one lock, so concurrent claims are admitted one at a time.
+
+use std::{collections::HashMap, time::SystemTime};
+
+use async_trait::async_trait;
+
+use super::MemoryStore;
+use crate::{
+    domain::{
+        AddressClaim, ClaimLogin, ForgetLoginFailures, LoginClaim, ThrottleKind, ThrottleLimits,
+        Write,
+    },
+    store::{StoreResult, ThrottleStore},
+};
+
+/// The counters, by username key and by address.
+#[derive(Default)]
+pub(super) struct Throttle {
+    users: HashMap<String, UserFailures>,
+    addresses: HashMap<String, AddressFailures>,
+}
+
+#[derive(Clone, Copy, Default)]
+struct UserFailures {
+    /// Failures since the last lockout (or ever, before the first).
+    failures: u32,
+    /// Lockouts so far: each one doubles the next.
+    lockouts: u32,
+    locked_until: Option<SystemTime>,
+}
+
+#[derive(Clone, Copy)]
+struct AddressFailures {
+    failures: u32,
+    window_start: SystemTime,
+    locked_until: Option<SystemTime>,
+}
+
+fn locked(until: Option<SystemTime>, now: SystemTime) -> Option<SystemTime> {
+    until.filter(|until| *until > now)
+}
+
+impl Throttle {
+    /// The address's counter as of `now`: a new window once the last one has passed. Refused
+    /// (and, on reaching the limit, locked out from `now`) or ready to count one more.
+    fn address(
+        &mut self,
+        address: &str,
+        limits: &ThrottleLimits,
+        now: SystemTime,
+    ) -> Result<AddressFailures, SystemTime> {
+        let fresh = AddressFailures {
+            failures: 0,
+            window_start: now,
+            locked_until: None,
+        };
+        let current = self.addresses.get(address).copied();
+        if let Some(until) = current.and_then(|current| locked(current.locked_until, now)) {
+            return Err(until);
+        }
+        let current = current
+            .filter(|current| current.window_start + limits.failure_window > now)
+            .unwrap_or(fresh);
+        if current.failures >= limits.address_max_failures {
+            let until = now + limits.lockout;
+            self.addresses.insert(
+                address.to_owned(),
+                AddressFailures {
+                    locked_until: Some(until),
+                    ..fresh
+                },
+            );
+            return Err(until);
+        }
+        Ok(current)
+    }
+}
+
+#[async_trait]
+impl ThrottleStore for MemoryStore {
+    async fn claim_login(&self, write: Write<ClaimLogin>) -> StoreResult<LoginClaim> {
+        let Write {
+            now,
+            command:
+                ClaimLogin {
+                    user_key,
+                    address,
+                    limits,
+                },
+        } = write;
+        let mut state = self.lock()?;
+        let throttle = &mut state.throttle;
+        let counted_address = match &address {
+            Some(address) => match throttle.address(address, &limits, now) {
+                Ok(counter) => {
+                    // A window that starts now starts whatever the user's answer, as in the
+                    // PostgreSQL store, which counts the address first and gives it back.
+                    throttle.addresses.insert(address.clone(), counter);
+                    Some(address)
+                }
+                Err(until) => {
+                    return Ok(LoginClaim::Refused {
+                        kind: ThrottleKind::Address,
+                        until,
+                    });
+                }
+            },
+            None => None,
+        };
+        let mut user = throttle.users.get(&user_key).copied().unwrap_or_default();
+        if let Some(until) = locked(user.locked_until, now) {
+            return Ok(LoginClaim::Refused {
+                kind: ThrottleKind::User,
+                until,
+            });
+        }
+        user.failures += 1;
+        if user.failures >= limits.user_max_failures {
+            user.locked_until = Some(now + limits.user_lockout(user.lockouts));
+            user.lockouts = user.lockouts.saturating_add(1);
+            user.failures = 0;
+        }
+        throttle.users.insert(user_key, user);
+        let claim = counted_address
+            .and_then(|address| Some((address, throttle.addresses.get_mut(address)?)))
+            .map(|(address, counter)| {
+                counter.failures += 1;
+                AddressClaim {
+                    address: address.clone(),
+                    window_start: counter.window_start,
+                }
+            });
+        Ok(LoginClaim::Admitted { address: claim })
+    }
+
+    async fn forget_login_failures(&self, write: Write<ForgetLoginFailures>) -> StoreResult<()> {
+        let ForgetLoginFailures { user_key, address } = write.command;
+        let mut state = self.lock()?;
+        let throttle = &mut state.throttle;
+        throttle.users.remove(&user_key);
+        if let Some(claim) = address
+            && let Some(counter) = throttle.addresses.get_mut(&claim.address)
+            && counter.window_start == claim.window_start
+        {
+            counter.failures = counter.failures.saturating_sub(1);
+        }
+        Ok(())
+    }
+}
