@@ -97,6 +97,7 @@ impl Config {
             persistent_on_logout,
             allowed_apps,
             sweep_batch,
+            max_guest_sessions,
         } = self.sessions.policy();
         let PasswordRules {
             password_max_age,
@@ -113,6 +114,7 @@ impl Config {
             password_max_age,
             password_expiry_warning,
             sweep_batch,
+            max_guest_sessions,
         }
     }
 }

@@ -142,6 +142,7 @@ pub fn plain_open(new: NewSession) -> OpenSession {
         attributes: Vec::new(),
         replaces: None,
         login: None,
+        max_guest_sessions: usize::MAX,
     }
 }
 
@@ -193,6 +194,7 @@ async fn set(
                 owner,
                 items,
                 max_per_owner: 1000,
+                max_bytes_per_owner: usize::MAX,
             },
         ))
         .await
