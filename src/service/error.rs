@@ -124,9 +124,7 @@ impl From<StoreError> for ServiceError {
             ),
             StoreError::TooManyAttributeBytes { bytes, limit } => Self::limit(
                 "attributes",
-                format!(
-                    "the owner's values would take {bytes} bytes; at most {limit} are allowed"
-                ),
+                format!("the owner's values would take {bytes} bytes; at most {limit} are allowed"),
             ),
             StoreError::TooManyGuestSessions { limit } => {
                 tracing::warn!(limit, "guest session limit reached");

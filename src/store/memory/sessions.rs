@@ -8,8 +8,7 @@ use super::{MemoryStore, State, StoredSession};
 use crate::{
     domain::{
         ApprovalStatus, DeleteSession, DeleteSessions, OpenSession, Owner, PurgeCounts,
-        PurgeExpired, RenewSession, Session, SessionId, SessionWithUser,
-        TokenHash, UserId, Write,
+        PurgeExpired, RenewSession, Session, SessionId, SessionWithUser, TokenHash, UserId, Write,
     },
     store::{SessionStore, StoreError, StoreResult, is_live},
 };

@@ -28,8 +28,13 @@ impl PostgresStore {
         now: SystemTime,
         batch: usize,
     ) -> StoreResult<u64> {
-        self.delete_sessions_in_batches(sql::sessions::DELETE_USER_SESSIONS, Some(user.0), now, batch)
-            .await
+        self.delete_sessions_in_batches(
+            sql::sessions::DELETE_USER_SESSIONS,
+            Some(user.0),
+            now,
+            batch,
+        )
+        .await
     }
 
     /// Runs one of the batched revocation statements until a batch comes back short, each
@@ -250,12 +255,22 @@ impl SessionStore for PostgresStore {
         match selector {
             SessionSelector::User(user) => self.delete_user_sessions(user, now, batch).await,
             SessionSelector::Guests => {
-                self.delete_sessions_in_batches(sql::sessions::DELETE_GUEST_SESSIONS, None, now, batch)
-                    .await
+                self.delete_sessions_in_batches(
+                    sql::sessions::DELETE_GUEST_SESSIONS,
+                    None,
+                    now,
+                    batch,
+                )
+                .await
             }
             SessionSelector::All => {
-                self.delete_sessions_in_batches(sql::sessions::DELETE_ALL_SESSIONS, None, now, batch)
-                    .await
+                self.delete_sessions_in_batches(
+                    sql::sessions::DELETE_ALL_SESSIONS,
+                    None,
+                    now,
+                    batch,
+                )
+                .await
             }
         }
     }

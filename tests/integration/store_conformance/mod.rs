@@ -44,6 +44,7 @@ macro_rules! conformance {
 conformance!(ping_answers);
 
 mod attributes;
+mod limits;
 mod postgres_only;
 mod sessions;
 mod users;

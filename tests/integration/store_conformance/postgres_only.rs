@@ -375,7 +375,11 @@ async fn concurrent_migrations_apply_each_once() {
         );
     }
     applied.sort_unstable();
-    assert_eq!(applied, [1, 3], "exactly one replica applied each migration");
+    assert_eq!(
+        applied,
+        [1, 3],
+        "exactly one replica applied each migration"
+    );
     let store = PostgresStore::connect(&url, PgSettings::default()).expect("pool builds");
     store.check_schema().await.expect("current");
 }

@@ -349,10 +349,13 @@ async fn a_login_lands_only_while_the_user_is_unchanged(store: Arc<dyn Store>) {
         .await
         .expect("the current hash logs in");
     let gone = store
-        .delete_user(write(at(0), DeleteUser {
+        .delete_user(write(
+            at(0),
+            DeleteUser {
                 id: user.id,
                 batch: 1000,
-            }))
+            },
+        ))
         .await
         .expect("deleted");
     assert!(gone);
