@@ -34,6 +34,15 @@ pub struct LimitsConfig {
         global = true
     )]
     pub max_attributes_per_owner: usize,
+    /// Bytes of attribute values per session or user: `4MiB`, `512KiB`, plain bytes.
+    #[arg(
+        long,
+        env = "SSOD_MAX_BYTES_PER_OWNER",
+        default_value = "4MiB",
+        value_parser = byte_size,
+        global = true
+    )]
+    pub max_bytes_per_owner: usize,
     #[arg(
         long,
         env = "SSOD_PASSWORD_MIN_LENGTH",
@@ -58,9 +67,29 @@ impl LimitsConfig {
             max_value_bytes: self.max_attribute_value_bytes,
             max_items_per_write: self.max_attributes_per_write,
             max_attributes_per_owner: self.max_attributes_per_owner,
+            max_bytes_per_owner: self.max_bytes_per_owner,
             min_password_chars: self.password_min_length,
             max_password_chars: self.password_max_length,
             ..Limits::default()
         }
+    }
+}
+
+/// A size in bytes: `4MiB`, `512KiB`, `4096`.
+fn byte_size(text: &str) -> Result<usize, String> {
+    let size: bytesize::ByteSize = text.trim().parse()?;
+    usize::try_from(size.as_u64()).map_err(|_| format!("{text} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::byte_size;
+
+    #[test]
+    fn sizes_parse_with_binary_units_or_as_plain_bytes() {
+        assert_eq!(byte_size("4MiB"), Ok(4 * 1024 * 1024));
+        assert_eq!(byte_size("512KiB"), Ok(512 * 1024));
+        assert_eq!(byte_size("4096"), Ok(4096));
+        assert!(byte_size("lots").is_err());
     }
 }

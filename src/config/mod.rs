@@ -101,6 +101,7 @@ impl Config {
             persistent_on_logout,
             allowed_apps,
             sweep_batch,
+            max_guest_sessions,
         } = self.sessions.policy();
         let PasswordRules {
             password_max_age,
@@ -118,6 +119,7 @@ impl Config {
             password_expiry_warning,
             sweep_batch,
             throttle: self.lockout.policy(),
+            max_guest_sessions,
         }
     }
 }

@@ -13,6 +13,17 @@ pub struct SessionsConfig {
     /// A session's expiry after login or renewal.
     #[arg(long = "session-idle-timeout", env = "SSOD_SESSION_IDLE_TIMEOUT", default_value = "60m", value_parser = duration, global = true)]
     pub idle_timeout: Duration,
+    /// A guest session's expiry after creation or renewal.
+    #[arg(long = "guest-idle-timeout", env = "SSOD_GUEST_IDLE_TIMEOUT", default_value = "30m", value_parser = duration, global = true)]
+    pub guest_idle_timeout: Duration,
+    /// Guest sessions held at once (expired ones count until the sweep); more are refused.
+    #[arg(
+        long,
+        env = "SSOD_MAX_GUEST_SESSIONS",
+        default_value_t = 1_000_000,
+        global = true
+    )]
+    pub max_guest_sessions: usize,
     /// Renewal never extends a session past creation + this.
     #[arg(long = "session-max-lifetime", env = "SSOD_SESSION_MAX_LIFETIME", default_value = "12h", value_parser = duration, global = true)]
     pub max_lifetime: Duration,
@@ -38,7 +49,7 @@ pub struct SessionsConfig {
     /// How often the background task sweeps expired sessions and attributes.
     #[arg(long, env = "SSOD_SWEEP_INTERVAL", default_value = "60s", value_parser = duration, global = true)]
     pub sweep_interval: Duration,
-    /// Rows deleted per sweep statement.
+    /// Rows deleted per statement by the sweep and by bulk revocation.
     #[arg(long, env = "SSOD_SWEEP_BATCH", default_value_t = 1000, global = true)]
     pub sweep_batch: usize,
 }
@@ -50,6 +61,7 @@ pub struct SessionRules {
     pub persistent_on_logout: Vec<String>,
     pub allowed_apps: Vec<String>,
     pub sweep_batch: usize,
+    pub max_guest_sessions: usize,
 }
 
 impl SessionsConfig {
@@ -57,12 +69,14 @@ impl SessionsConfig {
         SessionRules {
             sessions: SessionPolicy {
                 idle_timeout: self.idle_timeout,
+                guest_idle_timeout: self.guest_idle_timeout,
                 max_lifetime: self.max_lifetime,
             },
             persistent_on_login: non_empty(&self.persistent_on_login),
             persistent_on_logout: non_empty(&self.persistent_on_logout),
             allowed_apps: non_empty(&self.allowed_apps),
             sweep_batch: self.sweep_batch.max(1),
+            max_guest_sessions: self.max_guest_sessions,
         }
     }
 }

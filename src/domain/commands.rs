@@ -25,10 +25,12 @@ pub struct UpdateUser {
     pub end_sessions: EndSessions,
 }
 
-/// Deletes a user with its sessions and all their attributes.
+/// Deletes a user with its sessions and all their attributes; the sessions go first, at most
+/// `batch` per statement.
 #[derive(Clone, Copy, Debug)]
 pub struct DeleteUser {
     pub id: UserId,
+    pub batch: usize,
 }
 
 /// Opening a session in one transaction: insert it, give it attributes, end the session it
@@ -40,6 +42,8 @@ pub struct OpenSession {
     pub replaces: Option<SessionId>,
     /// Set `last_login_at` of the session's user and, when given, its new password.
     pub login: Option<LoginRecord>,
+    /// A new guest session is refused while the store holds this many guest sessions.
+    pub max_guest_sessions: usize,
 }
 
 /// Moves a live session's expiry; its renewal time becomes the write's `now`.
@@ -55,10 +59,11 @@ pub struct DeleteSession {
     pub id: SessionId,
 }
 
-/// Deletes every selected session, expired or not.
+/// Deletes every selected session, expired or not, at most `batch` per statement.
 #[derive(Clone, Copy, Debug)]
 pub struct DeleteSessions {
     pub selector: SessionSelector,
+    pub batch: usize,
 }
 
 /// Deletes what expired at the write's `now`, at most `batch` rows per statement.
@@ -67,12 +72,14 @@ pub struct PurgeExpired {
     pub batch: usize,
 }
 
-/// Upserts an owner's attributes, all or none, within `max_per_owner` live ones.
+/// Upserts an owner's attributes, all or none, within `max_per_owner` live ones holding at
+/// most `max_bytes_per_owner` bytes of values.
 #[derive(Clone, Debug)]
 pub struct SetAttributes {
     pub owner: Owner,
     pub items: Vec<NewAttribute>,
     pub max_per_owner: usize,
+    pub max_bytes_per_owner: usize,
 }
 
 /// Deletes an owner's attributes by name.

@@ -7,6 +7,8 @@ pub struct Limits {
     pub max_value_bytes: usize,
     pub max_items_per_write: usize,
     pub max_attributes_per_owner: usize,
+    /// Bytes of live attribute values per owner, as stored ([`super::StoredValue::stored_len`]).
+    pub max_bytes_per_owner: usize,
     pub min_password_chars: usize,
     pub max_password_chars: usize,
     pub max_username_chars: usize,
@@ -21,6 +23,7 @@ impl Default for Limits {
             max_value_bytes: 64 * 1024,
             max_items_per_write: 1000,
             max_attributes_per_owner: 1000,
+            max_bytes_per_owner: 4 * 1024 * 1024,
             min_password_chars: 8,
             max_password_chars: 256,
             max_username_chars: 191,

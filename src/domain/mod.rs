@@ -314,6 +314,17 @@ pub enum StoredValue {
     Sealed { key_id: String, ciphertext: Vec<u8> },
 }
 
+impl StoredValue {
+    /// The bytes the value takes in the store, as the per-owner byte limit counts them: the
+    /// JSON text, or the sealed ciphertext (nonce and tag included).
+    pub fn stored_len(&self) -> usize {
+        match self {
+            Self::Plain(json) => json.len(),
+            Self::Sealed { ciphertext, .. } => ciphertext.len(),
+        }
+    }
+}
+
 /// An attribute as the store keeps it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoredAttribute {
@@ -354,13 +365,21 @@ pub struct PurgeCounts {
 #[derive(Clone, Copy, Debug)]
 pub struct SessionPolicy {
     pub idle_timeout: Duration,
+    /// A guest's idle timeout: shorter than a user's, as nobody signed in to keep it.
+    pub guest_idle_timeout: Duration,
     pub max_lifetime: Duration,
 }
 
 impl SessionPolicy {
-    /// Sliding expiry: now + idle timeout, never past creation + absolute lifetime.
-    pub fn expiry(&self, created_at: SystemTime, now: SystemTime) -> SystemTime {
-        (now + self.idle_timeout).min(created_at + self.max_lifetime)
+    /// Sliding expiry: now + the idle timeout of a guest's or a user's session, never past
+    /// creation + absolute lifetime.
+    pub fn expiry(&self, is_guest: bool, created_at: SystemTime, now: SystemTime) -> SystemTime {
+        let idle = if is_guest {
+            self.guest_idle_timeout
+        } else {
+            self.idle_timeout
+        };
+        (now + idle).min(created_at + self.max_lifetime)
     }
 }
 
@@ -372,16 +391,25 @@ mod tests {
     fn expiry_slides_but_is_capped_by_the_absolute_lifetime() {
         let policy = SessionPolicy {
             idle_timeout: Duration::from_secs(60),
+            guest_idle_timeout: Duration::from_secs(30),
             max_lifetime: Duration::from_secs(150),
         };
         let created = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
         assert_eq!(
-            policy.expiry(created, created),
+            policy.expiry(false, created, created),
             created + Duration::from_secs(60)
+        );
+        assert_eq!(
+            policy.expiry(true, created, created),
+            created + Duration::from_secs(30)
         );
         let later = created + Duration::from_secs(100);
         assert_eq!(
-            policy.expiry(created, later),
+            policy.expiry(false, created, later),
+            created + Duration::from_secs(150)
+        );
+        assert_eq!(
+            policy.expiry(true, created, later + Duration::from_secs(30)),
             created + Duration::from_secs(150)
         );
     }

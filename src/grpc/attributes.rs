@@ -26,12 +26,18 @@ impl AttributeService for AttributeApi {
         let write = AttributeWrite {
             name: message.name,
             value: convert::required_json("value", message.value)?,
+            expiration: None,
+            encrypt: None,
+        };
+        // The request's own expiration and encryption are the write's defaults, so that a
+        // refusal names the request's `expiration` field.
+        let defaults = WriteDefaults {
             expiration: convert::duration("expiration", message.expiration)?,
-            encrypt: Some(message.encrypt),
+            encrypt: message.encrypt,
         };
         let attribute = self
             .sso
-            .set_attributes(&caller, owner, vec![write], WriteDefaults::default())
+            .set_attributes(&caller, owner, vec![write], defaults)
             .await?
             .pop()
             .ok_or_else(|| ServiceError::Internal("upsert returned no row".into()))?;

@@ -15,6 +15,10 @@ pub const ERROR_DOMAIN: &str = "sso";
 /// milliseconds and the queue is short.
 const OVERLOAD_RETRY_DELAY: Duration = Duration::from_secs(1);
 
+/// Guest sessions make room only as they expire and the sweep (every minute by default)
+/// removes them.
+const GUEST_LIMIT_RETRY_DELAY: Duration = Duration::from_secs(60);
+
 impl From<ServiceError> for Status {
     fn from(error: ServiceError) -> Self {
         let code = match &error {
@@ -37,7 +41,9 @@ impl From<ServiceError> for Status {
             ServiceError::UserNotFound
             | ServiceError::SessionNotFound
             | ServiceError::AttributeNotFound => Code::NotFound,
-            ServiceError::Overloaded => Code::ResourceExhausted,
+            ServiceError::Overloaded | ServiceError::TooManyGuestSessions => {
+                Code::ResourceExhausted
+            }
             ServiceError::StoreUnavailable(_) => Code::Unavailable,
             ServiceError::Internal(_) => Code::Internal,
         };
@@ -76,6 +82,7 @@ fn retry_after(error: &ServiceError) -> Option<Duration> {
     match error {
         ServiceError::Overloaded => Some(OVERLOAD_RETRY_DELAY),
         ServiceError::TooManyAttempts { retry_after } => Some(*retry_after),
+        ServiceError::TooManyGuestSessions => Some(GUEST_LIMIT_RETRY_DELAY),
         _ => None,
     }
 }

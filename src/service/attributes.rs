@@ -77,7 +77,8 @@ impl Sso {
         let owner = self.resolve_owner(caller, owner, now).await?;
         let writes = items
             .into_iter()
-            .map(|item| self.seal(owner, item, defaults, now))
+            .enumerate()
+            .map(|(index, item)| self.seal(owner, index, item, defaults, now))
             .collect::<ServiceResult<Vec<_>>>()?;
         let stored = self
             .stores
@@ -88,6 +89,7 @@ impl Sso {
                     owner,
                     items: writes,
                     max_per_owner: limits.max_attributes_per_owner,
+                    max_bytes_per_owner: limits.max_bytes_per_owner,
                 },
             })
             .await?;
@@ -265,10 +267,12 @@ impl Sso {
         names.iter().try_for_each(|name| self.check_name(name))
     }
 
-    /// Serialises, bounds and, if asked, encrypts one value for its owner.
+    /// Serialises, bounds and, if asked, encrypts one value for its owner; `index` is the
+    /// item's place in the write, for naming its own expiration in a refusal.
     fn seal(
         &self,
         owner: Owner,
+        index: usize,
         item: AttributeWrite,
         defaults: WriteDefaults,
         now: SystemTime,
@@ -290,8 +294,12 @@ impl Sso {
         } else {
             StoredValue::Plain(json)
         };
+        let expires_at = match item.expiration {
+            Some(own) => expiry_after(now, Some(own), &format!("attributes[{index}].expiration"))?,
+            None => expiry_after(now, defaults.expiration, "expiration")?,
+        };
         Ok(NewAttribute {
-            expires_at: expiry_after(now, item.expiration.or(defaults.expiration), "expiration")?,
+            expires_at,
             name: item.name,
             value,
         })
@@ -353,7 +361,11 @@ impl Sso {
 /// and timestamp type can represent.
 const MAX_EXPIRATION: Duration = Duration::from_secs(100 * 366 * 24 * 60 * 60);
 
-/// `now + ttl`; a zero ttl or one over a century is refused (absent means never).
+/// The shortest expiration accepted: a value that expires sooner is gone before its writer
+/// could read it, and a stream of them would only churn the store.
+const MIN_EXPIRATION: Duration = Duration::from_secs(1);
+
+/// `now + ttl`; a ttl under a second or over a century is refused (absent means never).
 fn expiry_after(
     now: SystemTime,
     ttl: Option<Duration>,
@@ -361,7 +373,9 @@ fn expiry_after(
 ) -> ServiceResult<Option<SystemTime>> {
     match ttl {
         None => Ok(None),
-        Some(ttl) if ttl.is_zero() => Err(ServiceError::invalid(field, "must be positive")),
+        Some(ttl) if ttl < MIN_EXPIRATION => {
+            Err(ServiceError::invalid(field, "must be at least 1 s"))
+        }
         Some(ttl) if ttl > MAX_EXPIRATION => {
             Err(ServiceError::invalid(field, "must be at most 100 years"))
         }

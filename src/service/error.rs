@@ -63,6 +63,10 @@ pub enum ServiceError {
     /// Refused at once rather than queued; the client may retry after a while.
     #[error("the server is overloaded; retry later")]
     Overloaded,
+    /// The store holds as many guest sessions as allowed; room returns as they expire and
+    /// are swept.
+    #[error("too many guest sessions; retry later")]
+    TooManyGuestSessions,
     /// The cause is logged, never sent.
     #[error("store unavailable")]
     StoreUnavailable(String),
@@ -103,6 +107,7 @@ impl ServiceError {
             Self::EncryptionUnavailable => "ENCRYPTION_UNAVAILABLE",
             Self::TooManyAttempts { .. } => "TOO_MANY_ATTEMPTS",
             Self::Overloaded => "OVERLOADED",
+            Self::TooManyGuestSessions => "LIMIT_EXCEEDED",
             Self::StoreUnavailable(_) => "STORE_UNAVAILABLE",
             Self::Internal(_) => "INTERNAL",
         }
@@ -121,6 +126,14 @@ impl From<StoreError> for ServiceError {
                 "attributes",
                 format!("the owner would hold {count} attributes; at most {limit} are allowed"),
             ),
+            StoreError::TooManyAttributeBytes { bytes, limit } => Self::limit(
+                "attributes",
+                format!("the owner's values would take {bytes} bytes; at most {limit} are allowed"),
+            ),
+            StoreError::TooManyGuestSessions { limit } => {
+                tracing::warn!(limit, "guest session limit reached");
+                Self::TooManyGuestSessions
+            }
             StoreError::Unavailable(cause) => Self::StoreUnavailable(cause),
             StoreError::Internal(cause) => Self::Internal(cause),
         }

@@ -205,13 +205,7 @@ impl Sso {
             }
         };
         if attributes.is_empty() {
-            self.stores
-                .sessions
-                .delete_session(Write {
-                    now,
-                    command: DeleteSession { id: old.id },
-                })
-                .await?;
+            self.end_session(old.id, now).await?;
             return Ok(None);
         }
         match self
@@ -221,8 +215,25 @@ impl Sso {
             Ok((ust, _)) => Ok(Some(ust)),
             // Ended meanwhile (expired or deleted): logging out is done.
             Err(ServiceError::SessionNotFound) => Ok(None),
+            // No room for the guest session: the session still ends, and the refusal tells
+            // the client that what it carried was dropped.
+            Err(ServiceError::TooManyGuestSessions) => {
+                self.end_session(old.id, now).await?;
+                Err(ServiceError::TooManyGuestSessions)
+            }
             Err(error) => Err(error),
         }
+    }
+
+    async fn end_session(&self, id: SessionId, now: SystemTime) -> ServiceResult<()> {
+        self.stores
+            .sessions
+            .delete_session(Write {
+                now,
+                command: DeleteSession { id },
+            })
+            .await?;
+        Ok(())
     }
 
     /// Reads the named attributes of a session that is about to be replaced and re-seals

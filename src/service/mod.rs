@@ -45,10 +45,12 @@ pub struct Policy {
     pub password_max_age: Option<Duration>,
     /// Login warns when the password expires within this.
     pub password_expiry_warning: Duration,
-    /// Rows deleted per statement by the expiry sweep.
+    /// Rows deleted per statement by the expiry sweep and bulk revocation.
     pub sweep_batch: usize,
     /// When failed logins lock a username or an address out.
     pub throttle: ThrottleLimits,
+    /// Guest sessions the store may hold at once.
+    pub max_guest_sessions: usize,
 }
 
 /// Who is calling: the session its UST names, and that session's user (none for a guest).

@@ -67,7 +67,10 @@ impl Sso {
     pub async fn renew_session(&self, caller: &Caller) -> ServiceResult<Session> {
         let now = self.clock.now();
         let session = &caller.session;
-        let expires_at = self.policy.sessions.expiry(session.created_at, now);
+        let expires_at =
+            self.policy
+                .sessions
+                .expiry(session.user_id.is_none(), session.created_at, now);
         self.stores
             .sessions
             .renew_session(Write {
@@ -166,7 +169,10 @@ impl Sso {
             .sessions
             .delete_sessions(Write {
                 now: self.clock.now(),
-                command: DeleteSessions { selector },
+                command: DeleteSessions {
+                    selector,
+                    batch: self.policy.sweep_batch,
+                },
             })
             .await?;
         tracing::info!(deleted, ?selector, "sessions revoked");
@@ -215,7 +221,7 @@ impl Sso {
             remote_addr: client.remote_addr,
             user_agent: client.user_agent,
             created_at: now,
-            expires_at: self.policy.sessions.expiry(now, now),
+            expires_at: self.policy.sessions.expiry(user_id.is_none(), now, now),
             last_renewed_at: now,
         }
     }
@@ -238,6 +244,7 @@ impl Sso {
             attributes,
             replaces,
             login,
+            max_guest_sessions: self.policy.max_guest_sessions,
         };
         let session = self
             .stores

@@ -300,7 +300,10 @@ impl Sso {
             .users
             .delete_user(Write {
                 now: self.clock.now(),
-                command: DeleteUser { id },
+                command: DeleteUser {
+                    id,
+                    batch: self.policy.sweep_batch,
+                },
             })
             .await?;
         if !deleted {

@@ -31,6 +31,10 @@ pub enum StoreError {
     UserChanged,
     #[error("owner would hold {count} attributes, limit is {limit}")]
     TooManyAttributes { count: usize, limit: usize },
+    #[error("owner would hold {bytes} bytes of attribute values, limit is {limit}")]
+    TooManyAttributeBytes { bytes: usize, limit: usize },
+    #[error("the store holds {limit} guest sessions, the limit")]
+    TooManyGuestSessions { limit: usize },
     #[error("store unavailable: {0}")]
     Unavailable(String),
     #[error("store failure: {0}")]
@@ -87,7 +91,9 @@ pub trait UserStore: Send + Sync + 'static {
 pub trait SessionStore: Send + Sync + 'static {
     /// One transaction: insert the session and its attributes, end the replaced session and
     /// record the login. `SessionNotFound` if the replaced session is gone, `UserNotFound` if
-    /// the user is, `UserChanged` if the login record's conditions no longer hold.
+    /// the user is, `UserChanged` if the login record's conditions no longer hold,
+    /// `TooManyGuestSessions` if a new guest session would pass `max_guest_sessions`. Guest
+    /// sessions are counted while they are stored: an expired one counts until the sweep.
     async fn open_session(&self, write: Write<OpenSession>) -> StoreResult<Session>;
     /// The hot path: one indexed look-up of an unexpired session and its user.
     async fn session_by_token(
@@ -112,7 +118,8 @@ pub trait SessionStore: Send + Sync + 'static {
     ) -> StoreResult<Vec<Session>>;
     /// Deletes a session and its attributes; false if absent or expired.
     async fn delete_session(&self, write: Write<DeleteSession>) -> StoreResult<bool>;
-    /// Deletes every selected session (expired ones too); counts the unexpired ones.
+    /// Deletes every selected session (expired ones too) in batches of at most `batch`, each
+    /// its own statement; counts the unexpired ones.
     async fn delete_sessions(&self, write: Write<DeleteSessions>) -> StoreResult<u64>;
     /// Deletes expired sessions and attributes in batches of at most `batch` rows.
     async fn purge_expired(&self, write: Write<PurgeExpired>) -> StoreResult<PurgeCounts>;
@@ -123,7 +130,8 @@ pub trait SessionStore: Send + Sync + 'static {
 #[async_trait]
 pub trait AttributeStore: Send + Sync + 'static {
     /// Upserts all items in one atomic write, replacing expired rows too; refuses with
-    /// `TooManyAttributes` if the owner would then hold more than `max_per_owner`.
+    /// `TooManyAttributes` if the owner would then hold more than `max_per_owner` live ones,
+    /// or `TooManyAttributeBytes` if their values would take more than `max_bytes_per_owner`.
     async fn set_attributes(
         &self,
         write: Write<SetAttributes>,

@@ -5,6 +5,7 @@ mod abuse;
 mod attributes;
 mod fuzz;
 mod gate;
+mod guests;
 mod harness;
 mod hostile;
 mod limits;

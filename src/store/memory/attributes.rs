@@ -1,6 +1,6 @@
 //! Attributes in memory.
 
-use std::time::SystemTime;
+use std::{collections::HashSet, time::SystemTime};
 
 use async_trait::async_trait;
 
@@ -24,26 +24,42 @@ impl State {
         }
     }
 
-    /// Upserts into an owner's map after checking the per-owner limit against the result.
+    /// Upserts into an owner's map after checking the per-owner limits (count and bytes of
+    /// live values) against the result, under the store's lock.
     pub(super) fn upsert_attributes(
         &mut self,
         owner: Owner,
         items: Vec<NewAttribute>,
         max_per_owner: usize,
+        max_bytes_per_owner: usize,
         now: SystemTime,
     ) -> StoreResult<Vec<StoredAttribute>> {
         let map = self.attributes.entry(owner).or_default();
-        let live_after = map
-            .iter()
-            .filter(|(name, attribute)| {
-                is_live(attribute.expires_at, now) && !items.iter().any(|item| &item.name == *name)
+        let replaced: HashSet<&str> = items.iter().map(|item| item.name.as_str()).collect();
+        let (others, other_bytes) = map
+            .values()
+            .filter(|attribute| {
+                is_live(attribute.expires_at, now) && !replaced.contains(attribute.name.as_str())
             })
-            .count()
-            + items.len();
+            .fold((0, 0), |(count, bytes), attribute| {
+                (count + 1, bytes + attribute.value.stored_len())
+            });
+        let live_after = others + items.len();
         if live_after > max_per_owner {
             return Err(StoreError::TooManyAttributes {
                 count: live_after,
                 limit: max_per_owner,
+            });
+        }
+        let bytes_after = other_bytes
+            + items
+                .iter()
+                .map(|item| item.value.stored_len())
+                .sum::<usize>();
+        if bytes_after > max_bytes_per_owner {
+            return Err(StoreError::TooManyAttributeBytes {
+                bytes: bytes_after,
+                limit: max_bytes_per_owner,
             });
         }
         let written = items
@@ -95,11 +111,12 @@ impl AttributeStore for MemoryStore {
                     owner,
                     items,
                     max_per_owner,
+                    max_bytes_per_owner,
                 },
         } = write;
         let mut state = self.lock()?;
         state.owner_exists(owner, now)?;
-        state.upsert_attributes(owner, items, max_per_owner, now)
+        state.upsert_attributes(owner, items, max_per_owner, max_bytes_per_owner, now)
     }
 
     async fn get_attributes(

@@ -6,7 +6,7 @@
 //! state, its lock, health, and the session helpers that more than one area needs.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     sync::{Mutex, MutexGuard},
     time::SystemTime,
 };
@@ -14,7 +14,9 @@ use std::{
 use async_trait::async_trait;
 
 use super::{StoreError, StoreHealth, StoreResult};
-use crate::domain::{Owner, Session, SessionId, StoredAttribute, TokenHash, UserId, UserRecord};
+use crate::domain::{
+    Owner, Session, SessionId, SessionSelector, StoredAttribute, TokenHash, UserId, UserRecord,
+};
 
 mod attributes;
 mod sessions;
@@ -35,6 +37,13 @@ struct State {
     sessions: HashMap<SessionId, StoredSession>,
     /// Token hash → session: the unique token index.
     tokens: HashMap<TokenHash, SessionId>,
+    /// User → its sessions in id order: listing, per-user revocation and user deletion read
+    /// this instead of every session.
+    user_sessions: HashMap<UserId, BTreeSet<SessionId>>,
+    /// Guest sessions, expired ones too until swept: their number is what the guest limit
+    /// counts, and bulk guest revocation removes exactly these.
+    guest_sessions: HashSet<SessionId>,
+    /// Owner → its attributes by name.
     attributes: HashMap<Owner, BTreeMap<String, StoredAttribute>>,
     throttle: throttle::Throttle,
 }
@@ -64,23 +73,59 @@ impl State {
             .filter(|session| session.expires_at > now)
     }
 
+    /// Stores a session with its token, in the index of its user or of guests. Every
+    /// session enters through here and leaves through [`State::remove_session`], which keep
+    /// the indexes whole.
+    fn insert_session(&mut self, stored: StoredSession) {
+        let id = stored.session.id;
+        match stored.session.user_id {
+            Some(user) => {
+                self.user_sessions.entry(user).or_default().insert(id);
+            }
+            None => {
+                self.guest_sessions.insert(id);
+            }
+        }
+        self.tokens.insert(stored.token_hash, id);
+        self.sessions.insert(id, stored);
+    }
+
     fn remove_session(&mut self, id: SessionId) -> Option<Session> {
         let stored = self.sessions.remove(&id)?;
         self.tokens.remove(&stored.token_hash);
         self.attributes.remove(&Owner::Session(id));
+        match stored.session.user_id {
+            Some(user) => {
+                if let Some(ids) = self.user_sessions.get_mut(&user) {
+                    ids.remove(&id);
+                    if ids.is_empty() {
+                        self.user_sessions.remove(&user);
+                    }
+                }
+            }
+            None => {
+                self.guest_sessions.remove(&id);
+            }
+        }
         Some(stored.session)
     }
 
-    /// Removes the selected sessions; counts those that had not expired.
-    fn remove_sessions(&mut self, now: SystemTime, select: impl Fn(&Session) -> bool) -> u64 {
-        let doomed: Vec<SessionId> = self
-            .sessions
-            .values()
-            .filter(|stored| select(&stored.session))
-            .map(|stored| stored.session.id)
-            .collect();
-        doomed
-            .into_iter()
+    /// The ids of the selected sessions, from the indexes.
+    fn selected_sessions(&self, selector: SessionSelector) -> Vec<SessionId> {
+        match selector {
+            SessionSelector::User(user) => self
+                .user_sessions
+                .get(&user)
+                .map(|ids| ids.iter().copied().collect())
+                .unwrap_or_default(),
+            SessionSelector::Guests => self.guest_sessions.iter().copied().collect(),
+            SessionSelector::All => self.sessions.keys().copied().collect(),
+        }
+    }
+
+    /// Removes the given sessions; counts those that had not expired at `now`.
+    fn remove_sessions(&mut self, now: SystemTime, ids: Vec<SessionId>) -> u64 {
+        ids.into_iter()
             .filter_map(|id| self.remove_session(id))
             .filter(|session| session.expires_at > now)
             .count() as u64

@@ -1,6 +1,6 @@
 //! Sessions in memory.
 
-use std::{collections::BTreeMap, time::SystemTime};
+use std::{collections::BTreeMap, ops::Bound, time::SystemTime};
 
 use async_trait::async_trait;
 
@@ -8,8 +8,7 @@ use super::{MemoryStore, State, StoredSession};
 use crate::{
     domain::{
         ApprovalStatus, DeleteSession, DeleteSessions, OpenSession, Owner, PurgeCounts,
-        PurgeExpired, RenewSession, Session, SessionId, SessionSelector, SessionWithUser,
-        TokenHash, UserId, Write,
+        PurgeExpired, RenewSession, Session, SessionId, SessionWithUser, TokenHash, UserId, Write,
     },
     store::{SessionStore, StoreError, StoreResult, is_live},
 };
@@ -49,17 +48,25 @@ impl SessionStore for MemoryStore {
         {
             return Err(StoreError::SessionNotFound);
         }
+        if session.user_id.is_none() {
+            // A guest that replaces a guest takes its place rather than adding one.
+            let replaced_guest = open
+                .replaces
+                .is_some_and(|replaced| state.guest_sessions.contains(&replaced));
+            let guests = state.guest_sessions.len() - usize::from(replaced_guest);
+            if guests >= open.max_guest_sessions {
+                return Err(StoreError::TooManyGuestSessions {
+                    limit: open.max_guest_sessions,
+                });
+            }
+        }
         let owner = Owner::Session(session.id);
-        state.sessions.insert(
-            session.id,
-            StoredSession {
-                session: session.clone(),
-                token_hash: open.new.token_hash,
-            },
-        );
-        state.tokens.insert(open.new.token_hash, session.id);
-        // Carried attributes came from a session within the limit, so no limit applies here.
-        state.upsert_attributes(owner, open.attributes, usize::MAX, now)?;
+        state.insert_session(StoredSession {
+            session: session.clone(),
+            token_hash: open.new.token_hash,
+        });
+        // Carried attributes came from a session within the limits, so none applies here.
+        state.upsert_attributes(owner, open.attributes, usize::MAX, usize::MAX, now)?;
         if let Some(replaced) = open.replaces {
             state.remove_session(replaced);
         }
@@ -125,20 +132,16 @@ impl SessionStore for MemoryStore {
         now: SystemTime,
     ) -> StoreResult<Vec<Session>> {
         let state = self.lock()?;
-        let mut sessions: Vec<Session> = state
-            .sessions
-            .values()
-            .map(|stored| &stored.session)
-            .filter(|session| {
-                session.user_id == Some(user)
-                    && session.expires_at > now
-                    && after.is_none_or(|after| session.id > after)
-            })
+        let Some(ids) = state.user_sessions.get(&user) else {
+            return Ok(Vec::new());
+        };
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        Ok(ids
+            .range((from, Bound::Unbounded))
+            .filter_map(|id| state.live_session(*id, now))
+            .take(limit)
             .cloned()
-            .collect();
-        sessions.sort_by_key(|session| session.id);
-        sessions.truncate(limit);
-        Ok(sessions)
+            .collect())
     }
 
     async fn delete_session(&self, write: Write<DeleteSession>) -> StoreResult<bool> {
@@ -155,14 +158,12 @@ impl SessionStore for MemoryStore {
     async fn delete_sessions(&self, write: Write<DeleteSessions>) -> StoreResult<u64> {
         let Write {
             now,
-            command: DeleteSessions { selector },
+            // One pass, linear in the selected sessions: no statement timeout to stay under.
+            command: DeleteSessions { selector, .. },
         } = write;
         let mut state = self.lock()?;
-        Ok(state.remove_sessions(now, |session| match selector {
-            SessionSelector::User(id) => session.user_id == Some(id),
-            SessionSelector::Guests => session.user_id.is_none(),
-            SessionSelector::All => true,
-        }))
+        let doomed = state.selected_sessions(selector);
+        Ok(state.remove_sessions(now, doomed))
     }
 
     async fn purge_expired(&self, write: Write<PurgeExpired>) -> StoreResult<PurgeCounts> {

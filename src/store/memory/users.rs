@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use super::MemoryStore;
 use crate::{
     domain::{
-        DeleteUser, EndSessions, Owner, UpdateUser, User, UserId, UserPage, UserPatch, UserQuery,
-        UserRecord, Write,
+        DeleteUser, EndSessions, Owner, SessionSelector, UpdateUser, User, UserId, UserPage,
+        UserPatch, UserQuery, UserRecord, Write,
     },
     store::{StoreError, StoreResult, UserStore},
 };
@@ -95,15 +95,15 @@ impl UserStore for MemoryStore {
             EndSessions::All => None,
             EndSessions::AllBut(keep) => Some(keep),
         };
-        state.remove_sessions(SystemTime::UNIX_EPOCH, |session| {
-            session.user_id == Some(id) && Some(session.id) != keep
-        });
+        let mut doomed = state.selected_sessions(SessionSelector::User(id));
+        doomed.retain(|session| Some(*session) != keep);
+        state.remove_sessions(SystemTime::UNIX_EPOCH, doomed);
         Ok(user)
     }
 
     async fn delete_user(&self, write: Write<DeleteUser>) -> StoreResult<bool> {
         let Write {
-            command: DeleteUser { id },
+            command: DeleteUser { id, .. },
             ..
         } = write;
         let mut state = self.lock()?;
@@ -112,9 +112,8 @@ impl UserStore for MemoryStore {
         };
         state.usernames.remove(&record.user.username.to_lowercase());
         state.attributes.remove(&Owner::User(id));
-        state.remove_sessions(SystemTime::UNIX_EPOCH, |session| {
-            session.user_id == Some(id)
-        });
+        let doomed = state.selected_sessions(SessionSelector::User(id));
+        state.remove_sessions(SystemTime::UNIX_EPOCH, doomed);
         Ok(true)
     }
 }

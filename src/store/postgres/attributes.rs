@@ -35,6 +35,10 @@ impl PostgresStore {
     }
 }
 
+fn to_usize(count: i64) -> usize {
+    usize::try_from(to_u64(count)).unwrap_or(usize::MAX)
+}
+
 fn attribute_sql(owner: Owner) -> (&'static AttributeSql, Uuid) {
     match owner {
         Owner::Session(id) => (&sql::attributes::SESSION_ATTRIBUTES, id.0),
@@ -55,6 +59,7 @@ impl AttributeStore for PostgresStore {
                     owner,
                     items,
                     max_per_owner,
+                    max_bytes_per_owner,
                 },
         } = write;
         let (table, owner_id) = attribute_sql(owner);
@@ -94,20 +99,36 @@ impl AttributeStore for PostgresStore {
             )
             .await
             .map_err(from_pg)?;
-        let others = match rows.first() {
-            Some(row) => to_u64(row.try_get(0).map_err(from_pg)?),
-            None => 0,
+        let (others, other_bytes) = match rows.first() {
+            Some(row) => (
+                to_usize(row.try_get(0).map_err(from_pg)?),
+                to_usize(row.try_get(1).map_err(from_pg)?),
+            ),
+            None => (0, 0),
         };
-        // Counted like the memory store: every item, plus the live rows it does not replace.
-        let count = usize::try_from(others)
-            .unwrap_or(usize::MAX)
-            .saturating_add(items.len());
-        if count > max_per_owner {
-            transaction.rollback().await.map_err(from_pg)?;
-            return Err(StoreError::TooManyAttributes {
+        // Counted like the memory store: every item, plus the live rows it does not replace;
+        // the owner row's lock keeps both figures true until the commit.
+        let count = others.saturating_add(items.len());
+        let bytes = items
+            .iter()
+            .map(|item| item.value.stored_len())
+            .fold(other_bytes, usize::saturating_add);
+        let refusal = if count > max_per_owner {
+            Some(StoreError::TooManyAttributes {
                 count,
                 limit: max_per_owner,
-            });
+            })
+        } else if bytes > max_bytes_per_owner {
+            Some(StoreError::TooManyAttributeBytes {
+                bytes,
+                limit: max_bytes_per_owner,
+            })
+        } else {
+            None
+        };
+        if let Some(refusal) = refusal {
+            transaction.rollback().await.map_err(from_pg)?;
+            return Err(refusal);
         }
         let mut written = HashMap::with_capacity(rows.len());
         for row in &rows {

@@ -29,8 +29,12 @@
 //!   queues concurrent writers of that owner), upserts all items in one
 //!   `INSERT … SELECT FROM unnest(…) ON CONFLICT DO UPDATE` that also counts the owner's
 //!   other live rows, and rolls back if the owner would exceed the limit. The lock is what
-//!   makes the per-owner limit hold under concurrency: nothing else can add live rows to an
-//!   owner, and everything else only removes them.
+//!   makes the per-owner limits (count and bytes) hold under concurrency: nothing else can
+//!   add live rows to an owner, and everything else only removes them;
+//! - guest sessions are counted in one row that triggers keep (`0003_guest_limits.sql`); a
+//!   guest insert locks it and inserts only below the limit, so the cap holds across
+//!   replicas without counting rows;
+//! - bulk revocation deletes in keyset batches, each its own statement.
 //!
 //! Two differences from the memory store, both below anything a client can observe:
 //! timestamps are stored with microsecond precision (PostgreSQL's), so a time read back is

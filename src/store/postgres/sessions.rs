@@ -3,6 +3,8 @@
 use std::time::SystemTime;
 
 use async_trait::async_trait;
+use tokio_postgres::types::ToSql;
+use uuid::Uuid;
 
 use super::{
     PostgresStore,
@@ -17,6 +19,60 @@ use crate::{
     },
     store::{SessionStore, StoreError, StoreResult},
 };
+
+impl PostgresStore {
+    /// Deletes a user's sessions in batches of at most `batch`; counts the live ones.
+    pub(super) async fn delete_user_sessions(
+        &self,
+        user: UserId,
+        now: SystemTime,
+        batch: usize,
+    ) -> StoreResult<u64> {
+        self.delete_sessions_in_batches(
+            sql::sessions::DELETE_USER_SESSIONS,
+            Some(user.0),
+            now,
+            batch,
+        )
+        .await
+    }
+
+    /// Runs one of the batched revocation statements until a batch comes back short, each
+    /// batch its own statement (and transaction), so no statement outgrows the statement
+    /// timeout and locks are held one batch at a time. `user` is the statement's `$4`, if it
+    /// has one. Counts the live sessions deleted.
+    async fn delete_sessions_in_batches(
+        &self,
+        sql: &'static str,
+        user: Option<Uuid>,
+        now: SystemTime,
+        batch: usize,
+    ) -> StoreResult<u64> {
+        let (client, statement) = self.prepared(sql).await?;
+        let batch = to_i64(batch.max(1));
+        // Ids are random or time-ordered UUIDs, never nil: the walk starts below all of them.
+        let mut after = Uuid::nil();
+        let mut live = 0;
+        loop {
+            let mut params: Vec<&(dyn ToSql + Sync)> = vec![&now, &after, &batch];
+            if let Some(user) = &user {
+                params.push(user);
+            }
+            let row = client
+                .query_one(&statement, &params)
+                .await
+                .map_err(from_pg)?;
+            let selected: i64 = row.try_get(0).map_err(from_pg)?;
+            let deleted_live: i64 = row.try_get(1).map_err(from_pg)?;
+            let last: Option<Uuid> = row.try_get(2).map_err(from_pg)?;
+            live += to_u64(deleted_live);
+            match last {
+                Some(last) if selected >= batch => after = last,
+                _ => return Ok(live),
+            }
+        }
+    }
+}
 
 #[async_trait]
 impl SessionStore for PostgresStore {
@@ -61,13 +117,28 @@ impl SessionStore for PostgresStore {
                 });
             }
         }
+        // The replaced session goes first: a guest replacing a guest then frees its place in
+        // the guest count before taking one, and the count's lock stays the last one taken.
+        if let Some(replaced) = open.replaces {
+            let statement = transaction
+                .prepare_cached(sql::sessions::END_REPLACED_SESSION)
+                .await
+                .map_err(from_pg)?;
+            let ended = transaction
+                .execute(&statement, &[&replaced.0, &now])
+                .await
+                .map_err(from_pg)?;
+            if ended == 0 {
+                return Err(StoreError::SessionNotFound);
+            }
+        }
         let statement = transaction
             .prepare_cached(sql::sessions::INSERT_SESSION)
             .await
             .map_err(from_pg)?;
         let arrays = AttributeArrays::new(&open.attributes);
         let row = transaction
-            .query_one(
+            .query_opt(
                 &statement,
                 &[
                     &new.id.0,
@@ -84,24 +155,17 @@ impl SessionStore for PostgresStore {
                     &arrays.values,
                     &arrays.key_ids,
                     &arrays.expires_at,
+                    &to_i64(open.max_guest_sessions),
                 ],
             )
             .await
             .map_err(from_pg)?;
+        let Some(row) = row else {
+            return Err(StoreError::TooManyGuestSessions {
+                limit: open.max_guest_sessions,
+            });
+        };
         let session = rows::session(&row, 0)?;
-        if let Some(replaced) = open.replaces {
-            let statement = transaction
-                .prepare_cached(sql::sessions::END_REPLACED_SESSION)
-                .await
-                .map_err(from_pg)?;
-            let ended = transaction
-                .execute(&statement, &[&replaced.0, &now])
-                .await
-                .map_err(from_pg)?;
-            if ended == 0 {
-                return Err(StoreError::SessionNotFound);
-            }
-        }
         transaction.commit().await.map_err(from_pg)?;
         Ok(session)
     }
@@ -186,23 +250,29 @@ impl SessionStore for PostgresStore {
     async fn delete_sessions(&self, write: Write<DeleteSessions>) -> StoreResult<u64> {
         let Write {
             now,
-            command: DeleteSessions { selector },
+            command: DeleteSessions { selector, batch },
         } = write;
-        let row = match selector {
-            SessionSelector::User(user) => {
-                self.query_one(sql::sessions::DELETE_USER_SESSIONS, &[&now, &user.0])
-                    .await?
-            }
+        match selector {
+            SessionSelector::User(user) => self.delete_user_sessions(user, now, batch).await,
             SessionSelector::Guests => {
-                self.query_one(sql::sessions::DELETE_GUEST_SESSIONS, &[&now])
-                    .await?
+                self.delete_sessions_in_batches(
+                    sql::sessions::DELETE_GUEST_SESSIONS,
+                    None,
+                    now,
+                    batch,
+                )
+                .await
             }
             SessionSelector::All => {
-                self.query_one(sql::sessions::DELETE_ALL_SESSIONS, &[&now])
-                    .await?
+                self.delete_sessions_in_batches(
+                    sql::sessions::DELETE_ALL_SESSIONS,
+                    None,
+                    now,
+                    batch,
+                )
+                .await
             }
-        };
-        Ok(to_u64(row.try_get(0).map_err(from_pg)?))
+        }
     }
 
     async fn purge_expired(&self, write: Write<PurgeExpired>) -> StoreResult<PurgeCounts> {

@@ -145,9 +145,12 @@ impl UserStore for PostgresStore {
 
     async fn delete_user(&self, write: Write<DeleteUser>) -> StoreResult<bool> {
         let Write {
-            command: DeleteUser { id },
-            ..
+            now,
+            command: DeleteUser { id, batch },
         } = write;
+        // The sessions first, in batches: the cascade would delete them all in one statement.
+        // A session opened meanwhile still goes with the user, by the cascade.
+        self.delete_user_sessions(id, now, batch).await?;
         let deleted = self.execute(sql::users::DELETE_USER, &[&id.0]).await?;
         Ok(deleted > 0)
     }

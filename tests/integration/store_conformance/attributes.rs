@@ -113,6 +113,7 @@ async fn set_attributes_enforces_the_per_owner_limit(store: Arc<dyn Store>) {
                             owner,
                             items,
                             max_per_owner: 3,
+                            max_bytes_per_owner: usize::MAX,
                         },
                     ))
                     .await
@@ -201,6 +202,7 @@ async fn set_attributes_requires_a_live_owner(store: Arc<dyn Store>) {
                     owner,
                     items: vec![plain("a", "1", None)],
                     max_per_owner: 1000,
+                    max_bytes_per_owner: usize::MAX,
                 },
             ))
             .await

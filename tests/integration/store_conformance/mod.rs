@@ -44,6 +44,7 @@ macro_rules! conformance {
 conformance!(ping_answers);
 
 mod attributes;
+mod limits;
 mod model;
 mod postgres_only;
 mod sessions;
@@ -144,6 +145,7 @@ pub fn plain_open(new: NewSession) -> OpenSession {
         attributes: Vec::new(),
         replaces: None,
         login: None,
+        max_guest_sessions: usize::MAX,
     }
 }
 
@@ -195,6 +197,7 @@ async fn set(
                 owner,
                 items,
                 max_per_owner: 1000,
+                max_bytes_per_owner: usize::MAX,
             },
         ))
         .await

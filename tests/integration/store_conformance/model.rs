@@ -26,6 +26,9 @@ const MAX_OPERATIONS: usize = 40;
 /// A few names, so operations collide: `U0` and `u0` are one username.
 const USERNAMES: [&str; 4] = ["u0", "u1", "U0", "u2"];
 const ATTRIBUTE_NAMES: [&str; 4] = ["a", "b", "cart", "theme"];
+/// Limits low enough for random sequences to reach them.
+const MAX_GUESTS: usize = 4;
+const MAX_BYTES: usize = 8;
 
 #[derive(Clone, Copy, Debug)]
 enum Who {
@@ -194,6 +197,7 @@ async fn apply(store: &Arc<dyn Store>, world: &World, operation: &Operation) -> 
                     .filter(|&index| usize::from(index) + 1 < world.sessions.len())
                     .map(|index| world.session(index)),
                 login: None,
+                max_guest_sessions: MAX_GUESTS,
             };
             answer(store.open_session(write(now, open)).await)
         }
@@ -217,6 +221,7 @@ async fn apply(store: &Arc<dyn Store>, world: &World, operation: &Operation) -> 
                 owner: world.owner(*owner),
                 items,
                 max_per_owner: usize::from(*max_per_owner),
+                max_bytes_per_owner: MAX_BYTES,
             };
             answer(store.set_attributes(write(now, command)).await)
         }
@@ -280,7 +285,7 @@ async fn apply(store: &Arc<dyn Store>, world: &World, operation: &Operation) -> 
             };
             answer(
                 store
-                    .delete_sessions(write(now, DeleteSessions { selector }))
+                    .delete_sessions(write(now, DeleteSessions { selector, batch: 2 }))
                     .await,
             )
         }
@@ -303,6 +308,7 @@ async fn apply(store: &Arc<dyn Store>, world: &World, operation: &Operation) -> 
         Operation::DeleteUser(user) => {
             let command = DeleteUser {
                 id: world.user(*user),
+                batch: 2,
             };
             answer(store.delete_user(write(now, command)).await)
         }

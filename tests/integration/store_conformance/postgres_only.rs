@@ -53,6 +53,7 @@ async fn concurrent_upserts_of_one_name_leave_one_row() {
                             owner,
                             items: vec![plain("same", &index.to_string(), None)],
                             max_per_owner: 1000,
+                            max_bytes_per_owner: usize::MAX,
                         },
                     ))
                     .await
@@ -116,6 +117,7 @@ async fn concurrent_writers_never_exceed_the_limit() {
                     owner,
                     items: existing,
                     max_per_owner: LIMIT,
+                    max_bytes_per_owner: usize::MAX,
                 },
             ))
             .await
@@ -138,6 +140,7 @@ async fn concurrent_writers_never_exceed_the_limit() {
                                 owner,
                                 items,
                                 max_per_owner: LIMIT,
+                                max_bytes_per_owner: usize::MAX,
                             },
                         ))
                         .await
@@ -199,6 +202,7 @@ async fn warm_up(store: &Arc<PostgresStore>, dyn_store: &Arc<dyn Store>, connect
                             owner: Owner::Session(id),
                             items,
                             max_per_owner: 1000,
+                            max_bytes_per_owner: usize::MAX,
                         },
                     ))
                     .await
@@ -311,7 +315,7 @@ async fn migrations_are_idempotent_and_checked() {
         .expect_err("an empty database is not ready");
     assert!(error.to_string().contains("run `ssod migrate`"), "{error}");
 
-    assert_eq!(store.migrate().await.expect("migrated"), vec![1, 2]);
+    assert_eq!(store.migrate().await.expect("migrated"), vec![1, 2, 3]);
     assert_eq!(
         store.migrate().await.expect("migrated again"),
         Vec::<u32>::new()
@@ -329,7 +333,7 @@ async fn migrations_are_idempotent_and_checked() {
         .iter()
         .map(|row| row.get(0))
         .collect();
-    assert_eq!(applied, [1, 2]);
+    assert_eq!(applied, [1, 2, 3]);
 
     client
         .execute(
@@ -348,7 +352,7 @@ async fn migrations_are_idempotent_and_checked() {
         .await
         .expect("delete");
     let error = store.check_schema().await.expect_err("a missing migration");
-    assert!(error.to_string().contains("[1, 2]"), "{error}");
+    assert!(error.to_string().contains("[1, 2, 3]"), "{error}");
     assert!(error.to_string().contains("run `ssod migrate`"), "{error}");
 }
 
@@ -370,9 +374,10 @@ async fn concurrent_migrations_apply_each_once() {
                 .expect("every replica succeeds"),
         );
     }
+    applied.sort_unstable();
     assert_eq!(
         applied,
-        [1, 2],
+        [1, 2, 3],
         "exactly one replica applied each migration"
     );
     let store = PostgresStore::connect(&url, PgSettings::default()).expect("pool builds");
@@ -392,6 +397,7 @@ async fn data_survives_reconnecting() {
                 owner: Owner::User(user.id),
                 items: vec![plain("kept", "\"yes\"", None)],
                 max_per_owner: 10,
+                max_bytes_per_owner: usize::MAX,
             },
         ))
         .await
@@ -458,6 +464,7 @@ async fn concurrent_sweeps_share_the_work() {
                     owner: Owner::Session(session.id),
                     items: vec![plain("a", "1", None), plain("b", "1", Some(5))],
                     max_per_owner: 10,
+                    max_bytes_per_owner: usize::MAX,
                 },
             ))
             .await
@@ -489,7 +496,8 @@ async fn concurrent_sweeps_share_the_work() {
             .delete_sessions(write(
                 at(0),
                 DeleteSessions {
-                    selector: SessionSelector::All
+                    selector: SessionSelector::All,
+                    batch: 1000,
                 }
             ))
             .await
@@ -553,6 +561,7 @@ async fn a_busy_pool_times_out_as_unavailable() {
                         owner: Owner::Session(session.id),
                         items: vec![plain("a", "1", None)],
                         max_per_owner: 10,
+                        max_bytes_per_owner: usize::MAX,
                     },
                 ))
                 .await
@@ -633,6 +642,7 @@ async fn a_multi_host_url_finds_the_writable_server() {
                 owner: Owner::User(user.id),
                 items: vec![plain("w", "1", None)],
                 max_per_owner: 10,
+                max_bytes_per_owner: usize::MAX,
             },
         ))
         .await

@@ -60,6 +60,7 @@ async fn open_session_rotates_carries_and_records_the_login(store: Arc<dyn Store
                         password_expiry: Some(at(9000)),
                     }),
                 }),
+                max_guest_sessions: usize::MAX,
             },
         ))
         .await
@@ -180,6 +181,7 @@ async fn open_session_is_all_or_nothing(store: Arc<dyn Store>) {
                     password_expiry: None,
                 }),
             }),
+            max_guest_sessions: usize::MAX,
         };
         (open, id, ust)
     };
@@ -347,7 +349,13 @@ async fn a_login_lands_only_while_the_user_is_unchanged(store: Arc<dyn Store>) {
         .await
         .expect("the current hash logs in");
     let gone = store
-        .delete_user(write(at(0), DeleteUser { id: user.id }))
+        .delete_user(write(
+            at(0),
+            DeleteUser {
+                id: user.id,
+                batch: 1000,
+            },
+        ))
         .await
         .expect("deleted");
     assert!(gone);
@@ -614,6 +622,7 @@ async fn delete_sessions_by_selector(store: Arc<dyn Store>) {
             now,
             DeleteSessions {
                 selector: SessionSelector::User(alice.id),
+                batch: 1000,
             },
         ))
         .await
@@ -636,7 +645,8 @@ async fn delete_sessions_by_selector(store: Arc<dyn Store>) {
             .delete_sessions(write(
                 now,
                 DeleteSessions {
-                    selector: SessionSelector::Guests
+                    selector: SessionSelector::Guests,
+                    batch: 1000,
                 }
             ))
             .await
@@ -657,7 +667,8 @@ async fn delete_sessions_by_selector(store: Arc<dyn Store>) {
             .delete_sessions(write(
                 now,
                 DeleteSessions {
-                    selector: SessionSelector::All
+                    selector: SessionSelector::All,
+                    batch: 1000,
                 }
             ))
             .await
@@ -670,7 +681,8 @@ async fn delete_sessions_by_selector(store: Arc<dyn Store>) {
             .delete_sessions(write(
                 now,
                 DeleteSessions {
-                    selector: SessionSelector::All
+                    selector: SessionSelector::All,
+                    batch: 1000,
                 }
             ))
             .await

@@ -457,7 +457,13 @@ async fn delete_user_cascades_to_sessions_and_attributes(store: Arc<dyn Store>) 
 
     assert!(
         store
-            .delete_user(write(at(0), DeleteUser { id: user.id }))
+            .delete_user(write(
+                at(0),
+                DeleteUser {
+                    id: user.id,
+                    batch: 1000,
+                }
+            ))
             .await
             .expect("deleted")
     );
@@ -484,7 +490,13 @@ async fn delete_user_cascades_to_sessions_and_attributes(store: Arc<dyn Store>) 
     assert!(names(&store, Owner::User(user.id), 1).await.is_empty());
     assert!(
         !store
-            .delete_user(write(at(0), DeleteUser { id: user.id }))
+            .delete_user(write(
+                at(0),
+                DeleteUser {
+                    id: user.id,
+                    batch: 1000,
+                }
+            ))
             .await
             .expect("deleted twice"),
         "already gone"

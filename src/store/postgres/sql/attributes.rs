@@ -6,8 +6,9 @@ use super::{ATTRIBUTE, OTHERS_LIVE};
 pub struct AttributeSql {
     /// Locks a live owner row against concurrent writers (`$1` id; sessions: `$2` now).
     pub lock_owner: &'static str,
-    /// `$1` owner, `$2` now, `$3`–`$6` the item arrays. Returns the owner's live attributes
-    /// not named in `$3` (as they were before this statement) beside each written row.
+    /// `$1` owner, `$2` now, `$3`–`$6` the item arrays. Returns how many live attributes the
+    /// owner holds that are not named in `$3`, and the bytes of their values (as they were
+    /// before this statement), beside each written row.
     pub upsert: &'static str,
     pub select_all: &'static str,
     /// `$3` the names.
@@ -42,7 +43,8 @@ macro_rules! attribute_sql {
             upsert: join!(
                 "WITH input AS (SELECT * FROM unnest($3::text[], $4::bytea[], $5::text[], \
                  $6::timestamptz[]) AS i (name, value, key_id, expires_at)), \
-                 others AS (SELECT count(*) AS live FROM ",
+                 others AS (SELECT count(*) AS live, \
+                   coalesce(sum(octet_length(a.value)), 0)::int8 AS bytes FROM ",
                 $table,
                 " a WHERE a.",
                 $owner,

@@ -142,10 +142,11 @@ pub const ATTRIBUTE: Columns = Columns {
     ],
 };
 
-/// Before [`ATTRIBUTE`] in an upsert's rows: the owner's other live attributes.
+/// Before [`ATTRIBUTE`] in an upsert's rows: the owner's other live attributes and the
+/// bytes of their values.
 pub const OTHERS_LIVE: Columns = Columns {
-    list: "others.live",
-    types: &[Type::INT8],
+    list: "others.live, others.bytes",
+    types: &[Type::INT8, Type::INT8],
 };
 
 /// An address's failure counter after a claim (`throttle::CLAIM_ADDRESS`).

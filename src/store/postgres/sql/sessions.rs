@@ -3,16 +3,24 @@
 use super::{SESSION, USER};
 
 /// Inserts a session and, in the same statement, its attributes (`$10` now, `$11`–`$14` the
-/// attribute arrays).
+/// attribute arrays). A guest (`$3` null) is inserted only while fewer than `$15` guest
+/// sessions are stored: `room` locks the guest count (re-reading it after any wait) and the
+/// insert's trigger raises it; a user's session neither locks nor reads it. Returns no row
+/// when there is no room.
 pub const INSERT_SESSION: &str = join!(
-    "WITH s AS (INSERT INTO sessions AS s (id, token_hash, user_id, current_app, remote_addr, \
+    "WITH room AS MATERIALIZED (\
+       SELECT 1 FROM (SELECT 1 FROM guest_sessions_count \
+         WHERE $3::uuid IS NULL AND sessions < $15::int8 FOR UPDATE) AS guest \
+       UNION ALL SELECT 1 WHERE $3::uuid IS NOT NULL), \
+     s AS (INSERT INTO sessions AS s (id, token_hash, user_id, current_app, remote_addr, \
      user_agent, created_at, expires_at, last_renewed_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING ",
+     SELECT $1::uuid, $2::bytea, $3::uuid, $4::text, $5::text, $6::text, $7::timestamptz, \
+     $8::timestamptz, $9::timestamptz FROM room RETURNING ",
     SESSION.list,
     "), a AS (INSERT INTO session_attributes \
      (session_id, name, value, key_id, created_at, modified_at, expires_at) \
-     SELECT $1, i.name, i.value, i.key_id, $10, $10, i.expires_at \
-     FROM unnest($11::text[], $12::bytea[], $13::text[], $14::timestamptz[]) \
+     SELECT s.id, i.name, i.value, i.key_id, $10, $10, i.expires_at \
+     FROM s, unnest($11::text[], $12::bytea[], $13::text[], $14::timestamptz[]) \
      AS i (name, value, key_id, expires_at)) \
      SELECT * FROM s"
 );
@@ -68,13 +76,30 @@ pub const LIST_SESSIONS_AFTER: &str = join!(
 /// Deletes a session, expired or not; says whether it was live.
 pub const DELETE_SESSION: &str = "DELETE FROM sessions WHERE id = $1 RETURNING expires_at > $2";
 
-/// Deletes every selected session; counts the live ones (`$1` now).
-pub const DELETE_USER_SESSIONS: &str = "WITH gone AS (DELETE FROM sessions \
-     WHERE user_id = $2 RETURNING expires_at) SELECT count(*) FROM gone WHERE expires_at > $1";
-pub const DELETE_GUEST_SESSIONS: &str = "WITH gone AS (DELETE FROM sessions \
-     WHERE user_id IS NULL RETURNING expires_at) SELECT count(*) FROM gone WHERE expires_at > $1";
-pub const DELETE_ALL_SESSIONS: &str = "WITH gone AS (DELETE FROM sessions \
-     RETURNING expires_at) SELECT count(*) FROM gone WHERE expires_at > $1";
+/// One batch of a bulk revocation: deletes up to `$3` selected sessions, expired or not,
+/// with ids after `$2`, in id order (a keyset walk, so no batch scans what an earlier one
+/// deleted). Returns how many it selected, how many of those were live at `$1`, and the last
+/// id selected, where the next batch starts. Rows another transaction holds are waited for,
+/// not skipped: a revocation must not leave any behind.
+macro_rules! delete_sessions_batch {
+    ($selected:literal) => {
+        concat!(
+            "WITH doomed AS MATERIALIZED (SELECT id FROM sessions WHERE ",
+            $selected,
+            " AND id > $2 ORDER BY id LIMIT $3 FOR UPDATE), \
+             gone AS (DELETE FROM sessions s USING doomed WHERE s.id = doomed.id \
+               RETURNING s.expires_at) \
+             SELECT (SELECT count(*) FROM doomed), \
+               (SELECT count(*) FROM gone WHERE expires_at > $1), \
+               (SELECT id FROM doomed ORDER BY id DESC LIMIT 1)"
+        )
+    };
+}
+
+/// `$4` the user.
+pub const DELETE_USER_SESSIONS: &str = delete_sessions_batch!("user_id = $4");
+pub const DELETE_GUEST_SESSIONS: &str = delete_sessions_batch!("user_id IS NULL");
+pub const DELETE_ALL_SESSIONS: &str = delete_sessions_batch!("true");
 
 /// One batch of the sweep: up to `$2` sessions expired at `$1`, with every attribute they
 /// still hold (deleted here so they can be counted; the cascade then finds nothing). Rows
