@@ -195,13 +195,15 @@ pub enum EndSessions {
     AllBut(SessionId),
 }
 
-/// Filter and page of a user listing, ordered by lower-cased username.
+/// Filter and page of a user listing, ordered by username key ([`Username::key`]) in code
+/// point order. Both bounds are keys, folded by [`Username::key_of`] before they reach a
+/// store, so every store compares exactly what it indexes.
 #[derive(Clone, Debug, Default)]
 pub struct UserQuery {
+    /// Only users whose key starts with this (a key itself: `Username::key_of(prefix)`).
     pub username_prefix: String,
     pub approval_status: Option<ApprovalStatus>,
-    /// Only users whose lower-cased username sorts after this username's, lower-cased by
-    /// the store itself (so the cursor and the index agree on case folding).
+    /// Only users whose key sorts after this key.
     pub after: Option<String>,
     pub limit: usize,
 }

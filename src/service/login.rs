@@ -56,11 +56,7 @@ impl Sso {
             return Err(ServiceError::InvalidCredentials);
         };
         let now = self.clock.now();
-        let record = self
-            .stores
-            .users
-            .user_by_username(username.as_str())
-            .await?;
+        let record = self.stores.users.user_by_username(&username).await?;
         let hash = record.as_ref().map(|record| record.password_hash.as_str());
         let matches = self.passwords.verify(&request.password, hash).await?;
         let Some(UserRecord {

@@ -3,7 +3,6 @@
 
 use std::time::SystemTime;
 
-use unicode_normalization::UnicodeNormalization;
 use zeroize::Zeroizing;
 
 use super::{Caller, PageRequest, ServiceError, ServiceResult, Sso, check_text, page_token};
@@ -93,13 +92,7 @@ impl Sso {
         password: Option<Zeroizing<String>>,
     ) -> ServiceResult<Option<(User, Option<String>)>> {
         let name = self.username(username)?;
-        if self
-            .stores
-            .users
-            .user_by_username(name.as_str())
-            .await?
-            .is_some()
-        {
+        if self.stores.users.user_by_username(&name).await?.is_some() {
             return Ok(None);
         }
         let new = NewUser {
@@ -170,7 +163,7 @@ impl Sso {
             UserRef::Id(id) => self.stores.users.user_by_id(id).await?,
             UserRef::Username(name) => {
                 let name = self.username(&name)?;
-                self.stores.users.user_by_username(name.as_str()).await?
+                self.stores.users.user_by_username(&name).await?
             }
         };
         record
@@ -191,7 +184,9 @@ impl Sso {
             &username_prefix,
             self.policy.limits.max_username_chars,
         )?;
-        let username_prefix: String = username_prefix.nfkc().collect();
+        // Folded like the keys it is compared with, so the prefix is case-insensitive by the
+        // same rule in every store.
+        let username_prefix = Username::key_of(&username_prefix);
         let filter = serde_json::json!([username_prefix, approval_status.map(|s| s.as_str())]);
         let filter = filter.to_string();
         let limit = page.limit();
@@ -207,7 +202,7 @@ impl Sso {
             found
                 .users
                 .last()
-                .map(|user| page_token(&filter, &user.username))
+                .map(|user| page_token(&filter, &Username::key_of(&user.username)))
                 .unwrap_or_default()
         } else {
             String::new()
