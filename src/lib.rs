@@ -18,6 +18,10 @@ pub mod store;
 
 pub mod proto {
     tonic::include_proto!("sso.v1");
+    // `Debug` of the messages that carry secrets (prost skips its own for them; build.rs).
+    include!(concat!(env!("OUT_DIR"), "/redacting_debug.rs"));
+
+    pub(crate) mod redacted;
 
     /// Serialised descriptors of the sso.v1 protos and their imports, for reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =

@@ -307,10 +307,29 @@ impl Owner {
 }
 
 /// An attribute value as stored: JSON text, or a sealed ciphertext of it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum StoredValue {
     Plain(String),
     Sealed { key_id: String, ciphertext: Vec<u8> },
+}
+
+/// Values never print, plain ones included: a value held in the clear may still be one a
+/// client would rather not see in a log, and a plain value about to be sealed is a secret.
+impl std::fmt::Debug for StoredValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Plain(text) => f
+                .debug_struct("Plain")
+                .field("value", &"[redacted]")
+                .field("bytes", &text.len())
+                .finish(),
+            Self::Sealed { key_id, ciphertext } => f
+                .debug_struct("Sealed")
+                .field("key_id", key_id)
+                .field("bytes", &ciphertext.len())
+                .finish(),
+        }
+    }
 }
 
 /// An attribute as the store keeps it.
@@ -332,7 +351,7 @@ pub struct NewAttribute {
 }
 
 /// An attribute as clients see it: the value is JSON, decrypted.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct Attribute {
     pub name: String,
     pub value: serde_json::Value,
@@ -340,6 +359,21 @@ pub struct Attribute {
     pub created_at: SystemTime,
     pub modified_at: SystemTime,
     pub expires_at: Option<SystemTime>,
+}
+
+/// The value is never shown: when `encrypted` it is a decrypted secret (and plain values
+/// are kept out of logs alike, see [`StoredValue`]).
+impl std::fmt::Debug for Attribute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attribute")
+            .field("name", &self.name)
+            .field("value", &"[redacted]")
+            .field("encrypted", &self.encrypted)
+            .field("created_at", &self.created_at)
+            .field("modified_at", &self.modified_at)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
 }
 
 /// What one sweep removed.

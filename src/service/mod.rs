@@ -19,6 +19,10 @@ mod passwords;
 mod sessions;
 mod users;
 
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod redaction_tests;
+
 pub use attributes::{AttributeWrite, OwnerRef, Scope, WriteDefaults};
 pub use error::{FieldViolation, ServiceError, ServiceResult};
 pub use login::{LoginOutcome, LoginRequest};

@@ -14,7 +14,7 @@ use crate::{
     },
 };
 
-/// No `Debug`: it may hold a password.
+/// A user to create; its `Debug` leaves the password out.
 pub struct NewUser {
     pub username: String,
     pub password: Option<Zeroizing<String>>,
@@ -23,6 +23,19 @@ pub struct NewUser {
     /// Absent: approved.
     pub is_approved: Option<bool>,
     pub password_must_change: bool,
+}
+
+impl std::fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewUser")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "[redacted]"))
+            .field("profile", &self.profile)
+            .field("is_super_user", &self.is_super_user)
+            .field("is_approved", &self.is_approved)
+            .field("password_must_change", &self.password_must_change)
+            .finish()
+    }
 }
 
 #[derive(Debug)]
