@@ -98,11 +98,14 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             let store = open_store(&config).await?;
             let sso = build_service(&config, store, Arc::new(SystemClock))?;
             match sso.bootstrap_super_user(&username, password).await? {
-                Some((user, generated)) => announce_super_user(
-                    &user.username,
-                    generated.map(Zeroizing::new),
-                    config.bootstrap.super_user_password_file.as_deref(),
-                ),
+                Some((user, generated)) => {
+                    announce_super_user(
+                        &user.username,
+                        generated.map(Zeroizing::new),
+                        config.bootstrap.super_user_password_file.as_deref(),
+                    );
+                    Ok(())
+                }
                 None => Err(AppError::Config(format!(
                     "a user named {username:?} exists"
                 ))),
@@ -180,7 +183,7 @@ pub async fn bootstrap(config: &Config, sso: &Sso) -> Result<(), AppError> {
             &user.username,
             generated.map(Zeroizing::new),
             config.bootstrap.super_user_password_file.as_deref(),
-        )?;
+        );
     }
     Ok(())
 }
@@ -192,17 +195,17 @@ fn announce_super_user(
     username: &str,
     generated: Option<Zeroizing<String>>,
     password_file: Option<&Path>,
-) -> Result<(), AppError> {
+) {
     tracing::info!(username, "super-user created");
     let Some(password) = generated else {
-        return Ok(());
+        return;
     };
     if std::io::stderr().is_terminal() {
         eprintln!(
             "ssod: created super-user {username:?} with generated password: {}",
             password.as_str()
         );
-        return Ok(());
+        return;
     }
     let not_shown = |why: &str| {
         tracing::warn!(
@@ -215,24 +218,18 @@ fn announce_super_user(
     };
     let Some(path) = password_file else {
         not_shown("stderr is not a terminal");
-        return Ok(());
+        return;
     };
     match write_new_secret_file(path, &password) {
         Ok(()) => {
             tracing::info!(username, file = %path.display(), "generated super-user password written to its file");
-            Ok(())
         }
         Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
             not_shown("the password file exists and is never overwritten");
-            Ok(())
         }
-        Err(error) => {
-            not_shown("the password file cannot be written");
-            Err(AppError::Startup(format!(
-                "cannot write SSOD_SUPER_USER_PASSWORD_FILE {}: {error}",
-                path.display()
-            )))
-        }
+        // Not fatal: the user exists now, so failing start-up would change nothing but
+        // restart into a server that no longer generates (a read-only Secret mount, say).
+        Err(error) => not_shown(&format!("the password file cannot be written: {error}")),
     }
 }
 
