@@ -18,6 +18,10 @@ pub mod store;
 
 pub mod proto {
     tonic::include_proto!("sso.v1");
+    // `Debug` of the messages that carry secrets (prost skips its own for them; build.rs).
+    include!(concat!(env!("OUT_DIR"), "/redacting_debug.rs"));
+
+    pub(crate) mod redacted;
 
     /// Serialised descriptors of the sso.v1 protos and their imports, for reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =
@@ -28,7 +32,11 @@ pub mod config;
 pub mod server;
 pub mod telemetry;
 
-use std::{io::BufRead, sync::Arc};
+use std::{
+    io::{BufRead, IsTerminal, Write as _},
+    path::Path,
+    sync::Arc,
+};
 
 use zeroize::Zeroizing;
 
@@ -91,7 +99,11 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             let sso = build_service(&config, store, Arc::new(SystemClock))?;
             match sso.bootstrap_super_user(&username, password).await? {
                 Some((user, generated)) => {
-                    announce_super_user(&user.username, generated.as_deref());
+                    announce_super_user(
+                        &user.username,
+                        generated.map(Zeroizing::new),
+                        config.bootstrap.super_user_password_file.as_deref(),
+                    );
                     Ok(())
                 }
                 None => Err(AppError::Config(format!(
@@ -165,23 +177,73 @@ pub async fn bootstrap(config: &Config, sso: &Sso) -> Result<(), AppError> {
     let Some(username) = &config.bootstrap.super_user else {
         return Ok(());
     };
-    let password = config
-        .bootstrap
-        .super_user_password
-        .clone()
-        .map(Zeroizing::new);
+    let password = config.bootstrap.password().map_err(AppError::Config)?;
     if let Some((user, generated)) = sso.bootstrap_super_user(username, password).await? {
-        announce_super_user(&user.username, generated.as_deref());
+        announce_super_user(
+            &user.username,
+            generated.map(Zeroizing::new),
+            config.bootstrap.super_user_password_file.as_deref(),
+        );
     }
     Ok(())
 }
 
-/// A generated password is shown once, on stderr, never in a log line.
-fn announce_super_user(username: &str, generated: Option<&str>) {
+/// A generated password is shown once, only where the operator alone sees it, never in a log
+/// line: on stderr when it is a terminal (in a container stderr is the log stream), else in
+/// the password file when one is named and does not exist yet, else nowhere.
+fn announce_super_user(
+    username: &str,
+    generated: Option<Zeroizing<String>>,
+    password_file: Option<&Path>,
+) {
     tracing::info!(username, "super-user created");
-    if let Some(password) = generated {
-        eprintln!("ssod: created super-user {username:?} with generated password: {password}");
+    let Some(password) = generated else {
+        return;
+    };
+    if std::io::stderr().is_terminal() {
+        eprintln!(
+            "ssod: created super-user {username:?} with generated password: {}",
+            password.as_str()
+        );
+        return;
     }
+    let not_shown = |why: &str| {
+        tracing::warn!(
+            username,
+            why,
+            "generated super-user password not shown: give it one with ChangePassword as \
+             another super-user (`ssod create-super-user --username NAME --password-stdin` \
+             makes one), or name a new SSOD_SUPER_USER_PASSWORD_FILE next time"
+        );
+    };
+    let Some(path) = password_file else {
+        not_shown("stderr is not a terminal");
+        return;
+    };
+    match write_new_secret_file(path, &password) {
+        Ok(()) => {
+            tracing::info!(username, file = %path.display(), "generated super-user password written to its file");
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            not_shown("the password file exists and is never overwritten");
+        }
+        // Not fatal: the user exists now, so failing start-up would change nothing but
+        // restart into a server that no longer generates (a read-only Secret mount, say).
+        Err(error) => not_shown(&format!("the password file cannot be written: {error}")),
+    }
+}
+
+/// Creates `path` readable by its owner only and writes `secret` and a newline; an existing
+/// file is an `AlreadyExists` error, never overwritten.
+fn write_new_secret_file(path: &Path, secret: &str) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(secret.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()
 }
 
 pub fn serve_options(config: &Config) -> Result<ServeOptions, AppError> {

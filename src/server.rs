@@ -228,7 +228,9 @@ fn serving_status(reachable: bool) -> ServingStatus {
 }
 
 async fn sweep_loop(sso: Arc<Sso>, every: Duration, stop: CancellationToken) {
-    let mut interval = tokio::time::interval(every);
+    // The first sweep comes one interval after start, not at once: a replica that starts
+    // (or restarts in a crash loop) does not add a sweep to the others' work.
+    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

@@ -58,7 +58,8 @@ pub enum Command {
         #[arg(long)]
         username: String,
         /// Read the password from the first line of standard input; otherwise one is
-        /// generated and printed once to stderr.
+        /// generated and shown once: on stderr if it is a terminal, else written to a new
+        /// `--super-user-password-file`, else not at all.
         #[arg(long)]
         password_stdin: bool,
     },

@@ -198,13 +198,15 @@ pub enum EndSessions {
     AllBut(SessionId),
 }
 
-/// Filter and page of a user listing, ordered by lower-cased username.
+/// Filter and page of a user listing, ordered by username key ([`Username::key`]) in code
+/// point order. Both bounds are keys, folded by [`Username::key_of`] before they reach a
+/// store, so every store compares exactly what it indexes.
 #[derive(Clone, Debug, Default)]
 pub struct UserQuery {
+    /// Only users whose key starts with this (a key itself: `Username::key_of(prefix)`).
     pub username_prefix: String,
     pub approval_status: Option<ApprovalStatus>,
-    /// Only users whose lower-cased username sorts after this username's, lower-cased by
-    /// the store itself (so the cursor and the index agree on case folding).
+    /// Only users whose key sorts after this key.
     pub after: Option<String>,
     pub limit: usize,
 }
@@ -308,7 +310,7 @@ impl Owner {
 }
 
 /// An attribute value as stored: JSON text, or a sealed ciphertext of it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum StoredValue {
     Plain(String),
     Sealed { key_id: String, ciphertext: Vec<u8> },
@@ -321,6 +323,25 @@ impl StoredValue {
         match self {
             Self::Plain(json) => json.len(),
             Self::Sealed { ciphertext, .. } => ciphertext.len(),
+        }
+    }
+}
+
+/// Values never print, plain ones included: a value held in the clear may still be one a
+/// client would rather not see in a log, and a plain value about to be sealed is a secret.
+impl std::fmt::Debug for StoredValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Plain(text) => f
+                .debug_struct("Plain")
+                .field("value", &"[redacted]")
+                .field("bytes", &text.len())
+                .finish(),
+            Self::Sealed { key_id, ciphertext } => f
+                .debug_struct("Sealed")
+                .field("key_id", key_id)
+                .field("bytes", &ciphertext.len())
+                .finish(),
         }
     }
 }
@@ -344,7 +365,7 @@ pub struct NewAttribute {
 }
 
 /// An attribute as clients see it: the value is JSON, decrypted.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct Attribute {
     pub name: String,
     pub value: serde_json::Value,
@@ -352,6 +373,21 @@ pub struct Attribute {
     pub created_at: SystemTime,
     pub modified_at: SystemTime,
     pub expires_at: Option<SystemTime>,
+}
+
+/// The value is never shown: when `encrypted` it is a decrypted secret (and plain values
+/// are kept out of logs alike, see [`StoredValue`]).
+impl std::fmt::Debug for Attribute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attribute")
+            .field("name", &self.name)
+            .field("value", &"[redacted]")
+            .field("encrypted", &self.encrypted)
+            .field("created_at", &self.created_at)
+            .field("modified_at", &self.modified_at)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
 }
 
 /// What one sweep removed.

@@ -37,7 +37,7 @@ impl Username {
         if display.chars().any(is_forbidden) {
             return Err(UsernameError::Forbidden);
         }
-        let key = default_case_fold_str(&display).nfkc().collect();
+        let key = Self::key_of(&display);
         Ok(Self { display, key })
     }
 
@@ -53,6 +53,13 @@ impl Username {
 
     pub fn into_string(self) -> String {
         self.display
+    }
+
+    /// The key of any text: NFKC of its case fold. For a shown name it is that name's
+    /// [`key`](Self::key); for a listing's prefix, the prefix of the keys it matches. The
+    /// stores index and compare this, never a case-insensitive comparison of their own.
+    pub fn key_of(text: &str) -> String {
+        default_case_fold_str(text).nfkc().collect()
     }
 }
 

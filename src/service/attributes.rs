@@ -26,12 +26,24 @@ pub struct OwnerRef {
 
 /// One attribute to write; its own expiration and encryption, when given, override the
 /// write's defaults.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AttributeWrite {
     pub name: String,
     pub value: serde_json::Value,
     pub expiration: Option<Duration>,
     pub encrypt: Option<bool>,
+}
+
+/// The value is about to be encrypted, or might as well be: never shown.
+impl std::fmt::Debug for AttributeWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AttributeWrite")
+            .field("name", &self.name)
+            .field("value", &"[redacted]")
+            .field("expiration", &self.expiration)
+            .field("encrypt", &self.encrypt)
+            .finish()
+    }
 }
 
 /// The defaults of one write: `expiration` `None` is never.

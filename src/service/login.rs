@@ -11,7 +11,7 @@ use crate::domain::{
     UserRecord, Username, Write,
 };
 
-/// A login attempt. No `Debug`: it holds passwords.
+/// A login attempt; its `Debug` leaves the passwords out.
 pub struct LoginRequest {
     pub username: String,
     pub password: Zeroizing<String>,
@@ -21,12 +21,38 @@ pub struct LoginRequest {
     pub rotate: Authentication,
 }
 
-/// No `Debug`: it holds the UST.
+/// A login's result; its `Debug` leaves the UST out.
 pub struct LoginOutcome {
     pub ust: String,
     pub session: Session,
     pub user: User,
     pub password_expiry_warning: bool,
+}
+
+impl std::fmt::Debug for LoginRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginRequest")
+            .field("username", &self.username)
+            .field("password", &"[redacted]")
+            .field("client", &self.client)
+            .field(
+                "new_password",
+                &self.new_password.as_ref().map(|_| "[redacted]"),
+            )
+            .field("rotate", &self.rotate)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for LoginOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginOutcome")
+            .field("ust", &"[redacted]")
+            .field("session", &self.session)
+            .field("user", &self.user)
+            .field("password_expiry_warning", &self.password_expiry_warning)
+            .finish()
+    }
 }
 
 impl Sso {
@@ -56,11 +82,7 @@ impl Sso {
             return Err(ServiceError::InvalidCredentials);
         };
         let now = self.clock.now();
-        let record = self
-            .stores
-            .users
-            .user_by_username(username.as_str())
-            .await?;
+        let record = self.stores.users.user_by_username(&username).await?;
         // A hashing place first, then the claim: an attempt refused as overloaded has claimed
         // nothing, and an admitted claim is sure of its hash.
         let place = self.passwords.reserve()?;

@@ -20,6 +20,10 @@ mod sessions;
 mod throttle;
 mod users;
 
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod redaction_tests;
+
 pub use attributes::{AttributeWrite, OwnerRef, Scope, WriteDefaults};
 pub use error::{FieldViolation, ServiceError, ServiceResult};
 pub use login::{LoginOutcome, LoginRequest};

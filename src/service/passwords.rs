@@ -7,7 +7,7 @@ use zeroize::Zeroizing;
 use super::{Caller, ServiceError, ServiceResult, Sso};
 use crate::domain::{EndSessions, PasswordChange, UpdateUser, User, UserId, UserPatch, Write};
 
-/// No `Debug`: it holds passwords.
+/// A password change; its `Debug` leaves the passwords out.
 pub struct ChangePassword {
     /// `None`: the caller's own user.
     pub user_id: Option<UserId>,
@@ -15,6 +15,18 @@ pub struct ChangePassword {
     pub new_password: Zeroizing<String>,
     pub must_change: Option<bool>,
     pub password_expiry: Option<SystemTime>,
+}
+
+impl std::fmt::Debug for ChangePassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChangePassword")
+            .field("user_id", &self.user_id)
+            .field("old_password", &"[redacted]")
+            .field("new_password", &"[redacted]")
+            .field("must_change", &self.must_change)
+            .field("password_expiry", &self.password_expiry)
+            .finish()
+    }
 }
 
 impl Sso {

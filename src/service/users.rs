@@ -3,7 +3,6 @@
 
 use std::time::SystemTime;
 
-use unicode_normalization::UnicodeNormalization;
 use zeroize::Zeroizing;
 
 use super::{Caller, PageRequest, ServiceError, ServiceResult, Sso, check_text, page_token};
@@ -15,7 +14,7 @@ use crate::{
     },
 };
 
-/// No `Debug`: it may hold a password.
+/// A user to create; its `Debug` leaves the password out.
 pub struct NewUser {
     pub username: String,
     pub password: Option<Zeroizing<String>>,
@@ -24,6 +23,19 @@ pub struct NewUser {
     /// Absent: approved.
     pub is_approved: Option<bool>,
     pub password_must_change: bool,
+}
+
+impl std::fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewUser")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "[redacted]"))
+            .field("profile", &self.profile)
+            .field("is_super_user", &self.is_super_user)
+            .field("is_approved", &self.is_approved)
+            .field("password_must_change", &self.password_must_change)
+            .finish()
+    }
 }
 
 #[derive(Debug)]
@@ -93,13 +105,7 @@ impl Sso {
         password: Option<Zeroizing<String>>,
     ) -> ServiceResult<Option<(User, Option<String>)>> {
         let name = self.username(username)?;
-        if self
-            .stores
-            .users
-            .user_by_username(name.as_str())
-            .await?
-            .is_some()
-        {
+        if self.stores.users.user_by_username(&name).await?.is_some() {
             return Ok(None);
         }
         let new = NewUser {
@@ -170,7 +176,7 @@ impl Sso {
             UserRef::Id(id) => self.stores.users.user_by_id(id).await?,
             UserRef::Username(name) => {
                 let name = self.username(&name)?;
-                self.stores.users.user_by_username(name.as_str()).await?
+                self.stores.users.user_by_username(&name).await?
             }
         };
         record
@@ -191,7 +197,9 @@ impl Sso {
             &username_prefix,
             self.policy.limits.max_username_chars,
         )?;
-        let username_prefix: String = username_prefix.nfkc().collect();
+        // Folded like the keys it is compared with, so the prefix is case-insensitive by the
+        // same rule in every store.
+        let username_prefix = Username::key_of(&username_prefix);
         let filter = serde_json::json!([username_prefix, approval_status.map(|s| s.as_str())]);
         let filter = filter.to_string();
         let limit = page.limit();
@@ -207,7 +215,7 @@ impl Sso {
             found
                 .users
                 .last()
-                .map(|user| page_token(&filter, &user.username))
+                .map(|user| page_token(&filter, &Username::key_of(&user.username)))
                 .unwrap_or_default()
         } else {
             String::new()

@@ -12,7 +12,7 @@ use crate::domain::{
     ClaimLogin, DeleteAttributes, DeleteSession, DeleteSessions, DeleteUser, ForgetLoginFailures,
     LoginClaim, OpenSession, Owner, PurgeCounts, PurgeExpired, RenewSession, Session, SessionId,
     SessionWithUser, SetAttributeExpiry, SetAttributes, StoredAttribute, TokenHash, UpdateUser,
-    User, UserId, UserPage, UserQuery, UserRecord, Write,
+    User, UserId, UserPage, UserQuery, UserRecord, Username, Write,
 };
 
 pub mod memory;
@@ -74,11 +74,12 @@ pub trait StoreHealth: Send + Sync + 'static {
 /// one call here, so each stays one transaction.
 #[async_trait]
 pub trait UserStore: Send + Sync + 'static {
-    /// Inserts a user; usernames are unique case-insensitively.
+    /// Inserts a user; usernames are unique by their key ([`Username::key_of`] of the
+    /// shown name, computed here in Rust, never by the database's locale).
     async fn create_user(&self, write: Write<UserRecord>) -> StoreResult<User>;
     async fn user_by_id(&self, id: UserId) -> StoreResult<Option<UserRecord>>;
-    /// Case-insensitive.
-    async fn user_by_username(&self, username: &str) -> StoreResult<Option<UserRecord>>;
+    /// By key: any spelling that folds to the same key finds the user.
+    async fn user_by_username(&self, username: &Username) -> StoreResult<Option<UserRecord>>;
     async fn list_users(&self, query: &UserQuery) -> StoreResult<UserPage>;
     /// Applies `patch` and ends the chosen sessions of the user in one transaction.
     async fn update_user(&self, write: Write<UpdateUser>) -> StoreResult<User>;

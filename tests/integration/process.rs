@@ -552,18 +552,59 @@ async fn operator_subcommands_on_postgres() {
         !logs.contains("stdin-password-1"),
         "the given password is never echoed"
     );
+    // stderr is a pipe here, as in a container: a generated password goes to the named file,
+    // created for the owner alone, and never to stderr.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let password_file = dir.path().join("root-password");
+    let with_file = [
+        ("SSOD_DATABASE_URL", url.clone()),
+        (
+            "SSOD_SUPER_USER_PASSWORD_FILE",
+            password_file.display().to_string(),
+        ),
+    ];
     let (generated, logs) = run_to_end(
-        &database,
+        &with_file,
         &["create-super-user", "--username", "root-generated"],
         "",
     );
     assert!(generated, "create-super-user: {logs}");
-    let password = logs
-        .lines()
-        .find_map(|line| line.split("generated password: ").nth(1))
-        .expect("the generated password is shown once")
-        .trim()
+    let password = std::fs::read_to_string(&password_file)
+        .expect("the generated password is in the file")
+        .trim_end()
         .to_owned();
+    assert!(password.len() >= 16, "{password:?}");
+    assert!(
+        !logs.contains(&password),
+        "the password reached stderr: {logs}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&password_file)
+            .expect("stat")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "readable by its owner only");
+    }
+    let (unshown, logs) = run_to_end(
+        &with_file,
+        &["create-super-user", "--username", "root-unshown"],
+        "",
+    );
+    assert!(unshown, "create-super-user: {logs}");
+    assert_eq!(
+        std::fs::read_to_string(&password_file)
+            .expect("still there")
+            .trim_end(),
+        password,
+        "an existing file is never overwritten"
+    );
+    assert!(!logs.contains("generated password:"), "{logs}");
+    assert!(
+        logs.contains("ChangePassword"),
+        "says how to set one: {logs}"
+    );
     let (duplicate, _) = run_to_end(
         &database,
         &["create-super-user", "--username", "ROOT-GENERATED"],
@@ -571,16 +612,41 @@ async fn operator_subcommands_on_postgres() {
     );
     assert!(!duplicate, "an existing name is refused");
 
+    let (both, logs) = run_to_end(
+        &[
+            ("SSOD_DATABASE_URL", url.clone()),
+            ("SSOD_SUPER_USER", "boot".into()),
+            ("SSOD_SUPER_USER_PASSWORD", "boot-password-3".into()),
+            (
+                "SSOD_SUPER_USER_PASSWORD_FILE",
+                password_file.display().to_string(),
+            ),
+        ],
+        &["serve"],
+        "",
+    );
+    assert!(!both, "a password and a password file at once are refused");
+    assert!(logs.contains("not both"), "{logs}");
+
+    // The start-up super-user's password from a mounted file: its first line.
+    let mounted = dir.path().join("mounted");
+    std::fs::write(&mounted, "mounted-password-4\n").expect("write");
     let grpc_address = free_address();
     let server = Process::start(&[
         ("SSOD_DATABASE_URL", url),
         ("SSOD_SCHEMA", "check".into()),
         ("SSOD_LISTEN", grpc_address.to_string()),
+        ("SSOD_SUPER_USER", "boot".into()),
+        (
+            "SSOD_SUPER_USER_PASSWORD_FILE",
+            mounted.display().to_string(),
+        ),
     ]);
     let mut users = UserServiceClient::new(connect(grpc_address).await);
     for (username, password) in [
         ("root-from-stdin", "stdin-password-1"),
         ("root-generated", password.as_str()),
+        ("boot", "mounted-password-4"),
     ] {
         let login = users
             .login(proto::LoginRequest {

@@ -32,7 +32,7 @@ pub struct MemoryStore {
 #[derive(Default)]
 struct State {
     users: HashMap<UserId, UserRecord>,
-    /// Lower-cased username → id: the case-insensitive unique index.
+    /// Username key ([`crate::domain::Username::key`]) → id: the unique index.
     usernames: HashMap<String, UserId>,
     sessions: HashMap<SessionId, StoredSession>,
     /// Token hash → session: the unique token index.

@@ -31,6 +31,13 @@ impl SessionStore for MemoryStore {
         let Write { now, command: open } = write;
         let mut state = self.lock()?;
         let session = open.new.session.clone();
+        // In PostgreSQL's order: the replaced session goes first, then the new one is
+        // inserted (its user must exist), then the login is recorded.
+        if let Some(replaced) = open.replaces
+            && state.live_session(replaced, now).is_none()
+        {
+            return Err(StoreError::SessionNotFound);
+        }
         if let Some(user_id) = session.user_id {
             let record = state.users.get(&user_id).ok_or(StoreError::UserNotFound)?;
             if let Some(login) = &open.login {
@@ -42,11 +49,6 @@ impl SessionStore for MemoryStore {
                     return Err(StoreError::UserChanged);
                 }
             }
-        }
-        if let Some(replaced) = open.replaces
-            && state.live_session(replaced, now).is_none()
-        {
-            return Err(StoreError::SessionNotFound);
         }
         if session.user_id.is_none() {
             // A guest that replaces a guest takes its place rather than adding one.

@@ -8,7 +8,7 @@ use super::MemoryStore;
 use crate::{
     domain::{
         DeleteUser, EndSessions, Owner, SessionSelector, UpdateUser, User, UserId, UserPage,
-        UserPatch, UserQuery, UserRecord, Write,
+        UserPatch, UserQuery, UserRecord, Username, Write,
     },
     store::{StoreError, StoreResult, UserStore},
 };
@@ -20,7 +20,7 @@ impl UserStore for MemoryStore {
             command: record, ..
         } = write;
         let mut state = self.lock()?;
-        let key = record.user.username.to_lowercase();
+        let key = Username::key_of(&record.user.username);
         if state.usernames.contains_key(&key) {
             return Err(StoreError::UsernameTaken);
         }
@@ -34,24 +34,23 @@ impl UserStore for MemoryStore {
         Ok(self.lock()?.users.get(&id).cloned())
     }
 
-    async fn user_by_username(&self, username: &str) -> StoreResult<Option<UserRecord>> {
+    async fn user_by_username(&self, username: &Username) -> StoreResult<Option<UserRecord>> {
         let state = self.lock()?;
         Ok(state
             .usernames
-            .get(&username.to_lowercase())
+            .get(username.key())
             .and_then(|id| state.users.get(id))
             .cloned())
     }
 
     async fn list_users(&self, query: &UserQuery) -> StoreResult<UserPage> {
         let state = self.lock()?;
-        let prefix = query.username_prefix.to_lowercase();
         let mut matching: Vec<(String, &User)> = state
             .users
             .values()
-            .map(|record| (record.user.username.to_lowercase(), &record.user))
+            .map(|record| (Username::key_of(&record.user.username), &record.user))
             .filter(|(key, user)| {
-                key.starts_with(&prefix)
+                key.starts_with(&query.username_prefix)
                     && query
                         .approval_status
                         .is_none_or(|status| user.approval_status == status)
@@ -61,12 +60,7 @@ impl UserStore for MemoryStore {
         let total_size = matching.len() as u64;
         let users = matching
             .into_iter()
-            .filter(|(key, _)| {
-                query
-                    .after
-                    .as_ref()
-                    .is_none_or(|after| *key > after.to_lowercase())
-            })
+            .filter(|(key, _)| query.after.as_ref().is_none_or(|after| key > after))
             .take(query.limit)
             .map(|(_, user)| user.clone())
             .collect();
@@ -110,7 +104,9 @@ impl UserStore for MemoryStore {
         let Some(record) = state.users.remove(&id) else {
             return Ok(false);
         };
-        state.usernames.remove(&record.user.username.to_lowercase());
+        state
+            .usernames
+            .remove(&Username::key_of(&record.user.username));
         state.attributes.remove(&Owner::User(id));
         let doomed = state.selected_sessions(SessionSelector::User(id));
         state.remove_sessions(SystemTime::UNIX_EPOCH, doomed);

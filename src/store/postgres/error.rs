@@ -8,8 +8,8 @@ use tokio_postgres::error::{DbError, SqlState};
 
 use crate::store::StoreError;
 
-/// The unique index on `lower(username)`.
-const USERNAME_KEY: &str = "users_username_key";
+/// The unique constraint on `username_key` (migration 4).
+const USERNAME_KEY: &str = "users_username_key_unique";
 /// Foreign keys whose violation means the owner row is gone.
 const SESSION_USER_FKEY: &str = "sessions_user_id_fkey";
 const SESSION_ATTRIBUTE_OWNER_FKEY: &str = "session_attributes_session_id_fkey";

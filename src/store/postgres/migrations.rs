@@ -4,8 +4,10 @@
 //! same moment apply each migration exactly once (the others wait, then see it recorded), and
 //! a failed migration releases the lock with its rollback.
 
-use super::{PostgresStore, error::from_pg};
-use crate::store::StoreError;
+use uuid::Uuid;
+
+use super::{PostgresStore, error::from_pg, sql};
+use crate::{domain::Username, store::StoreError};
 
 /// One embedded migration.
 pub(super) struct Migration {
@@ -31,7 +33,15 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "guest_limits",
         sql: include_str!("migrations/0003_guest_limits.sql"),
     },
+    Migration {
+        version: USERNAME_KEY_MIGRATION,
+        name: "username_key",
+        sql: include_str!("migrations/0004_username_key.sql"),
+    },
 ];
+
+/// Adds `users.username_key`; its SQL backfill is completed in Rust ([`rekey_usernames`]).
+const USERNAME_KEY_MIGRATION: u32 = 4;
 
 /// `pg_advisory_xact_lock` key serialising migrations ("ssodmigr" in ASCII).
 const MIGRATION_LOCK: i64 = 0x7373_6f64_6d69_6772;
@@ -47,6 +57,14 @@ const CREATE_HISTORY: &str = "CREATE TABLE IF NOT EXISTS ssod_schema_migrations 
 const LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '60s'; SET LOCAL statement_timeout = 0";
 
 impl PostgresStore {
+    /// The versions of the embedded migrations, in the order they apply.
+    pub fn migration_versions() -> Vec<u32> {
+        MIGRATIONS
+            .iter()
+            .map(|migration| migration.version)
+            .collect()
+    }
+
     /// Applies the embedded migrations the database lacks; returns the versions applied now
     /// (empty when the schema was current). Safe to run from several replicas at once.
     pub async fn migrate(&self) -> Result<Vec<u32>, StoreError> {
@@ -103,6 +121,9 @@ impl PostgresStore {
                 .batch_execute(migration.sql)
                 .await
                 .map_err(from_pg)?;
+            if migration.version == USERNAME_KEY_MIGRATION {
+                rekey_usernames(&transaction).await?;
+            }
             let record = transaction
                 .prepare_cached(
                     "INSERT INTO ssod_schema_migrations (version, name, applied_at) \
@@ -192,24 +213,43 @@ impl PostgresStore {
                 "database schema lacks migrations {missing:?}: run `ssod migrate`"
             )));
         }
-        let ctype = client
-            .prepare_cached("SELECT datctype FROM pg_database WHERE datname = current_database()")
-            .await
-            .map_err(from_pg)?;
-        let ctype: String = client
-            .query_one(&ctype, &[])
-            .await
-            .and_then(|row| row.try_get(0))
-            .map_err(from_pg)?;
-        if ctype == "C" || ctype == "POSIX" {
-            tracing::warn!(
-                ctype,
-                "database character type folds case for ASCII only: usernames differing in the \
-                 case of other letters count as different; prefer a UTF-8 locale"
-            );
-        }
         Ok(())
     }
+}
+
+/// Rewrites every username key SQL's `lower(normalize(..))` got wrong with the key ssod
+/// computes ([`Username::key_of`]), inside migration 4's transaction.
+async fn rekey_usernames(
+    transaction: &deadpool_postgres::Transaction<'_>,
+) -> Result<(), StoreError> {
+    let select = transaction
+        .prepare_cached(sql::users::USERNAME_KEYS)
+        .await
+        .map_err(from_pg)?;
+    let update = transaction
+        .prepare_cached(sql::users::SET_USERNAME_KEY)
+        .await
+        .map_err(from_pg)?;
+    for row in transaction.query(&select, &[]).await.map_err(from_pg)? {
+        let id: Uuid = row.try_get(0).map_err(from_pg)?;
+        let username: &str = row.try_get(1).map_err(from_pg)?;
+        let stored: &str = row.try_get(2).map_err(from_pg)?;
+        let key = Username::key_of(username);
+        if key == stored {
+            continue;
+        }
+        transaction
+            .execute(&update, &[&id, &key])
+            .await
+            .map_err(|error| match from_pg(error) {
+                StoreError::UsernameTaken => StoreError::Internal(format!(
+                    "user {id} now has the same username key as another user (they differ only \
+                     in case folding): rename one, then run `ssod migrate` again"
+                )),
+                other => other,
+            })?;
+    }
+    Ok(())
 }
 
 fn mismatch(migration: &Migration, recorded: &str) -> StoreError {
@@ -228,9 +268,15 @@ mod tests {
     /// that land separately (each is applied once whatever the order it arrives in).
     #[test]
     fn embedded_migrations_are_numbered_in_order() {
+        // Numbers are taken by the change that needs one, so a gap is a migration still on
+        // another branch; order is what matters.
         let mut previous = 0;
         for migration in MIGRATIONS {
-            assert!(migration.version > previous, "{}", migration.name);
+            assert!(
+                migration.version > previous,
+                "{} out of order",
+                migration.version
+            );
             assert!(!migration.sql.trim().is_empty());
             previous = migration.version;
         }

@@ -3,7 +3,8 @@
 //! # Schema
 //!
 //! `migrations/0001_initial.sql` explains each table by its access paths. In short: `users`
-//! (unique index on `lower(username)` in the "C" collation, which also orders the listing);
+//! (unique `username_key`, folded in Rust and compared in the "C" collation, which also
+//! orders the listing; `0004_username_key.sql`);
 //! `sessions` (unique `token_hash`, the SHA-256 of the UST and the only form in which a token
 //! is stored; `(user_id, id)` for listing; `expires_at` for the sweep); and one attribute
 //! table per owner kind, `session_attributes` and `user_attributes`, each with a real

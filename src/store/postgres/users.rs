@@ -11,7 +11,8 @@ use super::{
 };
 use crate::{
     domain::{
-        DeleteUser, EndSessions, UpdateUser, User, UserId, UserPage, UserQuery, UserRecord, Write,
+        DeleteUser, EndSessions, UpdateUser, User, UserId, UserPage, UserQuery, UserRecord,
+        Username, Write,
     },
     store::{StoreError, StoreResult, UserStore},
 };
@@ -29,6 +30,7 @@ impl UserStore for PostgresStore {
                 &[
                     &user.id.0,
                     &user.username,
+                    &Username::key_of(&user.username),
                     &user.profile.email,
                     &user.profile.display_name,
                     &user.profile.first_name,
@@ -55,8 +57,8 @@ impl UserStore for PostgresStore {
         .await
     }
 
-    async fn user_by_username(&self, username: &str) -> StoreResult<Option<UserRecord>> {
-        self.query_opt_decoded(sql::users::USER_BY_USERNAME, &[&username], |row| {
+    async fn user_by_username(&self, username: &Username) -> StoreResult<Option<UserRecord>> {
+        self.query_opt_decoded(sql::users::USER_BY_USERNAME, &[&username.key()], |row| {
             rows::user_record(row, 0)
         })
         .await

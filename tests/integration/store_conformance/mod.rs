@@ -15,7 +15,7 @@ use ssod::{
     domain::{
         ApprovalStatus, NewAttribute, NewSession, OpenSession, Owner, Profile, PurgeCounts,
         PurgeExpired, Session, SessionId, SetAttributes, StoredAttribute, StoredValue, TokenHash,
-        User, UserId, UserRecord, Write,
+        User, UserId, UserRecord, Username, Write,
     },
     store::{
         Store,
@@ -108,6 +108,11 @@ pub fn user_record(username: &str) -> UserRecord {
 /// The (fake) password hash `user_record` gives a user.
 pub fn hash_of(username: &str) -> String {
     format!("$argon2id$v=19$fake${username}")
+}
+
+/// A username as the service hands it to a store: parsed, so it carries its key.
+pub fn name(text: &str) -> Username {
+    Username::parse(text, 191).expect("a valid username")
 }
 
 pub async fn create_user(store: &Arc<dyn Store>, username: &str) -> User {

@@ -11,8 +11,8 @@ use ssod::{
     domain::{
         DeleteAttributes, DeleteSession, DeleteSessions, DeleteUser, EndSessions, NewAttribute,
         NewSession, OpenSession, Owner, PurgeExpired, RenewSession, Session, SessionId,
-        SessionSelector, SetAttributeExpiry, SetAttributes, StoredValue, UpdateUser, UserId,
-        UserPatch, UserQuery,
+        SessionSelector, SetAttributeExpiry, SetAttributes, StoredAttribute, StoredValue,
+        UpdateUser, UserId, UserPatch, UserQuery,
     },
     store::{Store, StoreError},
 };
@@ -167,6 +167,20 @@ fn answer<T: std::fmt::Debug>(result: Result<T, StoreError>) -> String {
     }
 }
 
+/// Attributes with their values spelled out: their `Debug` hides values, by design.
+fn shown(attributes: Vec<StoredAttribute>) -> Vec<(StoredAttribute, String)> {
+    attributes
+        .into_iter()
+        .map(|attribute| {
+            let value = match &attribute.value {
+                StoredValue::Plain(json) => json.clone(),
+                StoredValue::Sealed { key_id, ciphertext } => format!("{key_id}:{ciphertext:?}"),
+            };
+            (attribute, value)
+        })
+        .collect()
+}
+
 /// Prepares the operation's write in `world` (new ids), then applies it to `store`.
 async fn apply(store: &Arc<dyn Store>, world: &World, operation: &Operation) -> String {
     let now = at(world.now);
@@ -223,14 +237,15 @@ async fn apply(store: &Arc<dyn Store>, world: &World, operation: &Operation) -> 
                 max_per_owner: usize::from(*max_per_owner),
                 max_bytes_per_owner: MAX_BYTES,
             };
-            answer(store.set_attributes(write(now, command)).await)
+            answer(store.set_attributes(write(now, command)).await.map(shown))
         }
         Operation::Get(owner, names) => {
             let names = names.as_deref().map(names_of);
             answer(
                 store
                     .get_attributes(world.owner(*owner), names.as_deref(), now)
-                    .await,
+                    .await
+                    .map(shown),
             )
         }
         Operation::Names(owner) => {
@@ -249,7 +264,12 @@ async fn apply(store: &Arc<dyn Store>, world: &World, operation: &Operation) -> 
                 name: ATTRIBUTE_NAMES[usize::from(*name) % 4].to_string(),
                 expires_at: lifetime.map(|secs| at(world.now + u64::from(secs))),
             };
-            answer(store.set_attribute_expiry(write(now, command)).await)
+            answer(
+                store
+                    .set_attribute_expiry(write(now, command))
+                    .await
+                    .map(|found| found.map(|attribute| shown(vec![attribute]))),
+            )
         }
         Operation::Renew(session, lifetime) => {
             let command = RenewSession {

@@ -315,7 +315,8 @@ async fn migrations_are_idempotent_and_checked() {
         .expect_err("an empty database is not ready");
     assert!(error.to_string().contains("run `ssod migrate`"), "{error}");
 
-    assert_eq!(store.migrate().await.expect("migrated"), vec![1, 2, 3]);
+    let versions = PostgresStore::migration_versions();
+    assert_eq!(store.migrate().await.expect("migrated"), versions);
     assert_eq!(
         store.migrate().await.expect("migrated again"),
         Vec::<u32>::new()
@@ -323,7 +324,7 @@ async fn migrations_are_idempotent_and_checked() {
     store.check_schema().await.expect("current");
 
     let client = sql(&url).await;
-    let applied: Vec<i32> = client
+    let applied: Vec<u32> = client
         .query(
             "SELECT version FROM ssod_schema_migrations ORDER BY version",
             &[],
@@ -331,9 +332,9 @@ async fn migrations_are_idempotent_and_checked() {
         .await
         .expect("query")
         .iter()
-        .map(|row| row.get(0))
+        .map(|row| row.get::<_, i32>(0).unsigned_abs())
         .collect();
-    assert_eq!(applied, [1, 2, 3]);
+    assert_eq!(applied, versions);
 
     client
         .execute(
@@ -352,8 +353,80 @@ async fn migrations_are_idempotent_and_checked() {
         .await
         .expect("delete");
     let error = store.check_schema().await.expect_err("a missing migration");
-    assert!(error.to_string().contains("[1, 2, 3]"), "{error}");
+    assert!(
+        error.to_string().contains(&format!("{versions:?}")),
+        "{error}"
+    );
     assert!(error.to_string().contains("run `ssod migrate`"), "{error}");
+}
+
+/// A database as ssod left it before usernames had a key: migration 1 only, with `users` rows.
+async fn legacy_database(usernames: &[&str]) -> String {
+    let url = crate::pg::fresh_database_url().await;
+    let client = sql(&url).await;
+    client
+        .batch_execute(concat!(
+            include_str!("../../../src/store/postgres/migrations/0001_initial.sql"),
+            "; CREATE TABLE ssod_schema_migrations (version integer PRIMARY KEY, \
+             name text NOT NULL, applied_at timestamptz NOT NULL); \
+             INSERT INTO ssod_schema_migrations VALUES (1, 'initial', now());"
+        ))
+        .await
+        .expect("migration 1 by hand");
+    for username in usernames {
+        client
+            .execute(
+                "INSERT INTO users (id, username, approval_status, password_hash, created_at) \
+                 VALUES (gen_random_uuid(), $1, 'approved', 'hash', now())",
+                &[username],
+            )
+            .await
+            .expect("legacy user");
+    }
+    url
+}
+
+#[tokio::test]
+async fn the_username_key_migration_folds_existing_names_like_ssod() {
+    let url = legacy_database(&["Straße", "Élodie", "bob"]).await;
+    let store = PostgresStore::connect(&url, PgSettings::default()).expect("pool builds");
+    assert!(store.migrate().await.expect("migrated").contains(&4));
+    let keys: Vec<(String, String)> = sql(&url)
+        .await
+        .query(
+            "SELECT username, username_key FROM users ORDER BY username_key",
+            &[],
+        )
+        .await
+        .expect("query")
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("bob".to_owned(), "bob".to_owned()),
+            ("Straße".to_owned(), "strasse".to_owned()),
+            ("Élodie".to_owned(), "élodie".to_owned()),
+        ],
+        "lower() would have left straße"
+    );
+    let found = store
+        .user_by_username(&super::name("STRASSE"))
+        .await
+        .expect("read")
+        .expect("an existing user stays reachable");
+    assert_eq!(found.user.username, "Straße");
+}
+
+#[tokio::test]
+async fn the_username_key_migration_refuses_names_that_now_collide() {
+    let url = legacy_database(&["Straße", "STRASSE"]).await;
+    let store = PostgresStore::connect(&url, PgSettings::default()).expect("pool builds");
+    let error = store.migrate().await.expect_err("two users, one key");
+    assert!(error.to_string().contains("rename one"), "{error}");
+    let error = store.check_schema().await.expect_err("rolled back");
+    assert!(error.to_string().contains("[4]"), "{error}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -377,7 +450,7 @@ async fn concurrent_migrations_apply_each_once() {
     applied.sort_unstable();
     assert_eq!(
         applied,
-        [1, 2, 3],
+        PostgresStore::migration_versions(),
         "exactly one replica applied each migration"
     );
     let store = PostgresStore::connect(&url, PgSettings::default()).expect("pool builds");
@@ -409,7 +482,7 @@ async fn data_survives_reconnecting() {
     let again = PostgresStore::connect(&url, PgSettings::default()).expect("pool builds");
     again.check_schema().await.expect("still migrated");
     let record = again
-        .user_by_username("DURABLE")
+        .user_by_username(&super::name("DURABLE"))
         .await
         .expect("read")
         .expect("found");

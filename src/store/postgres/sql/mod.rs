@@ -24,13 +24,6 @@ macro_rules! join {
     }};
 }
 
-/// The username key: `lower()` in the database's locale, compared and ordered by code point.
-macro_rules! username_key {
-    () => {
-        "(lower(u.username) COLLATE \"C\")"
-    };
-}
-
 pub mod attributes;
 pub mod sessions;
 pub mod throttle;
@@ -187,6 +180,8 @@ pub const STATEMENTS: &[Statement] = statements![
     users::UPDATE_USER => [USER],
     users::END_USER_SESSIONS => [],
     users::DELETE_USER => [],
+    users::USERNAME_KEYS => [],
+    users::SET_USERNAME_KEY => [],
     sessions::RECORD_LOGIN => [],
     sessions::USER_EXISTS => [],
     sessions::INSERT_SESSION => [SESSION],

@@ -3,10 +3,10 @@
 use super::{PASSWORD_HASH, USER, USER_TOTAL};
 
 pub const CREATE_USER: &str = join!(
-    "INSERT INTO users AS u (id, username, email, display_name, first_name, middle_name, \
-     last_name, is_super_user, is_locked, approval_status, password_hash, password_must_change, \
-     password_expiry, created_at, last_login_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING ",
+    "INSERT INTO users AS u (id, username, username_key, email, display_name, first_name, \
+     middle_name, last_name, is_super_user, is_locked, approval_status, password_hash, \
+     password_must_change, password_expiry, created_at, last_login_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING ",
     USER.list
 );
 
@@ -18,36 +18,31 @@ pub const USER_BY_ID: &str = join!(
     " FROM users u WHERE u.id = $1"
 );
 
+/// `$1` the username key, folded in Rust (`Username::key`).
 pub const USER_BY_USERNAME: &str = join!(
     "SELECT ",
     USER.list,
     ", ",
     PASSWORD_HASH.list,
-    " FROM users u WHERE ",
-    username_key!(),
-    " = lower($1)"
+    " FROM users u WHERE u.username_key = $1"
 );
 
-/// `$1` LIKE pattern of the lower-cased prefix, `$2` approval status or null, `$3` the
-/// username to start after (lower-cased here, like the key) or null, `$4` page size. One row per user of the page, each with the total;
-/// a single row of nulls besides the total when the page is empty.
+/// `$1` LIKE pattern of the key prefix, `$2` approval status or null, `$3` the key to start
+/// after or null, `$4` page size. Keys are folded in Rust and compared by code point (the
+/// column's "C" collation), so a prefix LIKE is a range scan of the unique index. One row per
+/// user of the page, each with the total; a single row of nulls besides the total when the
+/// page is empty.
 pub const LIST_USERS: &str = join!(
     "SELECT ",
     USER_TOTAL.list,
     ", ",
     USER.list,
-    " FROM (SELECT count(*) AS total FROM users u WHERE ",
-    username_key!(),
-    " LIKE lower($1) AND ($2::text IS NULL OR u.approval_status = $2)) matching \
-     LEFT JOIN LATERAL (SELECT u.* FROM users u WHERE ",
-    username_key!(),
-    " LIKE lower($1) AND ($2::text IS NULL OR u.approval_status = $2) \
-     AND ($3::text IS NULL OR ",
-    username_key!(),
-    " > (lower($3) COLLATE \"C\")) ORDER BY ",
-    username_key!(),
-    " LIMIT $4) u ON true ORDER BY ",
-    username_key!()
+    " FROM (SELECT count(*) AS total FROM users u WHERE u.username_key LIKE $1 \
+     AND ($2::text IS NULL OR u.approval_status = $2)) matching \
+     LEFT JOIN LATERAL (SELECT u.* FROM users u WHERE u.username_key LIKE $1 \
+     AND ($2::text IS NULL OR u.approval_status = $2) \
+     AND ($3::text IS NULL OR u.username_key > $3) ORDER BY u.username_key LIMIT $4) u ON true \
+     ORDER BY u.username_key"
 );
 
 /// Patches a user (null leaves a column as it is; `$12` says whether to set the nullable
@@ -77,3 +72,9 @@ pub const END_USER_SESSIONS: &str =
 
 /// Cascades to the user's sessions, their attributes and the user's attributes.
 pub const DELETE_USER: &str = "DELETE FROM users WHERE id = $1";
+
+/// Every user's name and key, for migration 4 to correct the keys SQL could only approximate.
+pub const USERNAME_KEYS: &str = "SELECT id, username, username_key FROM users";
+
+/// `$2` the key ssod computes for user `$1`'s name.
+pub const SET_USERNAME_KEY: &str = "UPDATE users SET username_key = $2 WHERE id = $1";

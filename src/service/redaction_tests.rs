@@ -1,0 +1,184 @@
+//! Every domain and service type that holds a password, UST, password hash or attribute
+//! value, formatted with `Debug`: the secret never shows.
+
+use std::time::SystemTime;
+
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use super::*;
+use crate::domain::{
+    ApprovalStatus, Attribute, LoginRecord, NewAttribute, Owner, PasswordChange, Profile,
+    SetAttributes, StoredAttribute, StoredValue, User, UserId, UserPatch, UserRecord, Write,
+};
+
+const SECRET: &str = "s3cret-value-42";
+
+fn secret() -> Zeroizing<String> {
+    Zeroizing::new(SECRET.to_owned())
+}
+
+fn user() -> User {
+    User {
+        id: UserId(Uuid::nil()),
+        username: "shown-user".into(),
+        profile: Profile::default(),
+        is_super_user: false,
+        is_locked: false,
+        approval_status: ApprovalStatus::Approved,
+        password_must_change: false,
+        password_expiry: None,
+        created_at: SystemTime::UNIX_EPOCH,
+        last_login_at: None,
+    }
+}
+
+fn session() -> Session {
+    Session {
+        id: crate::domain::SessionId(Uuid::nil()),
+        user_id: None,
+        current_app: "app".into(),
+        remote_addr: "192.0.2.1".into(),
+        user_agent: "agent".into(),
+        created_at: SystemTime::UNIX_EPOCH,
+        expires_at: SystemTime::UNIX_EPOCH,
+        last_renewed_at: SystemTime::UNIX_EPOCH,
+    }
+}
+
+fn json_secret() -> serde_json::Value {
+    serde_json::json!({ "card": SECRET })
+}
+
+fn new_attribute() -> NewAttribute {
+    NewAttribute {
+        name: "shown-name".into(),
+        value: StoredValue::Plain(json_secret().to_string()),
+        expires_at: None,
+    }
+}
+
+#[test]
+fn secrets_never_show_in_debug() {
+    let password_change = PasswordChange {
+        password_hash: SECRET.into(),
+        password_must_change: false,
+        password_expiry: None,
+    };
+    let printed = [
+        format!(
+            "{:?}",
+            LoginRequest {
+                username: "shown-user".into(),
+                password: secret(),
+                client: ClientInfo::default(),
+                new_password: Some(secret()),
+                rotate: Authentication::Missing,
+            }
+        ),
+        format!(
+            "{:?}",
+            LoginOutcome {
+                ust: SECRET.into(),
+                session: session(),
+                user: user(),
+                password_expiry_warning: false,
+            }
+        ),
+        format!(
+            "{:?}",
+            ChangePassword {
+                user_id: None,
+                old_password: secret(),
+                new_password: secret(),
+                must_change: None,
+                password_expiry: None,
+            }
+        ),
+        format!(
+            "{:#?}",
+            NewUser {
+                username: "shown-user".into(),
+                password: Some(secret()),
+                profile: Profile::default(),
+                is_super_user: true,
+                is_approved: None,
+                password_must_change: false,
+            }
+        ),
+        format!(
+            "{:?}",
+            AttributeWrite {
+                name: "shown-name".into(),
+                value: json_secret(),
+                expiration: None,
+                encrypt: Some(true),
+            }
+        ),
+        format!(
+            "{:?}",
+            Attribute {
+                name: "shown-name".into(),
+                value: json_secret(),
+                encrypted: true,
+                created_at: SystemTime::UNIX_EPOCH,
+                modified_at: SystemTime::UNIX_EPOCH,
+                expires_at: None,
+            }
+        ),
+        format!(
+            "{:?}",
+            StoredAttribute {
+                name: "shown-name".into(),
+                value: StoredValue::Plain(json_secret().to_string()),
+                created_at: SystemTime::UNIX_EPOCH,
+                modified_at: SystemTime::UNIX_EPOCH,
+                expires_at: None,
+            }
+        ),
+        format!(
+            "{:?}",
+            Write {
+                now: SystemTime::UNIX_EPOCH,
+                command: SetAttributes {
+                    owner: Owner::User(UserId(Uuid::nil())),
+                    items: vec![new_attribute()],
+                    max_per_owner: 1,
+                    max_bytes_per_owner: 1,
+                },
+            }
+        ),
+        format!(
+            "{:?}",
+            UserRecord {
+                user: user(),
+                password_hash: SECRET.into(),
+            }
+        ),
+        format!(
+            "{:?}",
+            UserPatch {
+                password_hash: Some(SECRET.into()),
+                ..UserPatch::default()
+            }
+        ),
+        format!(
+            "{:?}",
+            LoginRecord {
+                verified_hash: SECRET.into(),
+                new_password: Some(password_change),
+            }
+        ),
+    ];
+    crate::proto::redacted::assert_redacted(&printed, SECRET);
+}
+
+#[test]
+fn sealed_values_show_their_key_and_size_only() {
+    let sealed = StoredValue::Sealed {
+        key_id: "k1".into(),
+        ciphertext: SECRET.as_bytes().to_vec(),
+    };
+    let printed = format!("{sealed:?}");
+    assert_eq!(printed, "Sealed { key_id: \"k1\", bytes: 15 }");
+}
