@@ -112,17 +112,22 @@ pub struct ServerConfig {
 /// response its three timestamps (a `Timestamp` is at most 17 bytes with its tag).
 const ATTRIBUTE_FRAMING_BYTES: u64 = 128;
 
-/// The largest message one attribute at the limits makes: its value, and its name twice
-/// (a `GetAttributes` response carries it as the map key and in the attribute), each name
-/// character up to 4 bytes of UTF-8.
+/// The largest message the attribute limits admit: a `GetAttributes` response with all of
+/// an owner's attributes (or a `SetAttributes` of the most items, if more): the owner's
+/// values, bounded by its byte limit, and each name twice (the response's map key and the
+/// attribute), each name character up to 4 bytes of UTF-8.
 fn largest_attribute_message(limits: &Limits) -> u64 {
+    let items = limits
+        .max_items_per_write
+        .max(limits.max_attributes_per_owner) as u64;
+    let values = (limits.max_bytes_per_owner as u64).min(items * limits.max_value_bytes as u64);
     let name_bytes = 4 * limits.max_name_chars as u64;
-    limits.max_value_bytes as u64 + 2 * name_bytes + ATTRIBUTE_FRAMING_BYTES
+    values + items * (2 * name_bytes + ATTRIBUTE_FRAMING_BYTES)
 }
 
 impl ServerConfig {
-    /// The transport's limits; refuses a message limit too small for an attribute the
-    /// attribute limits admit, which would otherwise be refused for its size.
+    /// The transport's limits; refuses a message limit too small for what the attribute
+    /// limits admit, which would otherwise be refused for its size.
     pub fn limits(&self, attributes: &Limits) -> Result<ServerLimits, String> {
         if self.max_in_flight == 0 || self.max_concurrent_streams == 0 {
             return Err(
@@ -134,7 +139,7 @@ impl ServerConfig {
         if max_message_bytes < needed {
             return Err(format!(
                 "SSOD_MAX_MESSAGE_BYTES ({max_message_bytes} bytes) is below the {needed} bytes \
-                 a message with one attribute at the attribute limits needs"
+                 a message with all of an owner's attributes at the attribute limits needs"
             ));
         }
         Ok(ServerLimits {

@@ -215,15 +215,24 @@ async fn the_request_timeout_bounds_a_call_without_a_client_deadline() {
     );
 }
 
-/// The smallest message limit the start-up check admits with the default attribute limits:
-/// a 64 KiB value, a 191-character name counted twice at 4 bytes a character, and framing.
+/// The smallest message limit the start-up check admits with one attribute per owner of at
+/// most 64 KiB: a 64 KiB value, a 191-character name counted twice at 4 bytes a character,
+/// and framing.
 const SMALLEST_MESSAGE_LIMIT: u64 = 65_536 + 2 * 4 * 191 + 128;
+
+/// Attribute limits whose largest message is one attribute at the limits.
+fn one_attribute_per_owner(config: &mut Config) {
+    config.limits.max_attributes_per_owner = 1;
+    config.limits.max_attributes_per_write = 1;
+    config.limits.max_bytes_per_owner = 64 * 1024;
+}
 
 /// At the smallest limit the check admits, an attribute at every limit still goes in and
 /// comes back; a message one byte over the limit is refused by tonic (`OUT_OF_RANGE`, with
 /// the `ErrorInfo` the observe layer adds), one exactly at it is decoded.
 async fn messages_above_the_limit_are_refused_and_attributes_at_the_limits_fit(backend: Backend) {
     let server = TestServer::start_with(backend, |config| {
+        one_attribute_per_owner(config);
         config.server.max_message_bytes = ByteSize::b(SMALLEST_MESSAGE_LIMIT);
     })
     .await;
@@ -283,6 +292,16 @@ both!(messages_above_the_limit_are_refused_and_attributes_at_the_limits_fit);
 #[test]
 fn a_message_limit_too_small_for_the_attribute_limits_is_refused_at_start_up() {
     let mut config = Config::defaults();
+    // The defaults' largest message, all 1,000 attributes of an owner holding its 4 MiB.
+    let defaults = 4 * 1024 * 1024 + 1000 * (2 * 4 * 191 + 128);
+    config.server.max_message_bytes = ByteSize::b(defaults - 1);
+    assert!(matches!(
+        ssod::serve_options(&config),
+        Err(AppError::Config(_))
+    ));
+    config.server.max_message_bytes = ByteSize::b(defaults);
+    ssod::serve_options(&config).expect("the defaults' largest message");
+    one_attribute_per_owner(&mut config);
     config.server.max_message_bytes = ByteSize::b(SMALLEST_MESSAGE_LIMIT - 1);
     match ssod::serve_options(&config) {
         Err(AppError::Config(message)) => {
