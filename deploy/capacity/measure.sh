@@ -149,6 +149,14 @@ measured "login (store part)" -c 2 -j 1 -T "$seconds" -f "$tmp/login.sql"
 measured "renewal (look-up + RENEW_SESSION)" -c 2 -j 1 -T "$seconds" -f "$tmp/renew.sql"
 measured "renewal, again (pages already imaged)" -c 2 -j 1 -T "$seconds" -f "$tmp/renew.sql"
 measured "set_attribute (look-up + lock + upsert)" -c 2 -j 1 -T "$seconds" -f "$tmp/set_attribute.sql"
+full_page_writes() { value "ALTER SYSTEM SET full_page_writes = $1" >/dev/null; value 'SELECT pg_reload_conf()' >/dev/null; }
+# The WAL a write costs besides full-page images (those depend on how many pages it touches
+# per checkpoint interval; CAPACITY.md derives them at scale).
+full_page_writes off
+measured "login, no full-page images" -c 2 -j 1 -T "$seconds" -f "$tmp/login.sql"
+measured "renewal, no full-page images" -c 2 -j 1 -T "$seconds" -f "$tmp/renew.sql"
+measured "set_attribute, no full-page images" -c 2 -j 1 -T "$seconds" -f "$tmp/set_attribute.sql"
+full_page_writes on
 echo "hot (heap-only) updates of sessions so far: $(value "SELECT n_tup_hot_upd || ' of ' || n_tup_upd FROM pg_stat_user_tables WHERE relname = 'sessions'")"
 
 echo
@@ -191,6 +199,9 @@ sql -c 'DROP INDEX sessions_expires_at_idx' -c 'ALTER TABLE sessions SET (fillfa
 value 'CHECKPOINT' >/dev/null
 measured "renewal, HOT-eligible" -c 2 -j 1 -T "$seconds" -f "$tmp/renew.sql"
 measured "renewal, HOT-eligible, again" -c 2 -j 1 -T "$seconds" -f "$tmp/renew.sql"
+full_page_writes off
+measured "renewal, HOT-eligible, no full-page images" -c 2 -j 1 -T "$seconds" -f "$tmp/renew.sql"
+full_page_writes on
 echo "hot (heap-only) updates of sessions: $(value "SELECT n_tup_hot_upd || ' of ' || n_tup_upd FROM pg_stat_user_tables WHERE relname = 'sessions'")"
 
 echo

@@ -27,7 +27,8 @@ fn cpu_seconds() -> f64 {
     // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
     let after_name = &stat[stat.rfind(')').expect("a stat line") + 2..];
     let fields: Vec<&str> = after_name.split(' ').collect();
-    let ticks: f64 = fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
+    let ticks: f64 =
+        fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
     ticks / CLOCK_TICKS_PER_SECOND
 }
 
