@@ -247,19 +247,7 @@ fn write_new_secret_file(path: &Path, secret: &str) -> std::io::Result<()> {
 }
 
 pub fn serve_options(config: &Config) -> Result<ServeOptions, AppError> {
-    let tls = match (&config.server.tls_cert, &config.server.tls_key) {
-        (Some(cert), Some(key)) => {
-            let identity =
-                tonic::transport::Identity::from_pem(std::fs::read(cert)?, std::fs::read(key)?);
-            let mut tls = tonic::transport::ServerTlsConfig::new().identity(identity);
-            if let Some(ca) = &config.server.tls_client_ca {
-                tls =
-                    tls.client_ca_root(tonic::transport::Certificate::from_pem(std::fs::read(ca)?));
-            }
-            Some(tls)
-        }
-        _ => None,
-    };
+    let tls = config.tls.server_tls()?;
     Ok(ServeOptions {
         tls,
         sweep_interval: config.sessions.sweep_interval,

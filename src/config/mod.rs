@@ -20,6 +20,7 @@ mod lockout;
 mod passwords;
 mod server;
 mod sessions;
+mod tls;
 
 #[cfg(test)]
 #[allow(clippy::expect_used)]
@@ -33,6 +34,7 @@ pub use lockout::LockoutConfig;
 pub use passwords::{PasswordRules, PasswordsConfig};
 pub use server::{LogFormat, ServerConfig};
 pub use sessions::{SessionRules, SessionsConfig};
+pub use tls::TlsConfig;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -69,6 +71,8 @@ pub enum Command {
 pub struct Config {
     #[command(flatten)]
     pub server: ServerConfig,
+    #[command(flatten)]
+    pub tls: TlsConfig,
     #[command(flatten)]
     pub database: DatabaseConfig,
     #[command(flatten)]

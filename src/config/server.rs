@@ -1,6 +1,6 @@
 //! Where and how the server listens, stops and reports.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, time::Duration};
 
 use bytesize::ByteSize;
 use clap::{Args, ValueEnum};
@@ -25,14 +25,6 @@ pub struct ServerConfig {
         global = true
     )]
     pub listen: SocketAddr,
-    /// PEM server certificate chain; with `--tls-key` the server speaks TLS.
-    #[arg(long, env = "SSOD_TLS_CERT", requires = "tls_key", global = true)]
-    pub tls_cert: Option<PathBuf>,
-    #[arg(long, env = "SSOD_TLS_KEY", requires = "tls_cert", global = true)]
-    pub tls_key: Option<PathBuf>,
-    /// PEM CA bundle; when set, clients must present a certificate it signed (mTLS).
-    #[arg(long, env = "SSOD_TLS_CLIENT_CA", requires = "tls_cert", global = true)]
-    pub tls_client_ca: Option<PathBuf>,
     /// How long shutdown waits for in-flight calls.
     #[arg(long, env = "SSOD_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = duration, global = true)]
     pub shutdown_timeout: Duration,

@@ -67,9 +67,9 @@ async fn mutual_tls_admits_only_clients_with_a_certificate_from_the_ca() {
     let (stranger_cert, stranger_key) = stranger.leaf("client");
     let ca_pem = pki.ca.pem();
     let server = TestServer::start_with(Backend::Memory, |config| {
-        config.server.tls_cert = Some(write(dir.path(), "server.pem", &server_cert));
-        config.server.tls_key = Some(write(dir.path(), "server.key", &server_key));
-        config.server.tls_client_ca = Some(write(dir.path(), "ca.pem", &ca_pem));
+        config.tls.cert = Some(write(dir.path(), "server.pem", &server_cert));
+        config.tls.key = Some(write(dir.path(), "server.key", &server_key));
+        config.tls.client_ca = Some(write(dir.path(), "ca.pem", &ca_pem));
     })
     .await;
     let ca = TonicCertificate::from_pem(&ca_pem);
@@ -127,8 +127,8 @@ async fn tls_without_client_certificates() {
     let pki = Pki::new();
     let (server_cert, server_key) = pki.leaf("localhost");
     let server = TestServer::start_with(Backend::Memory, |config| {
-        config.server.tls_cert = Some(write(dir.path(), "server.pem", &server_cert));
-        config.server.tls_key = Some(write(dir.path(), "server.key", &server_key));
+        config.tls.cert = Some(write(dir.path(), "server.pem", &server_cert));
+        config.tls.key = Some(write(dir.path(), "server.key", &server_key));
     })
     .await;
     let tls = ClientTlsConfig::new()
