@@ -100,6 +100,21 @@ fn status_of(response: &Response<Body>) -> Option<Status> {
     Status::from_header_map(response.headers())
 }
 
+/// Runs `end` once the call of `response` has ended. A trailers-only response (an error
+/// answered before any message) has ended already: its status is in the headers, and its
+/// empty body is passed on as it is, so HTTP/2 still sends the headers with END_STREAM — a
+/// body that only ends when polled would put the status in headers followed by an empty
+/// DATA frame, which strict clients (grpc-go, grpc-core, grpc-js) take for a broken call.
+pub(super) fn when_ended<E: CallEnd>(response: Response<Body>, end: E) -> Response<Body> {
+    match status_of(&response) {
+        Some(status) => {
+            end.ended(&status, None);
+            response
+        }
+        None => response.map(|body| UntilEnd::wrap(body, end)),
+    }
+}
+
 /// A call to be recorded once, when its status is known.
 struct Call {
     method: String,
@@ -246,17 +261,13 @@ impl Around for Observe {
                     span: tracing::Span::current(),
                 };
                 let mut response = inner.call(request).await?;
-                match status_of(&response) {
-                    Some(status) => {
-                        call.finish(&status);
-                        if status.code() != Code::Ok && status.details().is_empty() {
-                            response = super::status::with_error_info(status).into_http();
-                        }
-                    }
-                    None => {
-                        response = response.map(|body| UntilEnd::wrap(body, call));
-                    }
+                if let Some(status) = status_of(&response)
+                    && status.code() != Code::Ok
+                    && status.details().is_empty()
+                {
+                    response = super::status::with_error_info(status).into_http();
                 }
+                let mut response = when_ended(response, call);
                 response.headers_mut().insert(REQUEST_ID_HEADER, cid);
                 Ok(response)
             }

@@ -16,7 +16,7 @@ use tower::Service;
 
 use super::{
     layer::{Around, AroundLayer},
-    observe::{CallEnd, UntilEnd},
+    observe::{CallEnd, when_ended},
 };
 use crate::service::ServiceError;
 
@@ -64,7 +64,7 @@ impl Around for Shed {
         };
         Box::pin(async move {
             let response = inner.call(request).await?;
-            Ok(response.map(|body| UntilEnd::wrap(body, permit)))
+            Ok(when_ended(response, permit))
         })
     }
 }

@@ -341,3 +341,29 @@ fn the_server_limits_have_the_documented_defaults() {
         .limits;
     assert_eq!(limits.max_message_bytes, 8 * 1024 * 1024);
 }
+
+/// Refusals leave as trailers-only responses (the status in HEADERS with END_STREAM), as
+/// strict clients (grpc-go, grpc-core, grpc-js) require, through every layer: the gate's
+/// refusal before any handler, and a handler's own error.
+async fn refusals_are_trailers_only_responses(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let empty = proto::GetCurrentUserRequest {}.encode_to_vec();
+    for path in [
+        "/sso.v1.SessionService/GetSession",
+        "/sso.v1.UserService/GetCurrentUser",
+    ] {
+        let send = raw_connection(server.address).await;
+        let (response, _stream) = raw_call(send, path, None, Some(&empty)).await;
+        assert_eq!(
+            response.headers().get("grpc-status").map(|v| v.as_bytes()),
+            Some(b"16".as_slice()),
+            "{path}"
+        );
+        assert!(
+            response.body().is_end_stream(),
+            "{path}: the status must end the stream in its HEADERS frame"
+        );
+    }
+}
+
+both!(refusals_are_trailers_only_responses);
