@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 
 use sha2::{Digest, Sha256};
 use ssod::{
-    domain::{DeleteSessions, Owner, PurgeExpired, SessionSelector, SetAttributes, StoredValue},
+    domain::{DeleteSessions, Owner, SessionSelector, SetAttributes, StoredValue},
     store::{
         AttributeStore, SessionStore, Store, StoreError, StoreHealth, UserStore,
         postgres::{PgSettings, PostgresStore, sql::STATEMENTS},
@@ -15,7 +15,9 @@ use ssod::{
 };
 use tokio_postgres::{Client, NoTls, types::Type};
 
-use super::{NEVER, at, create_user, new_session, open, plain, plain_open, user_record, write};
+use super::{
+    NEVER, at, create_user, new_session, open, plain, plain_open, purge, user_record, write,
+};
 
 /// A migrated store on a fresh database, and the database's URL.
 async fn database() -> (Arc<PostgresStore>, String) {
@@ -546,11 +548,7 @@ async fn concurrent_sweeps_share_the_work() {
     let sweepers: Vec<_> = (0..3)
         .map(|_| {
             let store = Arc::clone(&store);
-            tokio::spawn(async move {
-                store
-                    .purge_expired(write(at(20), PurgeExpired { batch: 3 }))
-                    .await
-            })
+            tokio::spawn(async move { store.purge_expired(write(at(20), purge(3))).await })
         })
         .collect();
     let (mut sessions, mut attributes) = (0, 0);
