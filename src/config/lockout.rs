@@ -26,6 +26,10 @@ pub struct LockoutConfig {
     /// The window in which an address's failures are counted.
     #[arg(long, env = "SSOD_LOGIN_FAILURE_WINDOW", default_value = "15m", value_parser = duration, global = true)]
     pub login_failure_window: Duration,
+    /// A username's failed logins and lockout history are forgotten once its last failure is
+    /// this old and no lockout of it is running.
+    #[arg(long, env = "SSOD_LOGIN_FAILURE_RESET", default_value = "12h", value_parser = positive_duration, global = true)]
+    pub login_failure_reset: Duration,
 }
 
 impl LockoutConfig {
@@ -37,6 +41,27 @@ impl LockoutConfig {
             max_lockout: self.login_max_lockout,
             address_max_failures: self.address_max_failures,
             failure_window: self.login_failure_window,
+            failure_reset: self.login_failure_reset,
         }
+    }
+}
+
+/// A reset time of zero would forget every failure at once: no username would ever be
+/// locked out.
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match duration(text)? {
+        Duration::ZERO => Err("must be longer than zero".into()),
+        positive => Ok(positive),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reset_time_of_zero_is_refused() {
+        assert_eq!(positive_duration("12h"), Ok(Duration::from_secs(12 * 3600)));
+        assert!(positive_duration("0s").is_err());
     }
 }

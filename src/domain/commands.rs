@@ -66,10 +66,12 @@ pub struct DeleteSessions {
     pub batch: usize,
 }
 
-/// Deletes what expired at the write's `now`, at most `batch` rows per statement.
+/// Deletes what expired at the write's `now`, at most `batch` rows per statement: sessions,
+/// attributes, and the failed-login counters `throttle` says are forgotten.
 #[derive(Clone, Copy, Debug)]
 pub struct PurgeExpired {
     pub batch: usize,
+    pub throttle: super::ThrottleLimits,
 }
 
 /// Upserts an owner's attributes, all or none, within `max_per_owner` live ones holding at

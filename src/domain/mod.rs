@@ -395,6 +395,8 @@ impl std::fmt::Debug for Attribute {
 pub struct PurgeCounts {
     pub sessions: u64,
     pub attributes: u64,
+    /// Forgotten failed-login counters, of usernames and addresses together.
+    pub login_failures: u64,
 }
 
 /// Session lifetimes.

@@ -16,6 +16,9 @@ pub struct ThrottleLimits {
     /// Failures from one address within `failure_window` before its attempts are refused.
     pub address_max_failures: u32,
     pub failure_window: Duration,
+    /// A username's failures and lockout history are forgotten once its last failure is this
+    /// old and no lockout of it is running: anonymous claims cannot grow the counters for good.
+    pub failure_reset: Duration,
 }
 
 /// Doublings beyond this change nothing (2^30 minutes is two thousand years) and would
@@ -29,6 +32,38 @@ impl ThrottleLimits {
             .saturating_mul(1 << earlier.min(MAX_DOUBLINGS))
             .min(self.max_lockout)
     }
+
+    /// Whether a username's counter is forgotten at `now`: its last failure is at least
+    /// `failure_reset` old and no lockout of it is running. A claim then starts from zero, and
+    /// the sweep deletes it.
+    pub fn user_forgotten(
+        &self,
+        last_failure: SystemTime,
+        locked_until: Option<SystemTime>,
+        now: SystemTime,
+    ) -> bool {
+        passed(last_failure, self.failure_reset, now) && lockout_over(locked_until, now)
+    }
+
+    /// Whether an address's counter is forgotten at `now`: its window and any lockout have
+    /// passed, so a claim would start a new window as if it had never failed.
+    pub fn address_forgotten(
+        &self,
+        window_start: SystemTime,
+        locked_until: Option<SystemTime>,
+        now: SystemTime,
+    ) -> bool {
+        passed(window_start, self.failure_window, now) && lockout_over(locked_until, now)
+    }
+}
+
+/// Whether `length` from `start` has passed at `now`; never, for a time beyond the calendar.
+fn passed(start: SystemTime, length: Duration, now: SystemTime) -> bool {
+    start.checked_add(length).is_some_and(|end| end <= now)
+}
+
+fn lockout_over(locked_until: Option<SystemTime>, now: SystemTime) -> bool {
+    locked_until.is_none_or(|until| until <= now)
 }
 
 /// Which limit refused an attempt; a metric label, never a username or address.
@@ -79,6 +114,7 @@ mod tests {
             max_lockout: Duration::from_secs(3600),
             address_max_failures: 100,
             failure_window: Duration::from_secs(900),
+            failure_reset: Duration::from_secs(43_200),
         };
         let minutes: Vec<u64> = [0, 1, 2, 5, 6, 7, 40, u32::MAX]
             .into_iter()

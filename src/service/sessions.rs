@@ -193,15 +193,19 @@ impl Sso {
                 now: self.clock.now(),
                 command: PurgeExpired {
                     batch: self.policy.sweep_batch,
+                    throttle: self.policy.throttle,
                 },
             })
             .await?;
         metrics::counter!("ssod_swept_total", "kind" => "sessions").increment(counts.sessions);
         metrics::counter!("ssod_swept_total", "kind" => "attributes").increment(counts.attributes);
+        metrics::counter!("ssod_swept_total", "kind" => "login_failures")
+            .increment(counts.login_failures);
         if counts != PurgeCounts::default() {
             tracing::info!(
                 sessions = counts.sessions,
                 attributes = counts.attributes,
+                login_failures = counts.login_failures,
                 "expired rows swept"
             );
         }

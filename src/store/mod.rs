@@ -122,7 +122,10 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Deletes every selected session (expired ones too) in batches of at most `batch`, each
     /// its own statement; counts the unexpired ones.
     async fn delete_sessions(&self, write: Write<DeleteSessions>) -> StoreResult<u64>;
-    /// Deletes expired sessions and attributes in batches of at most `batch` rows.
+    /// Deletes expired sessions and attributes, and the failed-login counters forgotten
+    /// under `throttle` (see [`ThrottleStore`]), in batches of at most `batch` rows. The
+    /// counters ride on this sweep rather than one of their own so that one pass, one
+    /// schedule and one `PurgeExpired` keep every table bounded.
     async fn purge_expired(&self, write: Write<PurgeExpired>) -> StoreResult<PurgeCounts>;
 }
 
@@ -168,7 +171,9 @@ pub trait ThrottleStore: Send + Sync + 'static {
     /// Refuses while the user or the address is locked out, counting nothing. Otherwise counts
     /// the attempt as a failure of both and admits it; the user's claim that reaches its limit
     /// starts the user's lockout at once (its own check still runs), while an address that
-    /// already has its limit of failures in the window refuses and starts its lockout.
+    /// already has its limit of failures in the window refuses and starts its lockout. A
+    /// counter forgotten at `now` (`ThrottleLimits::user_forgotten`, `address_forgotten`)
+    /// counts from zero, swept or not.
     async fn claim_login(&self, write: Write<ClaimLogin>) -> StoreResult<LoginClaim>;
     /// Deletes the user's failures and lockout history, and gives back the address's place
     /// of an admitted claim if its window is still the current one.

@@ -268,6 +268,56 @@ async fn refusals_for_other_reasons_are_not_failures(backend: Backend) {
     assert_logs_in(&server, "victim").await;
 }
 
+/// The failed-login counters the sweep deleted.
+async fn swept_login_failures(server: &TestServer) -> u64 {
+    server.sso.sweep().await.expect("swept").login_failures
+}
+
+async fn failures_are_forgotten_after_the_reset_time_and_swept(backend: Backend) {
+    let reset = Duration::from_secs(30 * 60);
+    let (server, admin, _) = start(backend, |config| {
+        config.lockout.login_failure_reset = reset;
+    })
+    .await;
+    server.create_user(&admin, "second", PASSWORD).await;
+    // Sprayed names that do not exist hold a counter each, like real ones.
+    for name in ["ghost1", "ghost2", "ghost3"] {
+        fail(&server, name, 1).await;
+    }
+    fail(&server, "victim", 9).await;
+    fail(&server, "second", 10).await;
+    assert_locked_out(&server, "second").await;
+    assert_eq!(swept_login_failures(&server).await, 0);
+    // The addresses' windows (15 m) have passed: theirs and the harness's admin login's.
+    server.advance(reset - Duration::from_secs(1));
+    assert_eq!(swept_login_failures(&server).await, 2);
+    // The usernames' last failures are now the reset time old: all five go.
+    server.advance(Duration::from_secs(1));
+    assert_eq!(swept_login_failures(&server).await, 5);
+    assert_eq!(swept_login_failures(&server).await, 0);
+    // From zero: nine more failures do not lock the victim out…
+    fail(&server, "victim", 9).await;
+    assert_logs_in(&server, "victim").await;
+    // …and the next lockout is a first one again: 60 s, not 120 s.
+    fail(&server, "second", 10).await;
+    assert_locked_out(&server, "second").await;
+    server.advance(Duration::from_secs(60));
+    assert_logs_in(&server, "second").await;
+}
+
+/// Without the sweep, a claim after the reset time starts from zero just the same.
+async fn a_claim_after_the_reset_time_starts_from_zero_unswept(backend: Backend) {
+    let reset = Duration::from_secs(30 * 60);
+    let (server, _, _) = start(backend, |config| {
+        config.lockout.login_failure_reset = reset;
+    })
+    .await;
+    fail(&server, "victim", 9).await;
+    server.advance(reset);
+    fail(&server, "victim", 9).await;
+    assert_logs_in(&server, "victim").await;
+}
+
 both!(
     the_right_password_is_refused_while_locked_out,
     further_lockouts_double_up_to_the_maximum_and_refusals_never_extend,
@@ -277,6 +327,8 @@ both!(
     revealed_lockouts_say_too_many_attempts_and_when_to_retry,
     parallel_wrong_guesses_hash_no_more_than_the_limit,
     refusals_for_other_reasons_are_not_failures,
+    failures_are_forgotten_after_the_reset_time_and_swept,
+    a_claim_after_the_reset_time_starts_from_zero_unswept,
 );
 
 /// The counters live in the database: a restarted server still refuses.

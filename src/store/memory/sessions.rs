@@ -169,8 +169,12 @@ impl SessionStore for MemoryStore {
     }
 
     async fn purge_expired(&self, write: Write<PurgeExpired>) -> StoreResult<PurgeCounts> {
-        let now = write.now;
+        let Write {
+            now,
+            command: PurgeExpired { throttle, .. },
+        } = write;
         let mut state = self.lock()?;
+        let login_failures = state.throttle.purge(&throttle, now);
         let mut attributes = 0;
         for map in state.attributes.values_mut() {
             let before = map.len();
@@ -195,6 +199,7 @@ impl SessionStore for MemoryStore {
         Ok(PurgeCounts {
             sessions: expired.len() as u64,
             attributes,
+            login_failures,
         })
     }
 }

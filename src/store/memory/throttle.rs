@@ -21,13 +21,15 @@ pub(super) struct Throttle {
     addresses: HashMap<String, AddressFailures>,
 }
 
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 struct UserFailures {
     /// Failures since the last lockout (or ever, before the first).
     failures: u32,
     /// Lockouts so far: each one doubles the next.
     lockouts: u32,
     locked_until: Option<SystemTime>,
+    /// From when the reset time counts.
+    last_failure: SystemTime,
 }
 
 #[derive(Clone, Copy)]
@@ -60,7 +62,9 @@ impl Throttle {
             return Err(until);
         }
         let current = current
-            .filter(|current| current.window_start + limits.failure_window > now)
+            .filter(|current| {
+                !limits.address_forgotten(current.window_start, current.locked_until, now)
+            })
             .unwrap_or(fresh);
         if current.failures >= limits.address_max_failures {
             let until = now + limits.lockout;
@@ -74,6 +78,17 @@ impl Throttle {
             return Err(until);
         }
         Ok(current)
+    }
+
+    /// The sweep: deletes the counters `limits` say are forgotten at `now`; how many.
+    pub(super) fn purge(&mut self, limits: &ThrottleLimits, now: SystemTime) -> u64 {
+        let before = self.users.len() + self.addresses.len();
+        self.users
+            .retain(|_, user| !limits.user_forgotten(user.last_failure, user.locked_until, now));
+        self.addresses.retain(|_, address| {
+            !limits.address_forgotten(address.window_start, address.locked_until, now)
+        });
+        (before - self.users.len() - self.addresses.len()) as u64
     }
 }
 
@@ -108,7 +123,17 @@ impl ThrottleStore for MemoryStore {
             },
             None => None,
         };
-        let mut user = throttle.users.get(&user_key).copied().unwrap_or_default();
+        let mut user = throttle
+            .users
+            .get(&user_key)
+            .copied()
+            .filter(|user| !limits.user_forgotten(user.last_failure, user.locked_until, now))
+            .unwrap_or(UserFailures {
+                failures: 0,
+                lockouts: 0,
+                locked_until: None,
+                last_failure: now,
+            });
         if let Some(until) = locked(user.locked_until, now) {
             return Ok(LoginClaim::Refused {
                 kind: ThrottleKind::User,
@@ -116,6 +141,7 @@ impl ThrottleStore for MemoryStore {
             });
         }
         user.failures += 1;
+        user.last_failure = now;
         if user.failures >= limits.user_max_failures {
             user.locked_until = Some(now + limits.user_lockout(user.lockouts));
             user.lockouts = user.lockouts.saturating_add(1);

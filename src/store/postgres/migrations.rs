@@ -38,6 +38,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "username_key",
         sql: include_str!("migrations/0004_username_key.sql"),
     },
+    Migration {
+        version: 5,
+        name: "login_failure_reset",
+        sql: include_str!("migrations/0005_login_failure_reset.sql"),
+    },
 ];
 
 /// Adds `users.username_key`; its SQL backfill is completed in Rust ([`rekey_usernames`]).

@@ -56,7 +56,10 @@
 //! One file per capability (`users.rs`, `sessions.rs`, `attributes.rs`, `throttle.rs`), each beside its
 //! statements in [`sql`]; this one holds the pool, health and the query helpers.
 
-use std::{str::FromStr, time::Duration};
+use std::{
+    str::FromStr,
+    time::{Duration, SystemTime},
+};
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
@@ -203,6 +206,29 @@ impl PostgresStore {
     async fn execute(&self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<u64> {
         let (client, statement) = self.prepared(sql).await?;
         client.execute(&statement, params).await.map_err(from_pg)
+    }
+}
+
+/// A sweep's delete, `$1` now, `$2` at most `batch` rows, then `more`: run until a batch
+/// deletes fewer rows than that; how many it deleted in all. Each batch is its own
+/// statement, so its row locks are held for one batch at a time.
+async fn delete_in_batches(
+    client: &Object,
+    sql: &'static str,
+    now: SystemTime,
+    batch: i64,
+    more: &[&(dyn ToSql + Sync)],
+) -> StoreResult<u64> {
+    let statement = client.prepare_cached(sql).await.map_err(from_pg)?;
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&now, &batch];
+    params.extend_from_slice(more);
+    let mut total = 0;
+    loop {
+        let deleted = client.execute(&statement, &params).await.map_err(from_pg)?;
+        total += deleted;
+        if i64::try_from(deleted).unwrap_or(i64::MAX) < batch {
+            return Ok(total);
+        }
     }
 }
 

@@ -7,10 +7,11 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use super::{
-    PostgresStore,
+    PostgresStore, delete_in_batches,
     error::from_pg,
     rows::{self, AttributeArrays, to_i64, to_u64},
     sql,
+    throttle::purge_login_failures,
 };
 use crate::{
     domain::{
@@ -278,27 +279,20 @@ impl SessionStore for PostgresStore {
     async fn purge_expired(&self, write: Write<PurgeExpired>) -> StoreResult<PurgeCounts> {
         let Write {
             now,
-            command: PurgeExpired { batch },
+            command: PurgeExpired { batch, throttle },
         } = write;
         let client = self.client().await?;
         // Each batch is its own statement, so locks are held for one batch at a time.
         let batch = to_i64(batch.max(1));
-        let mut counts = PurgeCounts::default();
+        let mut counts = PurgeCounts {
+            login_failures: purge_login_failures(&client, &throttle, now, batch).await?,
+            ..PurgeCounts::default()
+        };
         for table in [
             &sql::attributes::SESSION_ATTRIBUTES,
             &sql::attributes::USER_ATTRIBUTES,
         ] {
-            let statement = client.prepare_cached(table.purge).await.map_err(from_pg)?;
-            loop {
-                let deleted = client
-                    .execute(&statement, &[&now, &batch])
-                    .await
-                    .map_err(from_pg)?;
-                counts.attributes += deleted;
-                if i64::try_from(deleted).unwrap_or(i64::MAX) < batch {
-                    break;
-                }
-            }
+            counts.attributes += delete_in_batches(&client, table.purge, now, batch, &[]).await?;
         }
         let statement = client
             .prepare_cached(sql::sessions::PURGE_SESSIONS)
@@ -321,6 +315,7 @@ impl SessionStore for PostgresStore {
             tracing::debug!(
                 sessions = counts.sessions,
                 attributes = counts.attributes,
+                login_failures = counts.login_failures,
                 "purged expired rows"
             );
         }

@@ -7,7 +7,9 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 
-use super::{PostgresStore, error::from_pg, sql};
+use deadpool_postgres::Object;
+
+use super::{PostgresStore, delete_in_batches, error::from_pg, sql};
 use crate::{
     domain::{
         AddressClaim, ClaimLogin, ForgetLoginFailures, LoginClaim, ThrottleKind, ThrottleLimits,
@@ -82,6 +84,24 @@ impl PostgresStore {
     }
 }
 
+/// The sweep's part on the counters: deletes the usernames and addresses `limits` say are
+/// forgotten at `now`, `batch` rows per statement; how many.
+pub(super) async fn purge_login_failures(
+    client: &Object,
+    limits: &ThrottleLimits,
+    now: SystemTime,
+    batch: i64,
+) -> StoreResult<u64> {
+    let reset = limits.failure_reset.as_secs_f64();
+    let window = limits.failure_window.as_secs_f64();
+    let users = sql::throttle::PURGE_USERS;
+    let addresses = sql::throttle::PURGE_ADDRESSES;
+    Ok(
+        delete_in_batches(client, users, now, batch, &[&reset]).await?
+            + delete_in_batches(client, addresses, now, batch, &[&window]).await?,
+    )
+}
+
 #[async_trait]
 impl ThrottleStore for PostgresStore {
     async fn claim_login(&self, write: Write<ClaimLogin>) -> StoreResult<LoginClaim> {
@@ -116,6 +136,7 @@ impl ThrottleStore for PostgresStore {
                     &limits.lockout.as_secs_f64(),
                     &limits.max_lockout.as_secs_f64(),
                     &limit(MAX_DOUBLINGS),
+                    &limits.failure_reset.as_secs_f64(),
                 ],
             )
             .await?

@@ -6,14 +6,15 @@ use std::sync::Arc;
 
 use ssod::{
     domain::{
-        DeleteSession, DeleteSessions, DeleteUser, NewAttribute, OpenSession, Owner, PurgeExpired,
-        Session, SessionId, SessionSelector, SetAttributes, StoredAttribute, UserId,
+        DeleteSession, DeleteSessions, DeleteUser, NewAttribute, OpenSession, Owner, Session,
+        SessionId, SessionSelector, SetAttributes, StoredAttribute, UserId,
     },
     store::{Store, StoreError, StoreResult},
 };
 
 use super::{
-    NEVER, at, create_user, leftovers, names, new_session, open, plain, plain_open, sealed, write,
+    NEVER, at, create_user, leftovers, names, new_session, open, plain, plain_open, purge, sealed,
+    write,
 };
 
 conformance!(
@@ -114,7 +115,7 @@ async fn expired_guests_count_until_the_sweep(store: Arc<dyn Store>) {
         .expect("second");
     assert_eq!(room_for_guests(&store, 2, 5).await, 0);
     let swept = store
-        .purge_expired(write(at(5), PurgeExpired { batch: 1 }))
+        .purge_expired(write(at(5), purge(1)))
         .await
         .expect("swept");
     assert_eq!(swept.sessions, 1);

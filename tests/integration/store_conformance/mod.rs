@@ -219,9 +219,17 @@ async fn names(store: &Arc<dyn Store>, owner: Owner, now: u64) -> Vec<String> {
 /// Everything the store still holds, swept at the end of time: what a test left behind.
 async fn leftovers(store: &Arc<dyn Store>) -> PurgeCounts {
     store
-        .purge_expired(write(at(NEVER * 10), PurgeExpired { batch: 1000 }))
+        .purge_expired(write(at(NEVER * 10), purge(1000)))
         .await
         .expect("purge")
+}
+
+/// A sweep of at most `batch` rows per statement, with the throttle suite's limits.
+pub fn purge(batch: usize) -> PurgeExpired {
+    PurgeExpired {
+        batch,
+        throttle: throttle::limits(),
+    }
 }
 
 fn strings(items: &[&str]) -> Vec<String> {

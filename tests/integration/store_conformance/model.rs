@@ -10,14 +10,14 @@ use ssod::{
     crypto,
     domain::{
         DeleteAttributes, DeleteSession, DeleteSessions, DeleteUser, EndSessions, NewAttribute,
-        NewSession, OpenSession, Owner, PurgeExpired, RenewSession, Session, SessionId,
-        SessionSelector, SetAttributeExpiry, SetAttributes, StoredAttribute, StoredValue,
-        UpdateUser, UserId, UserPatch, UserQuery,
+        NewSession, OpenSession, Owner, RenewSession, Session, SessionId, SessionSelector,
+        SetAttributeExpiry, SetAttributes, StoredAttribute, StoredValue, UpdateUser, UserId,
+        UserPatch, UserQuery,
     },
     store::{Store, StoreError},
 };
 
-use super::{at, memory_store, postgres_store, user_record, write};
+use super::{at, memory_store, postgres_store, purge, user_record, write};
 
 /// Sequences to run, and the most operations in one.
 const SEQUENCES: u32 = 48;
@@ -345,12 +345,7 @@ async fn apply(store: &Arc<dyn Store>, world: &World, operation: &Operation) -> 
         Operation::Advance(_) => String::new(),
         Operation::Purge(batch) => answer(
             store
-                .purge_expired(write(
-                    now,
-                    PurgeExpired {
-                        batch: usize::from(*batch),
-                    },
-                ))
+                .purge_expired(write(now, purge(usize::from(*batch))))
                 .await,
         ),
     }

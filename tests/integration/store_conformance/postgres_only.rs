@@ -7,7 +7,10 @@ use std::{sync::Arc, time::Duration};
 
 use sha2::{Digest, Sha256};
 use ssod::{
-    domain::{DeleteSessions, Owner, PurgeExpired, SessionSelector, SetAttributes, StoredValue},
+    domain::{
+        ClaimLogin, DeleteSessions, LoginClaim, Owner, SessionSelector, SetAttributes, StoredValue,
+        ThrottleKind,
+    },
     store::{
         AttributeStore, SessionStore, Store, StoreError, StoreHealth, UserStore,
         postgres::{PgSettings, PostgresStore, sql::STATEMENTS},
@@ -15,7 +18,9 @@ use ssod::{
 };
 use tokio_postgres::{Client, NoTls, types::Type};
 
-use super::{NEVER, at, create_user, new_session, open, plain, plain_open, user_record, write};
+use super::{
+    NEVER, at, create_user, new_session, open, plain, plain_open, purge, user_record, write,
+};
 
 /// A migrated store on a fresh database, and the database's URL.
 async fn database() -> (Arc<PostgresStore>, String) {
@@ -426,7 +431,78 @@ async fn the_username_key_migration_refuses_names_that_now_collide() {
     let error = store.migrate().await.expect_err("two users, one key");
     assert!(error.to_string().contains("rename one"), "{error}");
     let error = store.check_schema().await.expect_err("rolled back");
-    assert!(error.to_string().contains("[4]"), "{error}");
+    // Migration 4 and every later one are still missing.
+    assert!(error.to_string().contains("migrations [4,"), "{error}");
+}
+
+/// Counters from before migration 5 have no last failure: they take the migration's time
+/// (or a later end of lockout), so none is forgotten sooner than it would have been.
+#[tokio::test]
+async fn the_reset_migration_keeps_existing_counters() {
+    let url = crate::pg::fresh_database_url().await;
+    sql(&url)
+        .await
+        .batch_execute(concat!(
+            include_str!("../../../src/store/postgres/migrations/0001_initial.sql"),
+            ";",
+            include_str!("../../../src/store/postgres/migrations/0002_login_failures.sql"),
+            ";",
+            include_str!("../../../src/store/postgres/migrations/0003_guest_limits.sql"),
+            ";",
+            include_str!("../../../src/store/postgres/migrations/0004_username_key.sql"),
+            "; CREATE TABLE ssod_schema_migrations (version integer PRIMARY KEY, \
+             name text NOT NULL, applied_at timestamptz NOT NULL); \
+             INSERT INTO ssod_schema_migrations VALUES (1, 'initial', now()), \
+               (2, 'login_failures', now()), (3, 'guest_limits', now()), \
+               (4, 'username_key', now()); \
+             INSERT INTO login_failures_by_user VALUES ('counting', 2, 1, NULL), \
+               ('locked', 0, 1, 'infinity');"
+        ))
+        .await
+        .expect("migrations 1 to 4 by hand");
+    let store: Arc<dyn Store> = {
+        let store = PostgresStore::connect(&url, PgSettings::default()).expect("pool builds");
+        assert_eq!(store.migrate().await.expect("migrated"), [5]);
+        Arc::new(store)
+    };
+    // The suite's times (before 2002) are long before the migration ran: nothing is forgotten.
+    assert_eq!(
+        store
+            .purge_expired(write(at(NEVER), purge(10)))
+            .await
+            .expect("swept")
+            .login_failures,
+        0
+    );
+    let claim = |user: &'static str| {
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .claim_login(write(
+                    at(0),
+                    ClaimLogin {
+                        user_key: user.into(),
+                        address: None,
+                        limits: super::throttle::limits(),
+                    },
+                ))
+                .await
+                .expect("claim")
+        }
+    };
+    assert!(matches!(claim("locked").await, LoginClaim::Refused { .. }));
+    // Two failures and one lockout kept: the third failure starts a second lockout, 120 s.
+    assert!(matches!(
+        claim("counting").await,
+        LoginClaim::Admitted { .. }
+    ));
+    assert_eq!(
+        claim("counting").await,
+        LoginClaim::Refused {
+            kind: ThrottleKind::User,
+            until: at(120)
+        }
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -546,11 +622,7 @@ async fn concurrent_sweeps_share_the_work() {
     let sweepers: Vec<_> = (0..3)
         .map(|_| {
             let store = Arc::clone(&store);
-            tokio::spawn(async move {
-                store
-                    .purge_expired(write(at(20), PurgeExpired { batch: 3 }))
-                    .await
-            })
+            tokio::spawn(async move { store.purge_expired(write(at(20), purge(3))).await })
         })
         .collect();
     let (mut sessions, mut attributes) = (0, 0);

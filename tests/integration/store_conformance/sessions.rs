@@ -4,15 +4,15 @@
 use std::sync::Arc;
 
 use super::{
-    at, create_user, hash_of, leftovers, names, new_session, open, plain, plain_open, sealed, set,
-    strings, user_record, write,
+    at, create_user, hash_of, leftovers, names, new_session, open, plain, plain_open, purge,
+    sealed, set, strings, user_record, write,
 };
 use ssod::{
     crypto,
     domain::{
         ApprovalStatus, DeleteSession, DeleteSessions, DeleteUser, EndSessions, LoginRecord,
-        OpenSession, Owner, PasswordChange, PurgeCounts, PurgeExpired, RenewSession, SessionId,
-        SessionSelector, StoredValue, UpdateUser, UserId, UserPatch,
+        OpenSession, Owner, PasswordChange, PurgeCounts, RenewSession, SessionId, SessionSelector,
+        StoredValue, UpdateUser, UserId, UserPatch,
     },
     store::{Store, StoreError},
 };
@@ -260,7 +260,8 @@ async fn open_session_is_all_or_nothing(store: Arc<dyn Store>) {
         leftovers(&store).await,
         PurgeCounts {
             sessions: 1,
-            attributes: 0
+            attributes: 0,
+            login_failures: 0,
         }
     );
 }
@@ -739,7 +740,7 @@ async fn purge_expired_counts_and_batches(store: Arc<dyn Store>) {
 
     // Batches of 2, smaller than every kind of row. Expiry at exactly `now` is swept.
     let counts = store
-        .purge_expired(write(at(100), PurgeExpired { batch: 2 }))
+        .purge_expired(write(at(100), purge(2)))
         .await
         .expect("purged");
     assert_eq!(
@@ -747,12 +748,13 @@ async fn purge_expired_counts_and_batches(store: Arc<dyn Store>) {
         PurgeCounts {
             sessions: 5,
             // 5 + 2 + 3 expired attributes, and the 5 live ones of the expired sessions.
-            attributes: 15
+            attributes: 15,
+            login_failures: 0,
         }
     );
     assert_eq!(
         store
-            .purge_expired(write(at(100), PurgeExpired { batch: 2 }))
+            .purge_expired(write(at(100), purge(2)))
             .await
             .expect("purged"),
         PurgeCounts::default()
@@ -776,12 +778,13 @@ async fn purge_expired_counts_and_batches(store: Arc<dyn Store>) {
     );
     assert_eq!(
         store
-            .purge_expired(write(at(2000), PurgeExpired { batch: 1 }))
+            .purge_expired(write(at(2000), purge(1)))
             .await
             .expect("purged"),
         PurgeCounts {
             sessions: 2,
-            attributes: 3
+            attributes: 3,
+            login_failures: 0,
         }
     );
 }

@@ -4,12 +4,13 @@ use std::{sync::Arc, time::Duration};
 
 use ssod::{
     domain::{
-        AddressClaim, ClaimLogin, ForgetLoginFailures, LoginClaim, ThrottleKind, ThrottleLimits,
+        AddressClaim, ClaimLogin, ForgetLoginFailures, LoginClaim, PurgeCounts, PurgeExpired,
+        ThrottleKind, ThrottleLimits,
     },
     store::Store,
 };
 
-use super::{at, write};
+use super::{at, leftovers, purge, write};
 
 conformance!(
     a_user_is_locked_out_by_the_claim_that_reaches_the_limit,
@@ -23,16 +24,21 @@ conformance!(
     a_claim_the_user_refuses_leaves_the_address_uncounted,
     concurrent_claims_admit_no_more_than_the_user_limit,
     concurrent_claims_admit_no_more_than_the_address_limit,
+    a_username_is_forgotten_once_its_last_failure_is_the_reset_time_old,
+    a_running_lockout_is_not_forgotten,
+    the_sweep_deletes_forgotten_counters_in_batches,
 );
 
-/// Users: 3 failures, lockouts of 60 s doubling up to 150 s; addresses: 4 in 100 s.
-fn limits() -> ThrottleLimits {
+/// Users: 3 failures, lockouts of 60 s doubling up to 150 s, forgotten 1000 s after the
+/// last failure; addresses: 4 in 100 s.
+pub(super) fn limits() -> ThrottleLimits {
     ThrottleLimits {
         user_max_failures: 3,
         lockout: Duration::from_secs(60),
         max_lockout: Duration::from_secs(150),
         address_max_failures: 4,
         failure_window: Duration::from_secs(100),
+        failure_reset: Duration::from_secs(1000),
     }
 }
 
@@ -299,4 +305,116 @@ async fn concurrent_claims_admit_no_more_than_the_address_limit(store: Arc<dyn S
     )
     .await;
     assert_eq!(admitted, 10);
+}
+
+async fn a_username_is_forgotten_once_its_last_failure_is_the_reset_time_old(
+    store: Arc<dyn Store>,
+) {
+    // The reset time counts from the last failure: one at 999 is still the third.
+    fail(&store, "admin", 2, 0).await;
+    locks_out(&store, "admin", 1, 999, 1059).await;
+    // At exactly 1000 s after the last failure the count starts from zero, unswept.
+    fail(&store, "root", 2, 0).await;
+    locks_out(&store, "root", 3, 1000, 1060).await;
+    // The lockout history goes too: the next lockout is a first one, 60 s and not 120 s.
+    locks_out(&store, "admin", 3, 1999, 2059).await;
+}
+
+/// `count` admitted failures of `user` at `now`, after which it is locked out until `until`.
+async fn locks_out(store: &Arc<dyn Store>, user: &str, count: usize, now: u64, until: u64) {
+    fail(store, user, count, now).await;
+    assert_eq!(
+        claim(store, user, None, now).await,
+        refused(ThrottleKind::User, until)
+    );
+}
+
+async fn a_running_lockout_is_not_forgotten(store: Arc<dyn Store>) {
+    // Lockouts longer than the reset time: 2000 s doubling up to 5000 s.
+    let limits = ThrottleLimits {
+        lockout: Duration::from_secs(2000),
+        max_lockout: Duration::from_secs(5000),
+        ..limits()
+    };
+    let sweep = |now| {
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .purge_expired(write(
+                    at(now),
+                    PurgeExpired {
+                        batch: 10,
+                        throttle: limits,
+                    },
+                ))
+                .await
+                .expect("swept")
+                .login_failures
+        }
+    };
+    for _ in 0..3 {
+        assert!(admitted(
+            &claim_with(&store, limits, "admin", None, 0).await
+        ));
+    }
+    // The last failure is the reset time old at 1500, but the lockout runs until 2000.
+    assert_eq!(sweep(1500).await, 0);
+    assert_eq!(
+        claim_with(&store, limits, "admin", None, 1500).await,
+        refused(ThrottleKind::User, 2000)
+    );
+    // Once it is over, the history is forgotten: the next lockout is a first one again.
+    assert_eq!(sweep(2000).await, 1);
+    for _ in 0..3 {
+        assert!(admitted(
+            &claim_with(&store, limits, "admin", None, 2000).await
+        ));
+    }
+    assert_eq!(
+        claim_with(&store, limits, "admin", None, 2000).await,
+        refused(ThrottleKind::User, 4000)
+    );
+}
+
+async fn the_sweep_deletes_forgotten_counters_in_batches(store: Arc<dyn Store>) {
+    let sweep = |now| {
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .purge_expired(write(at(now), purge(1)))
+                .await
+                .expect("swept")
+        }
+    };
+    // Forgotten at 1000: three usernames failed once at 0 from an address whose window
+    // ended at 100, and an address whose window ended at 950.
+    for user in ["spray1", "spray2", "spray3"] {
+        assert!(admitted(&claim(&store, user, Some("192.0.2.1"), 0).await));
+    }
+    assert!(admitted(&claim(&store, "c", Some("192.0.2.3"), 850).await));
+    // Kept at 1000: usernames that failed after 0, and an address locked out until 1020.
+    assert!(admitted(&claim(&store, "recent", None, 500).await));
+    for user in ["b1", "b2", "b3", "b4"] {
+        assert!(admitted(&claim(&store, user, Some("192.0.2.2"), 950).await));
+    }
+    assert_eq!(
+        claim(&store, "b5", Some("192.0.2.2"), 960).await,
+        refused(ThrottleKind::Address, 1020)
+    );
+    assert_eq!(
+        sweep(1000).await,
+        PurgeCounts {
+            login_failures: 5,
+            ..PurgeCounts::default()
+        }
+    );
+    assert_eq!(sweep(1000).await, PurgeCounts::default());
+    // What was kept still counts: the address's lockout, and "recent"'s failure at 500.
+    assert_eq!(
+        claim(&store, "other", Some("192.0.2.2"), 1000).await,
+        refused(ThrottleKind::Address, 1020)
+    );
+    locks_out(&store, "recent", 2, 1000, 1060).await;
+    // "recent", "c", b1 to b4 and the locked address: nothing else was left behind.
+    assert_eq!(leftovers(&store).await.login_failures, 7);
 }

@@ -472,7 +472,8 @@ async fn update_user_ends_the_chosen_sessions(store: Arc<dyn Store>) {
         leftovers(&store).await,
         PurgeCounts {
             sessions: 2,
-            attributes: 0
+            attributes: 0,
+            login_failures: 0,
         }
     );
 }
@@ -579,7 +580,8 @@ async fn delete_user_cascades_to_sessions_and_attributes(store: Arc<dyn Store>) 
         leftovers(&store).await,
         PurgeCounts {
             sessions: 1,
-            attributes: 1
+            attributes: 1,
+            login_failures: 0,
         }
     );
 }

@@ -220,4 +220,6 @@ pub const STATEMENTS: &[Statement] = statements![
     throttle::ADDRESS_LOCKED_UNTIL => [LOCKED_UNTIL],
     throttle::USER_LOCKED_UNTIL => [LOCKED_UNTIL],
     throttle::FORGET_USER => [],
+    throttle::PURGE_USERS => [],
+    throttle::PURGE_ADDRESSES => [],
 ];

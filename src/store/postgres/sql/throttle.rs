@@ -35,26 +35,44 @@ pub const RELEASE_ADDRESS: &str = "UPDATE login_failures_by_address SET failures
      WHERE remote_addr = $1 AND window_start = $2 AND failures > 0";
 
 /// Claims a place for one attempt on username key `$1` at `$2`, limit `$3`, first lockout
-/// `$4` s, longest lockout `$5` s, doubled at most `$6` times. Counts one failure; the one that reaches the limit starts
-/// a lockout, doubled for each earlier one and capped. No row: locked out, nothing counted.
+/// `$4` s, longest lockout `$5` s, doubled at most `$6` times, reset time `$7` s. Counts one
+/// failure; the one that reaches the limit starts a lockout, doubled for each earlier one and
+/// capped. A row whose last failure is the reset time old starts from zero, like a new one
+/// (the proposed row, `EXCLUDED`). No row: locked out, nothing counted.
 pub const CLAIM_USER: &str = join!(
-    "INSERT INTO login_failures_by_user AS u (username_key, failures, lockouts, locked_until) \
+    "INSERT INTO login_failures_by_user AS u \
+         (username_key, failures, lockouts, locked_until, last_failure_at) \
      VALUES ($1, \
          CASE WHEN $3::int4 <= 1 THEN 0 ELSE 1 END, \
          CASE WHEN $3::int4 <= 1 THEN 1 ELSE 0 END, \
          CASE WHEN $3::int4 <= 1 \
-             THEN $2::timestamptz + make_interval(secs => least($4::float8, $5::float8)) END) \
+             THEN $2::timestamptz + make_interval(secs => least($4::float8, $5::float8)) END, \
+         $2::timestamptz) \
      ON CONFLICT (username_key) DO UPDATE SET \
-         failures = CASE WHEN u.failures + 1 >= $3::int4 THEN 0 ELSE u.failures + 1 END, \
-         lockouts = CASE WHEN u.failures + 1 >= $3::int4 THEN u.lockouts + 1 ELSE u.lockouts END, \
-         locked_until = CASE WHEN u.failures + 1 >= $3::int4 \
+         failures = CASE WHEN ",
+    USER_RESET,
+    " THEN EXCLUDED.failures \
+             WHEN u.failures + 1 >= $3::int4 THEN 0 ELSE u.failures + 1 END, \
+         lockouts = CASE WHEN ",
+    USER_RESET,
+    " THEN EXCLUDED.lockouts \
+             WHEN u.failures + 1 >= $3::int4 THEN u.lockouts + 1 ELSE u.lockouts END, \
+         locked_until = CASE WHEN ",
+    USER_RESET,
+    " THEN EXCLUDED.locked_until \
+             WHEN u.failures + 1 >= $3::int4 \
              THEN $2::timestamptz + make_interval(secs => least( \
                  $4::float8 * power(2, least(u.lockouts, $6::int4)), $5::float8)) \
-             ELSE u.locked_until END \
+             ELSE u.locked_until END, \
+         last_failure_at = $2::timestamptz \
      WHERE u.locked_until IS NULL OR u.locked_until <= $2::timestamptz \
      RETURNING ",
     LOCKED_UNTIL.list
 );
+
+/// The claim's test that the row's last failure is reset time `$7` s old at `$2`; its
+/// `WHERE` has already made sure no lockout is running.
+const USER_RESET: &str = "u.last_failure_at <= $2::timestamptz - make_interval(secs => $7::float8)";
 
 /// Why a claim on address `$1` was refused: the end of its lockout.
 pub const ADDRESS_LOCKED_UNTIL: &str = join!(
@@ -72,3 +90,32 @@ pub const USER_LOCKED_UNTIL: &str = join!(
 
 /// A success or an unlock: the user's failures and lockout history go.
 pub const FORGET_USER: &str = "DELETE FROM login_failures_by_user WHERE username_key = $1";
+
+/// One batch of the sweep: deletes up to `$2` rows of `$table` forgotten at `$1`, those
+/// whose `$since` is `$3` s old with no lockout running. Rows a claim holds are skipped.
+macro_rules! purge_forgotten {
+    ($table:literal, $key:literal, $since:literal) => {
+        concat!(
+            "DELETE FROM ",
+            $table,
+            " WHERE ",
+            $key,
+            " IN (SELECT ",
+            $key,
+            " FROM ",
+            $table,
+            " WHERE ",
+            $since,
+            " <= $1::timestamptz - make_interval(secs => $3::float8) \
+               AND (locked_until IS NULL OR locked_until <= $1::timestamptz) \
+             LIMIT $2 FOR UPDATE SKIP LOCKED)"
+        )
+    };
+}
+
+/// `$3` the reset time: counted from the last failure.
+pub const PURGE_USERS: &str =
+    purge_forgotten!("login_failures_by_user", "username_key", "last_failure_at");
+/// `$3` the window: counted from its start.
+pub const PURGE_ADDRESSES: &str =
+    purge_forgotten!("login_failures_by_address", "remote_addr", "window_start");
