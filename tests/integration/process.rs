@@ -263,6 +263,11 @@ async fn debug_logs_carry_cids_and_no_secrets_and_metrics_are_scraped(backend: B
             .expect_err("unknown method");
         crate::harness::assert_error(&status, tonic::Code::Unimplemented, "INVALID_ARGUMENT");
     }
+    // The background sweep first runs one interval after start; this one is asked for.
+    sessions
+        .purge_expired(authed(&admin, proto::PurgeExpiredRequest {}))
+        .await
+        .expect("sweep");
     let scraped = scrape(metrics).await;
     assert!(
         scraped.contains("method=\"unknown\",code=\"12\""),
