@@ -171,7 +171,15 @@ impl PostgresStore {
         Running: Future<Output = (Object, StoreResult<T>)>,
     {
         let (client, result) = call(self.client().await?).await;
-        if result.is_ok() || !client.is_closed() {
+        let Err(error) = &result else {
+            return result;
+        };
+        // A server that ends a connection says why first (57P01 on shutdown), so the call can
+        // fail before the connection is seen closed: on such errors, ask the connection.
+        let dead = client.is_closed()
+            || (matches!(error, StoreError::Unavailable(_))
+                && client.check_connection().await.is_err());
+        if !dead {
             return result;
         }
         drop(Object::take(client));
