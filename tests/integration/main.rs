@@ -12,6 +12,7 @@ mod limits;
 mod lockout;
 mod outage;
 mod pg;
+mod pg_tls;
 mod process;
 mod server_limits;
 mod sessions;

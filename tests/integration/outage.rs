@@ -1,6 +1,7 @@
-//! A PostgreSQL outage as replicas see it: health turns NOT_SERVING, calls fail with
+//! A PostgreSQL outage as replicas see it: health turns NOT_SERVING, calls fail at once with
 //! UNAVAILABLE / STORE_UNAVAILABLE (Logout too: it must not claim to have ended a session it
-//! could not reach), and everything recovers when the database comes back.
+//! could not reach), and once the database answers again no call fails: the pool's dead
+//! connections are never handed out, nor returned to it.
 
 use std::time::{Duration, Instant};
 
@@ -37,11 +38,55 @@ async fn wait_for_health(server: &TestServer, expected: i32) {
     }
 }
 
+/// Small, so the calls below outnumber the connections several times.
+const POOL_SIZE: usize = 4;
+/// Far beyond a refused connection, far below the request deadline.
+const FAILS_WITHIN: Duration = Duration::from_secs(10);
+
+fn admin_login() -> proto::LoginRequest {
+    proto::LoginRequest {
+        username: crate::harness::ADMIN.into(),
+        password: crate::harness::ADMIN_PASSWORD.into(),
+        ..Default::default()
+    }
+}
+
+/// Runs `count` calls at once (reads, an upsert, logins: retried and never-retried store
+/// writes) as the holder of `ust`; how many failed, each failure printed.
+async fn concurrent_calls(server: &TestServer, ust: &str, count: usize) -> usize {
+    let calls = (0..count).map(|index| async move {
+        let result = match index % 3 {
+            0 => server.current_user(ust).await.map(drop),
+            1 => server
+                .set_attribute(
+                    ust,
+                    proto::AttributeScope::Session as i32,
+                    &format!("a{index}"),
+                    serde_json::json!(index),
+                )
+                .await
+                .map(drop),
+            _ => server.users().login(admin_login()).await.map(drop),
+        };
+        result.inspect_err(|status| eprintln!("call {index} failed: {status:?}"))
+    });
+    futures::future::join_all(calls)
+        .await
+        .iter()
+        .filter(|result| result.is_err())
+        .count()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_errors_follow_a_database_outage() {
-    let server = TestServer::start(Backend::Postgres).await;
+    let server = TestServer::start_with(Backend::Postgres, |config| {
+        config.database.pool_size = POOL_SIZE;
+    })
+    .await;
     let ust = server.admin().await;
     wait_for_health(&server, SERVING).await;
+    // Every pooled connection opened, so the outage kills each of them.
+    assert_eq!(concurrent_calls(&server, &ust, 4 * POOL_SIZE).await, 0);
 
     let url = server.config.database.url.clone().expect("postgres url");
     let (database_name, maintenance_url) = {
@@ -76,20 +121,18 @@ async fn health_and_errors_follow_a_database_outage() {
         .expect("terminate the server's connections");
 
     wait_for_health(&server, NOT_SERVING).await;
-    let status = server
-        .users()
-        .logout(authed(&ust, proto::LogoutRequest {}))
-        .await
-        .expect_err("logout cannot reach the store");
+    // Refused at once, not held until a deadline: a bound for hanging, not a timing.
+    let status = tokio::time::timeout(
+        FAILS_WITHIN,
+        server.users().logout(authed(&ust, proto::LogoutRequest {})),
+    )
+    .await
+    .expect("logout fails without waiting for a deadline")
+    .expect_err("logout cannot reach the store");
     assert_error(&status, Code::Unavailable, "STORE_UNAVAILABLE");
-    let status = server
-        .users()
-        .login(proto::LoginRequest {
-            username: crate::harness::ADMIN.into(),
-            password: crate::harness::ADMIN_PASSWORD.into(),
-            ..Default::default()
-        })
+    let status = tokio::time::timeout(FAILS_WITHIN, server.users().login(admin_login()))
         .await
+        .expect("login fails without waiting for a deadline")
         .expect_err("login cannot reach the store");
     assert_error(&status, Code::Unavailable, "STORE_UNAVAILABLE");
 
@@ -100,18 +143,13 @@ async fn health_and_errors_follow_a_database_outage() {
         .await
         .expect("allow connections");
     wait_for_health(&server, SERVING).await;
-    // A pooled connection that died may fail one call; the session itself survived.
-    let mut current = None;
-    for _ in 0..3 {
-        match server.current_user(&ust).await {
-            Ok(response) => {
-                current = response.into_inner().user;
-                break;
-            }
-            Err(status) => assert_eq!(status.code(), Code::Unavailable, "{status:?}"),
-        }
-    }
-    assert!(current.is_some(), "the session outlived the outage");
+    // Not one call fails once the database answers: more calls at once than the pool has
+    // connections, so each dead connection would be met, by reads and writes alike.
+    assert_eq!(
+        concurrent_calls(&server, &ust, 4 * POOL_SIZE).await,
+        0,
+        "calls failed after the database came back"
+    );
     server
         .users()
         .logout(authed(&ust, proto::LogoutRequest {}))

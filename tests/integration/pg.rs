@@ -10,6 +10,10 @@
 //! `postgres` system user, created if missing. A watchdog process stops the cluster and
 //! removes the directory once this process has exited, however it exits.
 //!
+//! [`fresh_tls_database`] does the same on a second cluster, started on first use and shared
+//! likewise, with `ssl = on` and a certificate for `localhost` (only) made here by a CA made
+//! here; it is always started locally, whatever `SSOD_TEST_DATABASE_URL` says.
+//!
 //! The cluster is started with blocking `std::process` calls behind a `OnceLock`: each
 //! `#[tokio::test]` has its own runtime, so nothing about the cluster may belong to one.
 
@@ -35,26 +39,77 @@ const INSTALL_HINT: &str = "the PostgreSQL tests need a server: set SSOD_TEST_DA
 /// The cluster, or why it could not start: a failure is remembered, so the other tests fail
 /// at once with the same message instead of each trying again.
 static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
+/// The TLS-enabled cluster, likewise.
+static TLS_CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
 static NEXT_DATABASE: AtomicU32 = AtomicU32::new(0);
 
 /// A new, empty database on the test server; its URL.
 pub async fn fresh_database_url() -> String {
     let admin_url = match std::env::var("SSOD_TEST_DATABASE_URL") {
         Ok(url) if !url.trim().is_empty() => url,
-        _ => match CLUSTER.get_or_init(|| {
-            std::panic::catch_unwind(Cluster::start).map_err(|payload| {
-                payload
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| payload.downcast_ref::<&str>().map(|text| text.to_string()))
-                    .unwrap_or_else(|| "the test cluster did not start".into())
-            })
-        }) {
-            Ok(cluster) => cluster.admin_url.clone(),
-            Err(why) => panic!("{why}"),
-        },
+        _ => shared(&CLUSTER, || Cluster::start(None)).admin_url.clone(),
     };
-    let (client, connection) = tokio_postgres::connect(&admin_url, NoTls)
+    create_database(&admin_url).await
+}
+
+/// A database on the TLS-enabled cluster, which also accepts plain connections.
+pub struct TlsDatabase {
+    /// Its port on 127.0.0.1 (the certificate names only `localhost`).
+    pub port: u16,
+    /// Its name.
+    pub name: String,
+    /// The PEM file of the CA that signed the server's certificate.
+    pub ca_file: PathBuf,
+    /// The PEM file of another CA, which signed nothing the server has.
+    pub wrong_ca_file: PathBuf,
+}
+
+impl TlsDatabase {
+    /// A URL for this database at `host`, with `options` as its query (`sslmode=…&…`).
+    pub fn url(&self, host: &str, options: &str) -> String {
+        format!(
+            "postgres://postgres@{host}:{}/{}?{options}",
+            self.port, self.name
+        )
+    }
+}
+
+/// A new, empty database on the TLS-enabled cluster.
+pub async fn fresh_tls_database() -> TlsDatabase {
+    let cluster = shared(&TLS_CLUSTER, || Cluster::start(Some(TlsFiles::make())));
+    let url = create_database(&cluster.admin_url).await;
+    let tls = cluster.tls.as_ref().expect("the TLS cluster has its files");
+    TlsDatabase {
+        port: cluster.port,
+        name: url.rsplit('/').next().expect("a database").to_owned(),
+        ca_file: tls.ca_file.clone(),
+        wrong_ca_file: tls.wrong_ca_file.clone(),
+    }
+}
+
+/// The cluster in `cell`, started by `start` on first use.
+fn shared(
+    cell: &'static OnceLock<Result<Cluster, String>>,
+    start: fn() -> Cluster,
+) -> &'static Cluster {
+    let started = cell.get_or_init(|| {
+        std::panic::catch_unwind(start).map_err(|payload| {
+            payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|text| text.to_string()))
+                .unwrap_or_else(|| "the test cluster did not start".into())
+        })
+    });
+    match started {
+        Ok(cluster) => cluster,
+        Err(why) => panic!("{why}"),
+    }
+}
+
+/// A new, empty database on the server at `admin_url`; its URL.
+async fn create_database(admin_url: &str) -> String {
+    let (client, connection) = tokio_postgres::connect(admin_url, NoTls)
         .await
         .unwrap_or_else(|error| panic!("cannot connect to the test PostgreSQL server: {error}"));
     let connection = tokio::spawn(connection);
@@ -79,7 +134,7 @@ pub async fn fresh_database_url() -> String {
     };
     drop(client);
     let _ = connection.await;
-    with_database(&admin_url, &name)
+    with_database(admin_url, &name)
 }
 
 /// `url` with its database replaced by `database`, for URL and `key=value` forms alike.
@@ -102,14 +157,90 @@ pub fn with_database(url: &str, database: &str) -> String {
     format!("{}/{database}{query}", &base[..authority_end])
 }
 
+/// A server certificate for `localhost`, its key, its CA, and an unrelated CA, as PEM text;
+/// written into the cluster's directory when it starts.
+struct TlsFiles {
+    ca: String,
+    wrong_ca: String,
+    certificate: String,
+    key: String,
+    ca_file: PathBuf,
+    wrong_ca_file: PathBuf,
+}
+
+impl TlsFiles {
+    fn make() -> TlsFiles {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let new_ca = || {
+            let key = KeyPair::generate().expect("ca key");
+            let mut params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            let certificate = params.self_signed(&key).expect("ca certificate");
+            (certificate, key)
+        };
+        let (ca, ca_key) = new_ca();
+        let (wrong_ca, _) = new_ca();
+        let key = KeyPair::generate().expect("server key");
+        let certificate = CertificateParams::new(vec!["localhost".to_owned()])
+            .expect("server params")
+            .signed_by(&key, &ca, &ca_key)
+            .expect("server certificate");
+        TlsFiles {
+            ca: ca.pem(),
+            wrong_ca: wrong_ca.pem(),
+            certificate: certificate.pem(),
+            key: key.serialize_pem(),
+            ca_file: PathBuf::new(),
+            wrong_ca_file: PathBuf::new(),
+        }
+    }
+
+    /// Writes the files into `dir` (readable by the server) and the settings that use them.
+    fn install(&mut self, as_root: bool, dir: &Path) -> String {
+        use std::os::unix::fs::PermissionsExt;
+        self.ca_file = dir.join("ca.pem");
+        self.wrong_ca_file = dir.join("wrong-ca.pem");
+        let certificate_file = dir.join("server.pem");
+        let key_file = dir.join("server.key");
+        for (path, text) in [
+            (&self.ca_file, &self.ca),
+            (&self.wrong_ca_file, &self.wrong_ca),
+            (&certificate_file, &self.certificate),
+            (&key_file, &self.key),
+        ] {
+            std::fs::write(path, text)
+                .unwrap_or_else(|error| panic!("cannot write {}: {error}", path.display()));
+        }
+        // The server refuses a key that others can read.
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600))
+            .expect("key permissions");
+        if as_root {
+            run(
+                Command::new("chown")
+                    .arg("postgres:")
+                    .arg(&certificate_file)
+                    .arg(&key_file),
+                "chown the server's certificate",
+            );
+        }
+        format!(
+            "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
+            certificate_file.display(),
+            key_file.display()
+        )
+    }
+}
+
 struct Cluster {
     admin_url: String,
+    port: u16,
+    tls: Option<TlsFiles>,
     /// Stops the cluster once this process is gone; kept so it is owned, never waited for.
     _watchdog: Child,
 }
 
 impl Cluster {
-    fn start() -> Cluster {
+    fn start(mut tls: Option<TlsFiles>) -> Cluster {
         let bin = postgres_bin_dir().unwrap_or_else(|| panic!("{INSTALL_HINT}"));
         let as_root = is_root();
         if as_root {
@@ -157,12 +288,15 @@ impl Cluster {
                 String::from_utf8_lossy(&output.stderr)
             );
         }
-        let settings = format!(
+        let mut settings = format!(
             "\n# ssod tests\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
              fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n\
              max_connections = 300\nmax_parallel_workers_per_gather = 0\n",
             dir.display()
         );
+        if let Some(tls) = &mut tls {
+            settings.push_str(&tls.install(as_root, &dir));
+        }
         append(&data.join("postgresql.conf"), &settings);
         let log = dir.join("postgres.log");
         let mut last_failure = String::new();
@@ -184,6 +318,8 @@ impl Cluster {
                 let watchdog = spawn_watchdog(as_root, &bin, &dir);
                 return Cluster {
                     admin_url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+                    port,
+                    tls,
                     _watchdog: watchdog,
                 };
             }

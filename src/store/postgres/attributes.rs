@@ -7,7 +7,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::{
-    PostgresStore,
+    PostgresStore, Retry,
     error::from_pg,
     rows::{self, AttributeArrays, to_u64},
     sql::{self, attributes::AttributeSql},
@@ -29,8 +29,11 @@ impl PostgresStore {
         now: SystemTime,
     ) -> StoreResult<Vec<Row>> {
         match names {
-            None => self.query(all_sql, &[&owner_id, &now]).await,
-            Some(names) => self.query(named_sql, &[&owner_id, &now, &names]).await,
+            None => self.query(Retry::Safe, all_sql, &[&owner_id, &now]).await,
+            Some(names) => {
+                self.query(Retry::Safe, named_sql, &[&owner_id, &now, &names])
+                    .await
+            }
         }
     }
 }
@@ -63,80 +66,90 @@ impl AttributeStore for PostgresStore {
                 },
         } = write;
         let (table, owner_id) = attribute_sql(owner);
-        let mut client = self.client().await?;
-        let transaction = client.transaction().await.map_err(from_pg)?;
-        let lock = transaction
-            .prepare_cached(table.lock_owner)
-            .await
-            .map_err(from_pg)?;
-        let locked = match owner {
-            Owner::Session(_) => transaction.query_opt(&lock, &[&owner_id, &now]).await,
-            Owner::User(_) => transaction.query_opt(&lock, &[&owner_id]).await,
-        }
-        .map_err(from_pg)?;
-        if locked.is_none() {
-            return Err(match owner {
-                Owner::Session(_) => StoreError::SessionNotFound,
-                Owner::User(_) => StoreError::UserNotFound,
-            });
-        }
-        let upsert = transaction
-            .prepare_cached(table.upsert)
-            .await
-            .map_err(from_pg)?;
-        let arrays = AttributeArrays::new(&items);
-        let rows = transaction
-            .query(
-                &upsert,
-                &[
-                    &owner_id,
-                    &now,
-                    &arrays.names,
-                    &arrays.values,
-                    &arrays.key_ids,
-                    &arrays.expires_at,
-                ],
-            )
-            .await
-            .map_err(from_pg)?;
-        let (others, other_bytes) = match rows.first() {
-            Some(row) => (
-                to_usize(row.try_get(0).map_err(from_pg)?),
-                to_usize(row.try_get(1).map_err(from_pg)?),
-            ),
-            None => (0, 0),
-        };
-        // Counted like the memory store: every item, plus the live rows it does not replace;
-        // the owner row's lock keeps both figures true until the commit.
-        let count = others.saturating_add(items.len());
-        let bytes = items
-            .iter()
-            .map(|item| item.value.stored_len())
-            .fold(other_bytes, usize::saturating_add);
-        let refusal = if count > max_per_owner {
-            Some(StoreError::TooManyAttributes {
-                count,
-                limit: max_per_owner,
+        let items = &items;
+        // Safe: an upsert of the given values; a second run writes and answers the same.
+        let written = self
+            .with_client(Retry::Safe, move |mut client| async move {
+                let result = async {
+                    let transaction = client.transaction().await.map_err(from_pg)?;
+                    let lock = transaction
+                        .prepare_cached(table.lock_owner)
+                        .await
+                        .map_err(from_pg)?;
+                    let locked = match owner {
+                        Owner::Session(_) => transaction.query_opt(&lock, &[&owner_id, &now]).await,
+                        Owner::User(_) => transaction.query_opt(&lock, &[&owner_id]).await,
+                    }
+                    .map_err(from_pg)?;
+                    if locked.is_none() {
+                        return Err(match owner {
+                            Owner::Session(_) => StoreError::SessionNotFound,
+                            Owner::User(_) => StoreError::UserNotFound,
+                        });
+                    }
+                    let upsert = transaction
+                        .prepare_cached(table.upsert)
+                        .await
+                        .map_err(from_pg)?;
+                    let arrays = AttributeArrays::new(items);
+                    let rows = transaction
+                        .query(
+                            &upsert,
+                            &[
+                                &owner_id,
+                                &now,
+                                &arrays.names,
+                                &arrays.values,
+                                &arrays.key_ids,
+                                &arrays.expires_at,
+                            ],
+                        )
+                        .await
+                        .map_err(from_pg)?;
+                    let (others, other_bytes) = match rows.first() {
+                        Some(row) => (
+                            to_usize(row.try_get(0).map_err(from_pg)?),
+                            to_usize(row.try_get(1).map_err(from_pg)?),
+                        ),
+                        None => (0, 0),
+                    };
+                    // Counted like the memory store: every item, plus the live rows it does not replace;
+                    // the owner row's lock keeps both figures true until the commit.
+                    let count = others.saturating_add(items.len());
+                    let bytes = items
+                        .iter()
+                        .map(|item| item.value.stored_len())
+                        .fold(other_bytes, usize::saturating_add);
+                    let refusal = if count > max_per_owner {
+                        Some(StoreError::TooManyAttributes {
+                            count,
+                            limit: max_per_owner,
+                        })
+                    } else if bytes > max_bytes_per_owner {
+                        Some(StoreError::TooManyAttributeBytes {
+                            bytes,
+                            limit: max_bytes_per_owner,
+                        })
+                    } else {
+                        None
+                    };
+                    if let Some(refusal) = refusal {
+                        transaction.rollback().await.map_err(from_pg)?;
+                        return Err(refusal);
+                    }
+                    let mut written = HashMap::with_capacity(rows.len());
+                    for row in &rows {
+                        if let Some(attribute) = rows::attribute(row, sql::OTHERS_LIVE.width())? {
+                            written.insert(attribute.name.clone(), attribute);
+                        }
+                    }
+                    transaction.commit().await.map_err(from_pg)?;
+                    Ok(written)
+                }
+                .await;
+                (client, result)
             })
-        } else if bytes > max_bytes_per_owner {
-            Some(StoreError::TooManyAttributeBytes {
-                bytes,
-                limit: max_bytes_per_owner,
-            })
-        } else {
-            None
-        };
-        if let Some(refusal) = refusal {
-            transaction.rollback().await.map_err(from_pg)?;
-            return Err(refusal);
-        }
-        let mut written = HashMap::with_capacity(rows.len());
-        for row in &rows {
-            if let Some(attribute) = rows::attribute(row, sql::OTHERS_LIVE.width())? {
-                written.insert(attribute.name.clone(), attribute);
-            }
-        }
-        transaction.commit().await.map_err(from_pg)?;
+            .await?;
         // In the order given, one per item, like the memory store.
         items
             .iter()
@@ -182,8 +195,9 @@ impl AttributeStore for PostgresStore {
             command: DeleteAttributes { owner, names },
         } = write;
         let (table, owner_id) = attribute_sql(owner);
+        // Never: a second run would count nothing deleted.
         let row = self
-            .query_one(table.delete, &[&owner_id, &names, &now])
+            .query_one(Retry::Never, table.delete, &[&owner_id, &names, &now])
             .await?;
         Ok(to_u64(row.try_get(0).map_err(from_pg)?))
     }
@@ -202,8 +216,13 @@ impl AttributeStore for PostgresStore {
                 },
         } = write;
         let (table, owner_id) = attribute_sql(owner);
+        // Safe: it sets the given expiry and modification time; a second run sets the same.
         let row = self
-            .query_opt(table.set_expiry, &[&owner_id, &name, &expires_at, &now])
+            .query_opt(
+                Retry::Safe,
+                table.set_expiry,
+                &[&owner_id, &name, &expires_at, &now],
+            )
             .await?;
         match row {
             Some(row) => rows::attribute(&row, 0),

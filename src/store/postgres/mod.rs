@@ -47,23 +47,29 @@
 //! Connections are opened lazily by the pool, so [`PostgresStore::connect`] does no I/O and
 //! a database that is down fails calls with [`StoreError::Unavailable`] (and the health
 //! check) rather than start-up. Every wait is bounded by [`PgSettings`]. A multi-host URL
-//! with `target_session_attrs=read-write` makes each new connection find the primary. TLS to
-//! PostgreSQL is not supported yet: connections use `NoTls`, so keep the database on a
-//! private network (or a mesh that encrypts it).
+//! with `target_session_attrs=read-write` makes each new connection find the primary. TLS
+//! follows libpq's `sslmode` and `sslrootcert` (see [`tls`]).
+//!
+//! # Dead connections
+//!
+//! After a database restart or failover the pooled connections are dead. The pool checks
+//! each one before handing it out (`is_closed()`: the connection task has seen the socket
+//! end, as it does when the server terminates it), so a call gets a fresh one instead. A
+//! call whose connection dies under it anyway is retried once, on a fresh connection, only
+//! where running it twice cannot apply it twice: every store method states its [`Retry`]
+//! class at the [`PostgresStore::with_client`] call. A connection found dead is dropped,
+//! never returned to the pool.
 //!
 //! # Layout
 //!
 //! One file per capability (`users.rs`, `sessions.rs`, `attributes.rs`, `throttle.rs`), each beside its
 //! statements in [`sql`]; this one holds the pool, health and the query helpers.
 
-use std::{
-    str::FromStr,
-    time::{Duration, SystemTime},
-};
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::{NoTls, Row, Statement, types::ToSql};
+use tokio_postgres::{Row, types::ToSql};
 
 use super::{PoolStatus, StoreError, StoreHealth, StoreResult};
 
@@ -74,6 +80,7 @@ mod rows;
 mod sessions;
 pub mod sql;
 mod throttle;
+mod tls;
 mod users;
 
 use error::{from_pg, from_pool};
@@ -115,9 +122,7 @@ impl PostgresStore {
     /// Builds the connection pool for a `postgres://` URL or a `key=value` connection string.
     /// No connection is opened here (see the module documentation).
     pub fn connect(url: &str, settings: PgSettings) -> Result<PostgresStore, StoreError> {
-        // The parse error names the offending option, never the URL (which may hold a password).
-        let mut config = tokio_postgres::Config::from_str(url)
-            .map_err(|error| StoreError::Internal(format!("invalid database url: {error}")))?;
+        let (mut config, tls) = tls::configure(url)?;
         // A hung server or a dead network path fails calls within bounds instead of holding
         // them (and health) forever.
         let statement_timeout = format!(
@@ -136,7 +141,7 @@ impl PostgresStore {
             .keepalives_retries(3);
         let manager = Manager::from_config(
             config,
-            NoTls,
+            tls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -156,56 +161,117 @@ impl PostgresStore {
         self.pool.get().await.map_err(from_pool)
     }
 
-    /// A pooled connection with `sql` prepared on it (once per connection).
-    async fn prepared(&self, sql: &'static str) -> StoreResult<(Object, Statement)> {
-        let client = self.client().await?;
-        let statement = client.prepare_cached(sql).await.map_err(from_pg)?;
-        Ok((client, statement))
+    /// Runs `call` on a pooled connection. If it fails and the connection turns out dead, the
+    /// connection is dropped rather than returned to the pool, and a [`Retry::Safe`] call runs
+    /// once more on a fresh one. `call` owns the connection while it runs and hands it back
+    /// with its result (a closure borrowing it could not say its future is `Send`).
+    async fn with_client<T, Call, Running>(&self, retry: Retry, mut call: Call) -> StoreResult<T>
+    where
+        Call: FnMut(Object) -> Running,
+        Running: Future<Output = (Object, StoreResult<T>)>,
+    {
+        let (client, result) = call(self.client().await?).await;
+        let Err(error) = &result else {
+            return result;
+        };
+        // A server that ends a connection says why first (57P01 on shutdown), so the call can
+        // fail before the connection is seen closed: on such errors, ask the connection.
+        let dead = client.is_closed()
+            || (matches!(error, StoreError::Unavailable(_))
+                && client.check_connection().await.is_err());
+        if !dead {
+            return result;
+        }
+        drop(Object::take(client));
+        match retry {
+            Retry::Never => result,
+            Retry::Safe => {
+                tracing::debug!("database connection lost; retrying the call on a fresh one");
+                call(self.client().await?).await.1
+            }
+        }
     }
 
-    // Each runs one statement outside a transaction.
+    // Each runs one statement outside a transaction, `sql` prepared once per connection.
 
     async fn query_opt(
         &self,
+        retry: Retry,
         sql: &'static str,
         params: &[&(dyn ToSql + Sync)],
     ) -> StoreResult<Option<Row>> {
-        let (client, statement) = self.prepared(sql).await?;
-        client.query_opt(&statement, params).await.map_err(from_pg)
+        self.with_client(retry, move |client| async move {
+            let result = async {
+                let statement = client.prepare_cached(sql).await.map_err(from_pg)?;
+                client.query_opt(&statement, params).await.map_err(from_pg)
+            }
+            .await;
+            (client, result)
+        })
+        .await
     }
 
     /// One row decoded, if the statement returned one.
     async fn query_opt_decoded<T>(
         &self,
+        retry: Retry,
         sql: &'static str,
         params: &[&(dyn ToSql + Sync)],
         decode: impl Fn(&Row) -> StoreResult<T>,
     ) -> StoreResult<Option<T>> {
-        let row = self.query_opt(sql, params).await?;
+        let row = self.query_opt(retry, sql, params).await?;
         row.map(|row| decode(&row)).transpose()
     }
 
     async fn query_one(
         &self,
+        retry: Retry,
         sql: &'static str,
         params: &[&(dyn ToSql + Sync)],
     ) -> StoreResult<Row> {
-        let (client, statement) = self.prepared(sql).await?;
-        client.query_one(&statement, params).await.map_err(from_pg)
+        self.with_client(retry, move |client| async move {
+            let result = async {
+                let statement = client.prepare_cached(sql).await.map_err(from_pg)?;
+                client.query_one(&statement, params).await.map_err(from_pg)
+            }
+            .await;
+            (client, result)
+        })
+        .await
     }
 
     async fn query(
         &self,
+        retry: Retry,
         sql: &'static str,
         params: &[&(dyn ToSql + Sync)],
     ) -> StoreResult<Vec<Row>> {
-        let (client, statement) = self.prepared(sql).await?;
-        client.query(&statement, params).await.map_err(from_pg)
+        self.with_client(retry, move |client| async move {
+            let result = async {
+                let statement = client.prepare_cached(sql).await.map_err(from_pg)?;
+                client.query(&statement, params).await.map_err(from_pg)
+            }
+            .await;
+            (client, result)
+        })
+        .await
     }
 
-    async fn execute(&self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<u64> {
-        let (client, statement) = self.prepared(sql).await?;
-        client.execute(&statement, params).await.map_err(from_pg)
+    async fn execute(
+        &self,
+        retry: Retry,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> StoreResult<u64> {
+        self.with_client(retry, move |client| async move {
+            let result = async {
+                let statement = client.prepare_cached(sql).await.map_err(from_pg)?;
+                client.execute(&statement, params).await.map_err(from_pg)
+            }
+            .await;
+            (client, result)
+        })
+        .await
     }
 }
 
@@ -232,10 +298,22 @@ async fn delete_in_batches(
     }
 }
 
+/// Whether a call may run again on a fresh connection after its connection died under it,
+/// when nobody can tell whether the server applied it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Retry {
+    /// Running it twice answers and leaves the database as running it once: reads, and writes
+    /// that set given values (an upsert, a new expiry).
+    Safe,
+    /// It could apply twice or answer differently the second time (an insert, a counter, a
+    /// delete that reports what it deleted): the caller gets the failure.
+    Never,
+}
+
 #[async_trait]
 impl StoreHealth for PostgresStore {
     async fn ping(&self) -> StoreResult<()> {
-        self.query_one(sql::PING, &[]).await.map(drop)
+        self.query_one(Retry::Safe, sql::PING, &[]).await.map(drop)
     }
 
     /// Closes the pool: connections are dropped as they are returned, and new requests fail

@@ -7,7 +7,7 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use super::{
-    PostgresStore, delete_in_batches,
+    PostgresStore, Retry, delete_in_batches,
     error::from_pg,
     rows::{self, AttributeArrays, to_i64, to_u64},
     sql,
@@ -49,29 +49,37 @@ impl PostgresStore {
         now: SystemTime,
         batch: usize,
     ) -> StoreResult<u64> {
-        let (client, statement) = self.prepared(sql).await?;
         let batch = to_i64(batch.max(1));
-        // Ids are random or time-ordered UUIDs, never nil: the walk starts below all of them.
-        let mut after = Uuid::nil();
-        let mut live = 0;
-        loop {
-            let mut params: Vec<&(dyn ToSql + Sync)> = vec![&now, &after, &batch];
-            if let Some(user) = &user {
-                params.push(user);
+        // Never: a second run would count only what the first left.
+        self.with_client(Retry::Never, move |client| async move {
+            let result = async {
+                let statement = client.prepare_cached(sql).await.map_err(from_pg)?;
+                // Ids are random or time-ordered UUIDs, never nil: the walk starts below all of them.
+                let mut after = Uuid::nil();
+                let mut live = 0;
+                loop {
+                    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&now, &after, &batch];
+                    if let Some(user) = &user {
+                        params.push(user);
+                    }
+                    let row = client
+                        .query_one(&statement, &params)
+                        .await
+                        .map_err(from_pg)?;
+                    let selected: i64 = row.try_get(0).map_err(from_pg)?;
+                    let deleted_live: i64 = row.try_get(1).map_err(from_pg)?;
+                    let last: Option<Uuid> = row.try_get(2).map_err(from_pg)?;
+                    live += to_u64(deleted_live);
+                    match last {
+                        Some(last) if selected >= batch => after = last,
+                        _ => return Ok(live),
+                    }
+                }
             }
-            let row = client
-                .query_one(&statement, &params)
-                .await
-                .map_err(from_pg)?;
-            let selected: i64 = row.try_get(0).map_err(from_pg)?;
-            let deleted_live: i64 = row.try_get(1).map_err(from_pg)?;
-            let last: Option<Uuid> = row.try_get(2).map_err(from_pg)?;
-            live += to_u64(deleted_live);
-            match last {
-                Some(last) if selected >= batch => after = last,
-                _ => return Ok(live),
-            }
-        }
+            .await;
+            (client, result)
+        })
+        .await
     }
 }
 
@@ -79,96 +87,104 @@ impl PostgresStore {
 impl SessionStore for PostgresStore {
     async fn open_session(&self, write: Write<OpenSession>) -> StoreResult<Session> {
         let Write { now, command: open } = write;
-        let mut client = self.client().await?;
-        let transaction = client.transaction().await.map_err(from_pg)?;
-        let new = &open.new.session;
-        let user_id = new.user_id.map(|id| id.0);
-        // The user row first, as `update_user` does, so the two lock in the same order.
-        if let (Some(login), Some(user_id)) = (&open.login, user_id) {
-            let statement = transaction
-                .prepare_cached(sql::sessions::RECORD_LOGIN)
-                .await
-                .map_err(from_pg)?;
-            let change = login.new_password.as_ref();
-            let updated = transaction
-                .execute(
-                    &statement,
-                    &[
-                        &user_id,
-                        &new.created_at,
-                        &change.map(|change| change.password_hash.as_str()),
-                        &change.map(|change| change.password_must_change),
-                        &change.and_then(|change| change.password_expiry),
-                        &login.verified_hash,
-                    ],
-                )
-                .await
-                .map_err(from_pg)?;
-            if updated == 0 {
-                // Only on this failure path: say whether the user is gone or just changed.
-                let exists = transaction
-                    .query_opt(sql::sessions::USER_EXISTS, &[&user_id])
+        let open = &open;
+        // Never: a second run would open a second session (or find the replaced one gone).
+        self.with_client(Retry::Never, move |mut client| async move {
+            let result = async {
+                let transaction = client.transaction().await.map_err(from_pg)?;
+                let new = &open.new.session;
+                let user_id = new.user_id.map(|id| id.0);
+                // The user row first, as `update_user` does, so the two lock in the same order.
+                if let (Some(login), Some(user_id)) = (&open.login, user_id) {
+                    let statement = transaction
+                        .prepare_cached(sql::sessions::RECORD_LOGIN)
+                        .await
+                        .map_err(from_pg)?;
+                    let change = login.new_password.as_ref();
+                    let updated = transaction
+                        .execute(
+                            &statement,
+                            &[
+                                &user_id,
+                                &new.created_at,
+                                &change.map(|change| change.password_hash.as_str()),
+                                &change.map(|change| change.password_must_change),
+                                &change.and_then(|change| change.password_expiry),
+                                &login.verified_hash,
+                            ],
+                        )
+                        .await
+                        .map_err(from_pg)?;
+                    if updated == 0 {
+                        // Only on this failure path: say whether the user is gone or just changed.
+                        let exists = transaction
+                            .query_opt(sql::sessions::USER_EXISTS, &[&user_id])
+                            .await
+                            .map_err(from_pg)?
+                            .is_some();
+                        return Err(if exists {
+                            StoreError::UserChanged
+                        } else {
+                            StoreError::UserNotFound
+                        });
+                    }
+                }
+                // The replaced session goes first: a guest replacing a guest then frees its place in
+                // the guest count before taking one, and the count's lock stays the last one taken.
+                if let Some(replaced) = open.replaces {
+                    let statement = transaction
+                        .prepare_cached(sql::sessions::END_REPLACED_SESSION)
+                        .await
+                        .map_err(from_pg)?;
+                    let ended = transaction
+                        .execute(&statement, &[&replaced.0, &now])
+                        .await
+                        .map_err(from_pg)?;
+                    if ended == 0 {
+                        return Err(StoreError::SessionNotFound);
+                    }
+                }
+                let statement = transaction
+                    .prepare_cached(sql::sessions::INSERT_SESSION)
                     .await
-                    .map_err(from_pg)?
-                    .is_some();
-                return Err(if exists {
-                    StoreError::UserChanged
-                } else {
-                    StoreError::UserNotFound
-                });
+                    .map_err(from_pg)?;
+                let arrays = AttributeArrays::new(&open.attributes);
+                let row = transaction
+                    .query_opt(
+                        &statement,
+                        &[
+                            &new.id.0,
+                            &open.new.token_hash.0.as_slice(),
+                            &user_id,
+                            &new.current_app,
+                            &new.remote_addr,
+                            &new.user_agent,
+                            &new.created_at,
+                            &new.expires_at,
+                            &new.last_renewed_at,
+                            &now,
+                            &arrays.names,
+                            &arrays.values,
+                            &arrays.key_ids,
+                            &arrays.expires_at,
+                            &to_i64(open.max_guest_sessions),
+                        ],
+                    )
+                    .await
+                    .map_err(from_pg)?;
+                let Some(row) = row else {
+                    return Err(StoreError::TooManyGuestSessions {
+                        limit: open.max_guest_sessions,
+                    });
+                };
+                let session = rows::session(&row, 0)?;
+                transaction.commit().await.map_err(from_pg)?;
+                Ok(session)
             }
-        }
-        // The replaced session goes first: a guest replacing a guest then frees its place in
-        // the guest count before taking one, and the count's lock stays the last one taken.
-        if let Some(replaced) = open.replaces {
-            let statement = transaction
-                .prepare_cached(sql::sessions::END_REPLACED_SESSION)
-                .await
-                .map_err(from_pg)?;
-            let ended = transaction
-                .execute(&statement, &[&replaced.0, &now])
-                .await
-                .map_err(from_pg)?;
-            if ended == 0 {
-                return Err(StoreError::SessionNotFound);
-            }
-        }
-        let statement = transaction
-            .prepare_cached(sql::sessions::INSERT_SESSION)
-            .await
-            .map_err(from_pg)?;
-        let arrays = AttributeArrays::new(&open.attributes);
-        let row = transaction
-            .query_opt(
-                &statement,
-                &[
-                    &new.id.0,
-                    &open.new.token_hash.0.as_slice(),
-                    &user_id,
-                    &new.current_app,
-                    &new.remote_addr,
-                    &new.user_agent,
-                    &new.created_at,
-                    &new.expires_at,
-                    &new.last_renewed_at,
-                    &now,
-                    &arrays.names,
-                    &arrays.values,
-                    &arrays.key_ids,
-                    &arrays.expires_at,
-                    &to_i64(open.max_guest_sessions),
-                ],
-            )
-            .await
-            .map_err(from_pg)?;
-        let Some(row) = row else {
-            return Err(StoreError::TooManyGuestSessions {
-                limit: open.max_guest_sessions,
-            });
-        };
-        let session = rows::session(&row, 0)?;
-        transaction.commit().await.map_err(from_pg)?;
-        Ok(session)
+            .await;
+            (client, result)
+        })
+        .await
     }
 
     async fn session_by_token(
@@ -177,6 +193,7 @@ impl SessionStore for PostgresStore {
         now: SystemTime,
     ) -> StoreResult<Option<SessionWithUser>> {
         self.query_opt_decoded(
+            Retry::Safe,
             sql::sessions::SESSION_BY_TOKEN,
             &[&hash.0.as_slice(), &now],
             rows::session_with_user,
@@ -190,6 +207,7 @@ impl SessionStore for PostgresStore {
         now: SystemTime,
     ) -> StoreResult<Option<SessionWithUser>> {
         self.query_opt_decoded(
+            Retry::Safe,
             sql::sessions::SESSION_BY_ID,
             &[&id.0, &now],
             rows::session_with_user,
@@ -202,7 +220,9 @@ impl SessionStore for PostgresStore {
             now,
             command: RenewSession { id, expires_at },
         } = write;
+        // Safe: it sets the given expiry and renewal time; a second run sets the same.
         self.query_opt_decoded(
+            Retry::Safe,
             sql::sessions::RENEW_SESSION,
             &[&id.0, &expires_at, &now],
             |row| rows::session(row, 0),
@@ -220,11 +240,16 @@ impl SessionStore for PostgresStore {
         let limit = to_i64(limit);
         let rows = match after {
             None => {
-                self.query(sql::sessions::LIST_SESSIONS, &[&user.0, &now, &limit])
-                    .await?
+                self.query(
+                    Retry::Safe,
+                    sql::sessions::LIST_SESSIONS,
+                    &[&user.0, &now, &limit],
+                )
+                .await?
             }
             Some(after) => {
                 self.query(
+                    Retry::Safe,
                     sql::sessions::LIST_SESSIONS_AFTER,
                     &[&user.0, &now, &limit, &after.0],
                 )
@@ -239,8 +264,9 @@ impl SessionStore for PostgresStore {
             now,
             command: DeleteSession { id },
         } = write;
+        // Never: a second run would answer that nothing was deleted.
         let row = self
-            .query_opt(sql::sessions::DELETE_SESSION, &[&id.0, &now])
+            .query_opt(Retry::Never, sql::sessions::DELETE_SESSION, &[&id.0, &now])
             .await?;
         match row {
             Some(row) => row.try_get(0).map_err(from_pg),
@@ -281,36 +307,47 @@ impl SessionStore for PostgresStore {
             now,
             command: PurgeExpired { batch, throttle },
         } = write;
-        let client = self.client().await?;
         // Each batch is its own statement, so locks are held for one batch at a time.
         let batch = to_i64(batch.max(1));
-        let mut counts = PurgeCounts {
-            login_failures: purge_login_failures(&client, &throttle, now, batch).await?,
-            ..PurgeCounts::default()
-        };
-        for table in [
-            &sql::attributes::SESSION_ATTRIBUTES,
-            &sql::attributes::USER_ATTRIBUTES,
-        ] {
-            counts.attributes += delete_in_batches(&client, table.purge, now, batch, &[]).await?;
-        }
-        let statement = client
-            .prepare_cached(sql::sessions::PURGE_SESSIONS)
-            .await
-            .map_err(from_pg)?;
-        loop {
-            let row = client
-                .query_one(&statement, &[&now, &batch])
-                .await
-                .map_err(from_pg)?;
-            let sessions: i64 = row.try_get(0).map_err(from_pg)?;
-            let attributes: i64 = row.try_get(1).map_err(from_pg)?;
-            counts.sessions += to_u64(sessions);
-            counts.attributes += to_u64(attributes);
-            if sessions < batch {
-                break;
-            }
-        }
+        // Never: a second run would count only what the first left.
+        let counts = self
+            .with_client(Retry::Never, move |client| async move {
+                let result = async {
+                    let mut counts = PurgeCounts {
+                        login_failures: purge_login_failures(&client, &throttle, now, batch)
+                            .await?,
+                        ..PurgeCounts::default()
+                    };
+                    for table in [
+                        &sql::attributes::SESSION_ATTRIBUTES,
+                        &sql::attributes::USER_ATTRIBUTES,
+                    ] {
+                        counts.attributes +=
+                            delete_in_batches(&client, table.purge, now, batch, &[]).await?;
+                    }
+                    let statement = client
+                        .prepare_cached(sql::sessions::PURGE_SESSIONS)
+                        .await
+                        .map_err(from_pg)?;
+                    loop {
+                        let row = client
+                            .query_one(&statement, &[&now, &batch])
+                            .await
+                            .map_err(from_pg)?;
+                        let sessions: i64 = row.try_get(0).map_err(from_pg)?;
+                        let attributes: i64 = row.try_get(1).map_err(from_pg)?;
+                        counts.sessions += to_u64(sessions);
+                        counts.attributes += to_u64(attributes);
+                        if sessions < batch {
+                            break;
+                        }
+                    }
+                    Ok(counts)
+                }
+                .await;
+                (client, result)
+            })
+            .await?;
         if counts != PurgeCounts::default() {
             tracing::debug!(
                 sessions = counts.sessions,

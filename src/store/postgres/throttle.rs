@@ -9,7 +9,7 @@ use async_trait::async_trait;
 
 use deadpool_postgres::Object;
 
-use super::{PostgresStore, delete_in_batches, error::from_pg, sql};
+use super::{PostgresStore, Retry, delete_in_batches, error::from_pg, sql};
 use crate::{
     domain::{
         AddressClaim, ClaimLogin, ForgetLoginFailures, LoginClaim, ThrottleKind, ThrottleLimits,
@@ -31,8 +31,10 @@ impl PostgresStore {
         limits: &ThrottleLimits,
         now: SystemTime,
     ) -> StoreResult<Result<AddressClaim, SystemTime>> {
+        // Never, like every counter: a second run would count the attempt twice.
         let row = self
             .query_opt(
+                Retry::Never,
                 sql::throttle::CLAIM_ADDRESS,
                 &[
                     &address,
@@ -67,7 +69,7 @@ impl PostgresStore {
         now: SystemTime,
     ) -> StoreResult<SystemTime> {
         let until = self
-            .query_opt_decoded(statement, &[&key], |row| {
+            .query_opt_decoded(Retry::Safe, statement, &[&key], |row| {
                 row.try_get::<_, Option<SystemTime>>(0).map_err(from_pg)
             })
             .await?;
@@ -76,6 +78,7 @@ impl PostgresStore {
 
     async fn release_address(&self, claim: &AddressClaim) -> StoreResult<()> {
         self.execute(
+            Retry::Never,
             sql::throttle::RELEASE_ADDRESS,
             &[&claim.address, &claim.window_start],
         )
@@ -128,6 +131,7 @@ impl ThrottleStore for PostgresStore {
         };
         let admitted = self
             .query_opt(
+                Retry::Never,
                 sql::throttle::CLAIM_USER,
                 &[
                     &user_key,
@@ -158,7 +162,8 @@ impl ThrottleStore for PostgresStore {
 
     async fn forget_login_failures(&self, write: Write<ForgetLoginFailures>) -> StoreResult<()> {
         let ForgetLoginFailures { user_key, address } = write.command;
-        self.execute(sql::throttle::FORGET_USER, &[&user_key])
+        // Safe: deleting the counter twice leaves it deleted.
+        self.execute(Retry::Safe, sql::throttle::FORGET_USER, &[&user_key])
             .await?;
         if let Some(claim) = &address {
             self.release_address(claim).await?;

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::{
-    PostgresStore,
+    PostgresStore, Retry,
     error::from_pg,
     rows::{self, to_i64, to_u64},
     sql,
@@ -24,8 +24,10 @@ impl UserStore for PostgresStore {
             command: record, ..
         } = write;
         let user = &record.user;
+        // Never: a second insert would find the name taken by the first.
         let row = self
             .query_one(
+                Retry::Never,
                 sql::users::CREATE_USER,
                 &[
                     &user.id.0,
@@ -51,16 +53,19 @@ impl UserStore for PostgresStore {
     }
 
     async fn user_by_id(&self, id: UserId) -> StoreResult<Option<UserRecord>> {
-        self.query_opt_decoded(sql::users::USER_BY_ID, &[&id.0], |row| {
+        self.query_opt_decoded(Retry::Safe, sql::users::USER_BY_ID, &[&id.0], |row| {
             rows::user_record(row, 0)
         })
         .await
     }
 
     async fn user_by_username(&self, username: &Username) -> StoreResult<Option<UserRecord>> {
-        self.query_opt_decoded(sql::users::USER_BY_USERNAME, &[&username.key()], |row| {
-            rows::user_record(row, 0)
-        })
+        self.query_opt_decoded(
+            Retry::Safe,
+            sql::users::USER_BY_USERNAME,
+            &[&username.key()],
+            |row| rows::user_record(row, 0),
+        )
         .await
     }
 
@@ -69,6 +74,7 @@ impl UserStore for PostgresStore {
         let status = query.approval_status.map(|status| status.as_str());
         let rows = self
             .query(
+                Retry::Safe,
                 sql::users::LIST_USERS,
                 &[&pattern, &status, &query.after, &to_i64(query.limit)],
             )
@@ -96,49 +102,59 @@ impl UserStore for PostgresStore {
                 },
             ..
         } = write;
-        let mut client = self.client().await?;
-        let transaction = client.transaction().await.map_err(from_pg)?;
-        let statement = transaction
-            .prepare_cached(sql::users::UPDATE_USER)
-            .await
-            .map_err(from_pg)?;
-        let row = transaction
-            .query_opt(
-                &statement,
-                &[
-                    &id.0,
-                    &patch.email,
-                    &patch.display_name,
-                    &patch.first_name,
-                    &patch.middle_name,
-                    &patch.last_name,
-                    &patch.is_super_user,
-                    &patch.is_locked,
-                    &patch.approval_status.map(|status| status.as_str()),
-                    &patch.password_hash,
-                    &patch.password_must_change,
-                    &patch.password_expiry.is_some(),
-                    &patch.password_expiry.flatten(),
-                ],
-            )
-            .await
-            .map_err(from_pg)?;
         let keep = match end_sessions {
             EndSessions::None => None,
             EndSessions::All => Some(None),
             EndSessions::AllBut(keep) => Some(Some(keep.0)),
         };
-        if let (Some(keep), Some(_)) = (keep, &row) {
-            let statement = transaction
-                .prepare_cached(sql::users::END_USER_SESSIONS)
-                .await
-                .map_err(from_pg)?;
-            transaction
-                .execute(&statement, &[&id.0, &keep])
-                .await
-                .map_err(from_pg)?;
-        }
-        transaction.commit().await.map_err(from_pg)?;
+        let patch = &patch;
+        // Never: a second run would end sessions opened in between.
+        let row = self
+            .with_client(Retry::Never, move |mut client| async move {
+                let result = async {
+                    let transaction = client.transaction().await.map_err(from_pg)?;
+                    let statement = transaction
+                        .prepare_cached(sql::users::UPDATE_USER)
+                        .await
+                        .map_err(from_pg)?;
+                    let row = transaction
+                        .query_opt(
+                            &statement,
+                            &[
+                                &id.0,
+                                &patch.email,
+                                &patch.display_name,
+                                &patch.first_name,
+                                &patch.middle_name,
+                                &patch.last_name,
+                                &patch.is_super_user,
+                                &patch.is_locked,
+                                &patch.approval_status.map(|status| status.as_str()),
+                                &patch.password_hash,
+                                &patch.password_must_change,
+                                &patch.password_expiry.is_some(),
+                                &patch.password_expiry.flatten(),
+                            ],
+                        )
+                        .await
+                        .map_err(from_pg)?;
+                    if let (Some(keep), Some(_)) = (keep, &row) {
+                        let statement = transaction
+                            .prepare_cached(sql::users::END_USER_SESSIONS)
+                            .await
+                            .map_err(from_pg)?;
+                        transaction
+                            .execute(&statement, &[&id.0, &keep])
+                            .await
+                            .map_err(from_pg)?;
+                    }
+                    transaction.commit().await.map_err(from_pg)?;
+                    Ok(row)
+                }
+                .await;
+                (client, result)
+            })
+            .await?;
         match row {
             Some(row) => rows::user(&row, 0),
             None => Err(StoreError::UserNotFound),
@@ -153,7 +169,10 @@ impl UserStore for PostgresStore {
         // The sessions first, in batches: the cascade would delete them all in one statement.
         // A session opened meanwhile still goes with the user, by the cascade.
         self.delete_user_sessions(id, now, batch).await?;
-        let deleted = self.execute(sql::users::DELETE_USER, &[&id.0]).await?;
+        // Never: a second run would answer that there was no such user.
+        let deleted = self
+            .execute(Retry::Never, sql::users::DELETE_USER, &[&id.0])
+            .await?;
         Ok(deleted > 0)
     }
 }

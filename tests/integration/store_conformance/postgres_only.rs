@@ -8,8 +8,8 @@ use std::{sync::Arc, time::Duration};
 use sha2::{Digest, Sha256};
 use ssod::{
     domain::{
-        ClaimLogin, DeleteSessions, LoginClaim, Owner, SessionSelector, SetAttributes, StoredValue,
-        ThrottleKind,
+        ClaimLogin, DeleteAttributes, DeleteSessions, LoginClaim, Owner, SessionSelector,
+        SetAttributes, StoredValue, ThrottleKind,
     },
     store::{
         AttributeStore, SessionStore, Store, StoreError, StoreHealth, UserStore,
@@ -792,4 +792,95 @@ async fn a_multi_host_url_finds_the_writable_server() {
         ))
         .await
         .expect("writes go through");
+}
+
+/// Kills the store's connection while its statement waits for a row lock that `admin` holds
+/// (the call is in flight, as when a database restarts under it), then lets the lock go.
+async fn kill_the_waiting_connection(admin: Client) {
+    let pid = loop {
+        let waiting = admin
+            .query_opt(
+                "SELECT pid FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .expect("pg_stat_activity");
+        if let Some(row) = waiting {
+            break row.get::<_, i32>(0);
+        }
+        tokio::task::yield_now().await;
+    };
+    admin
+        .execute("SELECT pg_terminate_backend($1)", &[&pid])
+        .await
+        .expect("terminate");
+    admin.batch_execute("ROLLBACK").await.expect("release");
+}
+
+/// An owner with one attribute, `name`, and a connection holding both rows locked.
+async fn locked_owner(store: &Arc<PostgresStore>, url: &str) -> (Owner, Client) {
+    let dyn_store: Arc<dyn Store> = store.clone();
+    let (session, _) = open(&dyn_store, None, 0, NEVER).await;
+    let owner = Owner::Session(session.id);
+    store
+        .set_attributes(write(
+            at(1),
+            SetAttributes {
+                owner,
+                items: vec![plain("name", "1", None)],
+                max_per_owner: 1000,
+                max_bytes_per_owner: usize::MAX,
+            },
+        ))
+        .await
+        .expect("set");
+    let admin = sql(url).await;
+    admin
+        .batch_execute(&format!(
+            "BEGIN; SELECT 1 FROM sessions WHERE id = '{id}' FOR UPDATE; \
+             SELECT 1 FROM session_attributes WHERE session_id = '{id}' FOR UPDATE;",
+            id = session.id.0
+        ))
+        .await
+        .expect("lock the owner");
+    (owner, admin)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeatable_call_is_retried_when_its_connection_dies() {
+    let (store, url) = database().await;
+    let (owner, admin) = locked_owner(&store, &url).await;
+    // An upsert of given values: running it twice cannot apply it twice.
+    let upsert = store.set_attributes(write(
+        at(2),
+        SetAttributes {
+            owner,
+            items: vec![plain("name", "2", None)],
+            max_per_owner: 1000,
+            max_bytes_per_owner: usize::MAX,
+        },
+    ));
+    let (written, ()) = tokio::join!(upsert, kill_the_waiting_connection(admin));
+    let written = written.expect("retried on a fresh connection");
+    assert_eq!(written[0].value, StoredValue::Plain("2".into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_could_apply_twice_is_not_retried() {
+    let (store, url) = database().await;
+    let (owner, admin) = locked_owner(&store, &url).await;
+    // A delete that counts what it deleted: a second run would count nothing.
+    let delete = store.delete_attributes(write(
+        at(2),
+        DeleteAttributes {
+            owner,
+            names: vec!["name".into()],
+        },
+    ));
+    let (deleted, ()) = tokio::join!(delete, kill_the_waiting_connection(admin));
+    let error = deleted.expect_err("the connection died under the call");
+    assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+    // The dead connection went with the failure: the next call works.
+    store.ping().await.expect("a fresh connection");
 }
