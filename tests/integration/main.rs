@@ -3,6 +3,7 @@
 
 mod abuse;
 mod attributes;
+mod failover;
 mod fuzz;
 mod gate;
 mod guests;
