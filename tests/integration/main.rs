@@ -14,6 +14,7 @@ mod lockout;
 mod outage;
 mod pg;
 mod process;
+mod replicas;
 mod server_limits;
 mod sessions;
 mod store_conformance;
