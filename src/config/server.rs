@@ -104,14 +104,13 @@ pub struct ServerConfig {
 /// response its three timestamps (a `Timestamp` is at most 17 bytes with its tag).
 const ATTRIBUTE_FRAMING_BYTES: u64 = 128;
 
-/// The largest message the attribute limits admit: a `GetAttributes` response with all of
-/// an owner's attributes (or a `SetAttributes` of the most items, if more): the owner's
-/// values, bounded by its byte limit, and each name twice (the response's map key and the
-/// attribute), each name character up to 4 bytes of UTF-8.
+/// The largest write the attribute limits admit: a `SetAttributes` of the most items, their
+/// values bounded by the owner's byte limit, each name up to 4 bytes of UTF-8 a character,
+/// counted twice for the response that echoes it (an `Attribute` in a map). A read of all
+/// of an owner's attributes can be larger when the per-owner count allows more than one
+/// write's items; the README gives the arithmetic.
 fn largest_attribute_message(limits: &Limits) -> u64 {
-    let items = limits
-        .max_items_per_write
-        .max(limits.max_attributes_per_owner) as u64;
+    let items = limits.max_items_per_write as u64;
     let values = (limits.max_bytes_per_owner as u64).min(items * limits.max_value_bytes as u64);
     let name_bytes = 4 * limits.max_name_chars as u64;
     values + items * (2 * name_bytes + ATTRIBUTE_FRAMING_BYTES)
@@ -131,7 +130,7 @@ impl ServerConfig {
         if max_message_bytes < needed {
             return Err(format!(
                 "SSOD_MAX_MESSAGE_BYTES ({max_message_bytes} bytes) is below the {needed} bytes \
-                 a message with all of an owner's attributes at the attribute limits needs"
+                 the largest write at the attribute limits needs"
             ));
         }
         Ok(ServerLimits {

@@ -3,6 +3,7 @@
 
 mod abuse;
 mod attributes;
+mod failover;
 mod fuzz;
 mod gate;
 mod guests;
@@ -14,6 +15,7 @@ mod outage;
 mod pg;
 mod pg_tls;
 mod process;
+mod replicas;
 mod server_limits;
 mod sessions;
 mod store_conformance;

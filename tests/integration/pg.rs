@@ -13,6 +13,8 @@
 //! [`fresh_tls_database`] does the same on a second cluster, started on first use and shared
 //! likewise, with `ssl = on` and a certificate for `localhost` (only) made here by a CA made
 //! here; it is always started locally, whatever `SSOD_TEST_DATABASE_URL` says.
+//! [`ReplicatedPair`] is a primary with a synchronous standby, two more clusters made the
+//! same way, for failover tests.
 //!
 //! The cluster is started with blocking `std::process` calls behind a `OnceLock`: each
 //! `#[tokio::test]` has its own runtime, so nothing about the cluster may belong to one.
@@ -137,6 +139,16 @@ async fn create_database(admin_url: &str) -> String {
     with_database(admin_url, &name)
 }
 
+/// A direct connection to `url`, to look at what the server wrote; it closes when the client
+/// is dropped.
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .unwrap_or_else(|error| panic!("cannot connect to the test PostgreSQL server: {error}"));
+    tokio::spawn(connection);
+    client
+}
+
 /// `url` with its database replaced by `database`, for URL and `key=value` forms alike.
 pub fn with_database(url: &str, database: &str) -> String {
     let Some(scheme_end) = ["postgres://", "postgresql://"]
@@ -243,90 +255,118 @@ impl Cluster {
     fn start(mut tls: Option<TlsFiles>) -> Cluster {
         let bin = postgres_bin_dir().unwrap_or_else(|| panic!("{INSTALL_HINT}"));
         let as_root = is_root();
-        if as_root {
-            ensure_postgres_user();
-        }
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|elapsed| elapsed.subsec_nanos())
-            .unwrap_or_default();
-        let dir = std::env::temp_dir().join(format!("ssod-pg-{}-{nanos}", std::process::id()));
-        // create_dir, not create_dir_all: a directory that already exists is not ours.
-        std::fs::create_dir(&dir)
-            .unwrap_or_else(|error| panic!("cannot create {}: {error}", dir.display()));
-        if as_root {
-            run(
-                Command::new("chown").arg("postgres:").arg(&dir),
-                "chown the cluster directory",
-            );
-        }
+        let dir = cluster_dir(as_root, "pg");
         let data = dir.join("data");
-        let initdb = |locale: &[&str]| {
-            pg_command(as_root, &bin.join("initdb"), &dir)
-                .arg("--pgdata")
-                .arg(&data)
-                .args([
-                    "--username=postgres",
-                    "--auth=trust",
-                    "--encoding=UTF8",
-                    "--no-sync",
-                ])
-                .args(locale)
-                .output()
-                .unwrap_or_else(|error| panic!("cannot run initdb: {error}"))
-        };
-        // A UTF-8 locale so lower() folds non-ASCII letters as Rust does; C when absent.
-        let mut output = initdb(&["--locale=C.UTF-8"]);
-        if !output.status.success() {
-            let _ = std::fs::remove_dir_all(&data);
-            output = initdb(&["--no-locale"]);
-        }
-        if !output.status.success() {
-            panic!(
-                "initdb failed: {}{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        let mut settings = format!(
-            "\n# ssod tests\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
-             fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n\
-             max_connections = 300\nmax_parallel_workers_per_gather = 0\n",
-            dir.display()
-        );
+        initdb(as_root, &bin, &dir);
+        let mut settings = test_settings(&dir);
         if let Some(tls) = &mut tls {
             settings.push_str(&tls.install(as_root, &dir));
         }
         append(&data.join("postgresql.conf"), &settings);
-        let log = dir.join("postgres.log");
-        let mut last_failure = String::new();
-        // A free port can be taken between finding and binding it: try a few.
-        for _ in 0..5 {
-            let port = free_port();
-            let status = pg_command(as_root, &bin.join("pg_ctl"), &dir)
-                .arg("--pgdata")
-                .arg(&data)
-                .arg("--log")
-                .arg(&log)
-                .args(["--wait", "--timeout=60", "-o"])
-                .arg(format!("-p {port}"))
-                .arg("start")
-                .stdout(Stdio::null())
-                .status()
-                .unwrap_or_else(|error| panic!("cannot run pg_ctl: {error}"));
-            if status.success() {
-                let watchdog = spawn_watchdog(as_root, &bin, &dir);
-                return Cluster {
-                    admin_url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
-                    port,
-                    tls,
-                    _watchdog: watchdog,
-                };
-            }
-            last_failure = std::fs::read_to_string(&log).unwrap_or_default();
+        let port = start_on_free_port(as_root, &bin, &dir);
+        let watchdog = spawn_watchdog(as_root, &bin, &dir);
+        Cluster {
+            admin_url: admin_url(port),
+            port,
+            tls,
+            _watchdog: watchdog,
         }
-        panic!("PostgreSQL did not start: {last_failure}");
     }
+}
+
+fn admin_url(port: u16) -> String {
+    format!("postgres://postgres@127.0.0.1:{port}/postgres")
+}
+
+/// A fresh directory for one cluster (its data in `data`, its socket and log beside it),
+/// owned by `postgres` when we are root.
+fn cluster_dir(as_root: bool, tag: &str) -> PathBuf {
+    if as_root {
+        ensure_postgres_user();
+    }
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.subsec_nanos())
+        .unwrap_or_default();
+    let dir = std::env::temp_dir().join(format!("ssod-{tag}-{}-{nanos}", std::process::id()));
+    // create_dir, not create_dir_all: a directory that already exists is not ours.
+    std::fs::create_dir(&dir)
+        .unwrap_or_else(|error| panic!("cannot create {}: {error}", dir.display()));
+    if as_root {
+        run(
+            Command::new("chown").arg("postgres:").arg(&dir),
+            "chown the cluster directory",
+        );
+    }
+    dir
+}
+
+/// `initdb` into `dir/data`.
+fn initdb(as_root: bool, bin: &Path, dir: &Path) {
+    let data = dir.join("data");
+    let initdb = |locale: &[&str]| {
+        pg_command(as_root, &bin.join("initdb"), dir)
+            .arg("--pgdata")
+            .arg(&data)
+            .args([
+                "--username=postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-sync",
+            ])
+            .args(locale)
+            .output()
+            .unwrap_or_else(|error| panic!("cannot run initdb: {error}"))
+    };
+    // A UTF-8 locale so lower() folds non-ASCII letters as Rust does; C when absent.
+    let mut output = initdb(&["--locale=C.UTF-8"]);
+    if !output.status.success() {
+        let _ = std::fs::remove_dir_all(&data);
+        output = initdb(&["--no-locale"]);
+    }
+    if !output.status.success() {
+        panic!(
+            "initdb failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+/// The tests' server settings: local only, its socket in `dir`, tuned for speed.
+fn test_settings(dir: &Path) -> String {
+    format!(
+        "\n# ssod tests\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
+         fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n\
+         max_connections = 300\nmax_parallel_workers_per_gather = 0\n",
+        dir.display()
+    )
+}
+
+/// Starts the cluster in `dir/data` on a free port; returns the port.
+fn start_on_free_port(as_root: bool, bin: &Path, dir: &Path) -> u16 {
+    let log = dir.join("postgres.log");
+    let mut last_failure = String::new();
+    // A free port can be taken between finding and binding it: try a few.
+    for _ in 0..5 {
+        let port = free_port();
+        let status = pg_command(as_root, &bin.join("pg_ctl"), dir)
+            .arg("--pgdata")
+            .arg(dir.join("data"))
+            .arg("--log")
+            .arg(&log)
+            .args(["--wait", "--timeout=60", "-o"])
+            .arg(format!("-p {port}"))
+            .arg("start")
+            .stdout(Stdio::null())
+            .status()
+            .unwrap_or_else(|error| panic!("cannot run pg_ctl: {error}"));
+        if status.success() {
+            return port;
+        }
+        last_failure = std::fs::read_to_string(&log).unwrap_or_default();
+    }
+    panic!("PostgreSQL did not start: {last_failure}");
 }
 
 /// Waits for this process to end, then stops the cluster and removes its directory. In its
@@ -448,6 +488,201 @@ fn free_port() -> u16 {
         .and_then(|listener| listener.local_addr())
         .map(|address| address.port())
         .unwrap_or_else(|error| panic!("cannot find a free port: {error}"))
+}
+
+/// The standby's name, which the primary waits for on every commit.
+const STANDBY_NAME: &str = "ssod_standby";
+
+/// A primary and a synchronous standby streaming from it, each a cluster of its own on its
+/// own port and directory, for failover tests: with the standby named in
+/// `synchronous_standby_names` and `synchronous_commit = on`, a commit is acknowledged only
+/// once the standby has its WAL, so promoting the standby loses no acknowledged write.
+/// Blocking, like [`Cluster`]; dropping it stops both (their watchdogs clean up).
+pub struct ReplicatedPair {
+    pub primary_port: u16,
+    pub standby_port: u16,
+    bin: PathBuf,
+    as_root: bool,
+    primary_dir: PathBuf,
+    standby_dir: PathBuf,
+    _watchdogs: [Child; 2],
+}
+
+impl ReplicatedPair {
+    /// Starts the primary, clones it with `pg_basebackup -R`, starts the standby and waits
+    /// until the primary reports it as its synchronous standby.
+    pub fn start() -> ReplicatedPair {
+        let bin = postgres_bin_dir().unwrap_or_else(|| panic!("{INSTALL_HINT}"));
+        let as_root = is_root();
+        let primary_dir = cluster_dir(as_root, "pg-primary");
+        initdb(as_root, &bin, &primary_dir);
+        let primary_data = primary_dir.join("data");
+        append(
+            &primary_data.join("postgresql.conf"),
+            &format!(
+                "{}wal_level = replica\nmax_wal_senders = 4\n\
+                 synchronous_standby_names = '{STANDBY_NAME}'\nsynchronous_commit = on\n",
+                test_settings(&primary_dir)
+            ),
+        );
+        append(
+            &primary_data.join("pg_hba.conf"),
+            "host replication replicator 127.0.0.1/32 trust\n",
+        );
+        let primary_port = start_on_free_port(as_root, &bin, &primary_dir);
+        let primary_watchdog = spawn_watchdog(as_root, &bin, &primary_dir);
+        psql(
+            as_root,
+            &bin,
+            &primary_dir,
+            primary_port,
+            // Local: no standby is there yet to confirm the commit.
+            "SET synchronous_commit = local; CREATE ROLE replicator WITH REPLICATION LOGIN",
+        );
+
+        let standby_dir = cluster_dir(as_root, "pg-standby");
+        let standby_data = standby_dir.join("data");
+        run(
+            pg_command(as_root, &bin.join("pg_basebackup"), &standby_dir)
+                .arg("--dbname")
+                .arg(format!(
+                    "host=127.0.0.1 port={primary_port} user=replicator \
+                     application_name={STANDBY_NAME}"
+                ))
+                .arg("--pgdata")
+                .arg(&standby_data)
+                .args([
+                    "--write-recovery-conf",
+                    "--checkpoint=fast",
+                    "--wal-method=stream",
+                    "--no-sync",
+                ]),
+            "clone the primary with pg_basebackup",
+        );
+        // The clone carries the primary's settings: its own socket directory, and no
+        // synchronous standby of its own, or its commits would wait forever once promoted.
+        append(
+            &standby_data.join("postgresql.conf"),
+            &format!(
+                "unix_socket_directories = '{}'\nsynchronous_standby_names = ''\n\
+                 cluster_name = '{STANDBY_NAME}'\n",
+                standby_dir.display()
+            ),
+        );
+        let standby_port = start_on_free_port(as_root, &bin, &standby_dir);
+        let standby_watchdog = spawn_watchdog(as_root, &bin, &standby_dir);
+        let pair = ReplicatedPair {
+            primary_port,
+            standby_port,
+            bin,
+            as_root,
+            primary_dir,
+            standby_dir,
+            _watchdogs: [primary_watchdog, standby_watchdog],
+        };
+        pair.wait_for_synchronous_standby();
+        pair
+    }
+
+    /// The superuser URL of the primary's `postgres` database.
+    pub fn primary_admin_url(&self) -> String {
+        admin_url(self.primary_port)
+    }
+
+    /// A URL of `database` on the standby.
+    pub fn standby_url(&self, database: &str) -> String {
+        with_database(&admin_url(self.standby_port), database)
+    }
+
+    /// A multi-host URL of `database` that connects to whichever of the two is the primary.
+    pub fn multi_host_url(&self, database: &str) -> String {
+        format!(
+            "postgresql://postgres@127.0.0.1:{},127.0.0.1:{}/{database}\
+             ?target_session_attrs=read-write",
+            self.primary_port, self.standby_port
+        )
+    }
+
+    /// Kills the primary as a crash would (`pg_ctl stop -m immediate`).
+    pub fn stop_primary(&self) {
+        self.pg_ctl(
+            &self.primary_dir,
+            &["-m", "immediate", "stop"],
+            "stop the primary",
+        );
+    }
+
+    /// Promotes the standby and waits until it accepts writes.
+    pub fn promote_standby(&self) {
+        self.pg_ctl(
+            &self.standby_dir,
+            &["--wait", "promote"],
+            "promote the standby",
+        );
+    }
+
+    fn pg_ctl(&self, dir: &Path, args: &[&str], what: &str) {
+        run(&mut self.pg_ctl_command(dir, args), what);
+    }
+
+    fn pg_ctl_command(&self, dir: &Path, args: &[&str]) -> Command {
+        let mut command = pg_command(self.as_root, &self.bin.join("pg_ctl"), dir);
+        command.arg("--pgdata").arg(dir.join("data")).args(args);
+        command
+    }
+
+    fn wait_for_synchronous_standby(&self) {
+        let query = format!(
+            "SELECT sync_state FROM pg_stat_replication WHERE application_name = '{STANDBY_NAME}'"
+        );
+        for _ in 0..300 {
+            let state = psql(
+                self.as_root,
+                &self.bin,
+                &self.primary_dir,
+                self.primary_port,
+                &query,
+            );
+            if state.trim() == "sync" {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("the standby did not become the primary's synchronous standby");
+    }
+}
+
+impl Drop for ReplicatedPair {
+    fn drop(&mut self) {
+        for dir in [&self.primary_dir, &self.standby_dir] {
+            // The primary may be stopped already; the watchdogs remove the directories.
+            let _ = self
+                .pg_ctl_command(dir, &["-m", "immediate", "stop"])
+                .output();
+        }
+    }
+}
+
+/// Runs `sql` with `psql` as `postgres` on the server at `port`; returns its unaligned output.
+fn psql(as_root: bool, bin: &Path, dir: &Path, port: u16, sql: &str) -> String {
+    let output = pg_command(as_root, &bin.join("psql"), dir)
+        .args([
+            "--no-psqlrc",
+            "--tuples-only",
+            "--no-align",
+            "--host=127.0.0.1",
+        ])
+        .arg(format!("--port={port}"))
+        .args(["--username=postgres", "--dbname=postgres", "--command"])
+        .arg(sql)
+        .output()
+        .unwrap_or_else(|error| panic!("cannot run psql: {error}"));
+    assert!(
+        output.status.success(),
+        "psql failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 #[test]

@@ -292,7 +292,7 @@ both!(messages_above_the_limit_are_refused_and_attributes_at_the_limits_fit);
 #[test]
 fn a_message_limit_too_small_for_the_attribute_limits_is_refused_at_start_up() {
     let mut config = Config::defaults();
-    // The defaults' largest message, all 1,000 attributes of an owner holding its 4 MiB.
+    // The defaults' largest write: 1,000 items holding the owner's 4 MiB.
     let defaults = 4 * 1024 * 1024 + 1000 * (2 * 4 * 191 + 128);
     config.server.max_message_bytes = ByteSize::b(defaults - 1);
     assert!(matches!(
