@@ -255,6 +255,34 @@ fn cases() -> Vec<Case> {
             "expiration",
         ),
         invalid(
+            "expiration of one nanosecond",
+            SetAttribute(proto::SetAttributeRequest {
+                expiration: seconds(0, 1),
+                ..set("a", 1.into())
+            }),
+            "expiration",
+        ),
+        invalid(
+            "expiration just under a second",
+            SetAttribute(proto::SetAttributeRequest {
+                expiration: seconds(0, 999_999_999),
+                ..set("a", 1.into())
+            }),
+            "expiration",
+        ),
+        invalid(
+            "an item expiring in a millisecond",
+            SetAttributes(proto::SetAttributesRequest {
+                scope: SESSION,
+                attributes: vec![proto::AttributeWrite {
+                    expiration: seconds(0, 1_000_000),
+                    ..write("a", 1.into())
+                }],
+                ..Default::default()
+            }),
+            "attributes[0].expiration",
+        ),
+        invalid(
             "nanos out of range",
             SetAttribute(proto::SetAttributeRequest {
                 expiration: seconds(1, 2_000_000_000),
