@@ -313,20 +313,30 @@ async fn storm(channel: &Channel, admin: &str) {
     );
 }
 
-/// The SETTINGS frame the server sends, as a raw HTTP/2 client sees it.
+/// The SETTINGS frame the server sends, as a raw HTTP/2 client sees it once a response has
+/// come (the server's SETTINGS are its first frame).
 async fn settings(address: SocketAddr) {
     let tcp = tokio::net::TcpStream::connect(address)
         .await
         .expect("connect");
-    let (mut client, connection) = h2::client::handshake(tcp).await.expect("h2 handshake");
-    let driver = tokio::spawn(async move {
-        let mut connection = connection;
-        // The peer's SETTINGS arrive while the connection is polled.
-        let _ = tokio::time::timeout(Duration::from_millis(300), &mut connection).await;
-        connection.max_concurrent_send_streams()
+    let (client, connection) = h2::client::handshake(tcp).await.expect("h2 handshake");
+    tokio::spawn(async move {
+        let _ = connection.await;
     });
-    client = client.ready().await.expect("ready");
-    drop(client);
-    let max_streams = driver.await.expect("driver");
-    println!("http/2 SETTINGS: max concurrent streams {max_streams}");
+    let mut client = client.ready().await.expect("ready");
+    let request = http::Request::post(format!("http://{address}/grpc.health.v1.Health/Check"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .expect("request");
+    let (response, mut stream) = client.send_request(request, false).expect("send");
+    // An empty HealthCheckRequest: one uncompressed frame of zero bytes.
+    stream
+        .send_data(bytes::Bytes::from_static(&[0, 0, 0, 0, 0]), true)
+        .expect("message");
+    response.await.expect("response");
+    println!(
+        "http/2 SETTINGS: max concurrent streams {}",
+        client.current_max_send_streams()
+    );
 }

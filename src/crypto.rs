@@ -83,10 +83,6 @@ pub struct HasherSettings {
     pub max_pending: usize,
 }
 
-/// Priority of the hasher threads on thread-priority's 0–99 scale, which it maps to nice 10
-/// for normal threads: when logins and verifications compete for the cores, the scheduler
-/// favours the runtime threads that serve verifications.
-const HASHER_PRIORITY: u8 = 21;
 
 /// Argon2id hashing on a fixed set of dedicated, lower-priority threads, so logins cannot
 /// starve the other RPCs of runtime threads, and memory stays bounded: each hash needs
@@ -234,18 +230,23 @@ impl PasswordHasherPool {
     }
 }
 
-/// Best effort: a host that refuses a nicer thread still hashes, at normal priority.
+/// Puts the calling hasher thread under `SCHED_IDLE`: it runs on cores nothing else wants,
+/// and any runtime thread that wakes (a verification) preempts it at once, so a login storm
+/// cannot add scheduling latency to the hot path. Logins still progress on idle cycles; under
+/// load that leaves none, they wait in the bounded queue until their deadline. Best effort:
+/// a host that refuses still hashes, at normal priority.
 fn lower_priority() {
-    let lowered = thread_priority::ThreadPriorityValue::try_from(HASHER_PRIORITY)
-        .map_err(|error| error.to_string())
-        .and_then(|value| {
-            thread_priority::set_current_thread_priority(
-                thread_priority::ThreadPriority::Crossplatform(value),
-            )
-            .map_err(|error| error.to_string())
-        });
+    use thread_priority::unix::{
+        NormalThreadSchedulePolicy, ThreadSchedulePolicy, set_thread_priority_and_policy,
+        thread_native_id,
+    };
+    let lowered = set_thread_priority_and_policy(
+        thread_native_id(),
+        thread_priority::ThreadPriority::Min,
+        ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
+    );
     if let Err(error) = lowered {
-        tracing::warn!(error = %error, "cannot lower the hasher thread's priority");
+        tracing::warn!(error = ?error, "cannot lower the hasher thread's priority");
     }
 }
 
@@ -426,8 +427,8 @@ mod tests {
         (release, job)
     }
 
-    /// The nice value of each hasher thread of this process, from `/proc`.
-    fn hasher_niceness() -> Vec<i32> {
+    /// The scheduling policy of each hasher thread of this process, from `/proc`.
+    fn hasher_policies() -> Vec<i32> {
         let mut found = Vec::new();
         for task in std::fs::read_dir("/proc/self/task").unwrap() {
             let path = task.unwrap().path();
@@ -436,9 +437,9 @@ mod tests {
                 continue;
             }
             let stat = std::fs::read_to_string(path.join("stat")).unwrap();
-            // Fields after the parenthesised name: state is field 3, nice is field 19.
+            // Fields after the parenthesised name: state is field 3, policy is field 41.
             let after_name = stat.rsplit_once(") ").unwrap().1;
-            found.push(after_name.split(' ').nth(16).unwrap().parse().unwrap());
+            found.push(after_name.split(' ').nth(38).unwrap().parse().unwrap());
         }
         found
     }
@@ -448,9 +449,10 @@ mod tests {
         let pool = PasswordHasherPool::new(settings(1, 0)).unwrap();
         // Each thread lowers itself as it starts; a finished job proves this one has started.
         pool.hash("warm up").await.unwrap();
-        let niceness = hasher_niceness();
-        assert!(!niceness.is_empty());
-        assert!(niceness.iter().all(|&nice| nice == 10), "{niceness:?}");
+        let policies = hasher_policies();
+        assert!(!policies.is_empty());
+        // 5: SCHED_IDLE.
+        assert!(policies.iter().all(|&policy| policy == 5), "{policies:?}");
     }
 
     #[tokio::test]
