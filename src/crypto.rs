@@ -83,7 +83,6 @@ pub struct HasherSettings {
     pub max_pending: usize,
 }
 
-
 /// Argon2id hashing on a fixed set of dedicated, lower-priority threads, so logins cannot
 /// starve the other RPCs of runtime threads, and memory stays bounded: each hash needs
 /// 19 MiB, and the allocator keeps that per thread that ever hashed; a fixed set of threads
