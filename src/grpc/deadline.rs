@@ -20,6 +20,12 @@ use super::layer::{Around, AroundLayer};
 
 const GRPC_TIMEOUT_HEADER: &str = "grpc-timeout";
 
+/// tonic also ends a call at the client's `grpc-timeout`, outside our layers, with a bare
+/// `CANCELLED`. Ending it this much earlier makes the answer ours (`DEADLINE_EXCEEDED` with
+/// `ErrorInfo`, logged and counted): timers tick in milliseconds, and when both have fired
+/// tonic polls the call, and so this layer, before its own timer.
+const CLIENT_DEADLINE_MARGIN: Duration = Duration::from_millis(5);
+
 /// The server-side deadline over every call.
 pub type DeadlineLayer = AroundLayer<Deadline>;
 
@@ -66,7 +72,9 @@ impl Around for Deadline {
         S::Future: Send + 'static,
     {
         let deadline = client_timeout(request.headers()).map_or(self.server_timeout, |client| {
-            client.min(self.server_timeout)
+            client
+                .saturating_sub(CLIENT_DEADLINE_MARGIN)
+                .min(self.server_timeout)
         });
         Box::pin(async move {
             match tokio::time::timeout(deadline, inner.call(request)).await {
