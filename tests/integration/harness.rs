@@ -411,3 +411,31 @@ macro_rules! both {
         }
     )*};
 }
+
+/// Opens a health `Watch` on `server`, sees SERVING, starts a graceful stop and sees the
+/// watch turn NOT_SERVING; returns the still-open watch and the stopping server.
+pub async fn watch_health_into_shutdown(
+    server: TestServer,
+) -> (
+    tonic::Streaming<tonic_health::pb::HealthCheckResponse>,
+    JoinHandle<(Config, Arc<dyn Store>)>,
+) {
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    const SERVING: i32 = 1;
+    const NOT_SERVING: i32 = 2;
+    let mut watch = HealthClient::new(server.channel.clone())
+        .watch(HealthCheckRequest::default())
+        .await
+        .expect("watch")
+        .into_inner();
+    let first = watch.message().await.expect("stream").expect("a status");
+    assert_eq!(first.status, SERVING);
+    let stopping = tokio::spawn(server.stop());
+    let next = tokio::time::timeout(Duration::from_secs(10), watch.message())
+        .await
+        .expect("a status within bounds")
+        .expect("stream")
+        .expect("a status");
+    assert_eq!(next.status, NOT_SERVING);
+    (watch, stopping)
+}

@@ -166,23 +166,7 @@ async fn health_turns_not_serving_when_shutdown_begins() {
         config.server.shutdown_timeout = Duration::from_millis(500);
     })
     .await;
-    let mut health = HealthClient::new(server.channel.clone());
-    let mut watch = health
-        .watch(HealthCheckRequest {
-            service: String::new(),
-        })
-        .await
-        .expect("watch")
-        .into_inner();
-    let first = watch.message().await.expect("stream").expect("a status");
-    assert_eq!(first.status, SERVING);
-    let stopping = tokio::spawn(server.stop());
-    let next = tokio::time::timeout(Duration::from_secs(10), watch.message())
-        .await
-        .expect("a status within bounds")
-        .expect("stream")
-        .expect("a status");
-    assert_eq!(next.status, NOT_SERVING);
+    let (_watch, stopping) = crate::harness::watch_health_into_shutdown(server).await;
     // The server stops within bounds; the open watch does not hold it (see streams.rs).
     tokio::time::timeout(Duration::from_secs(10), stopping)
         .await

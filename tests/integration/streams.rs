@@ -7,15 +7,12 @@ use std::{sync::Arc, time::Duration};
 use http::uri::PathAndQuery;
 use ssod::{proto, service::ServiceError};
 use tonic::{Code, Request};
-use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse, health_client::HealthClient};
+use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 
 use crate::{
     both,
-    harness::{ADMIN, Backend, TestServer, assert_error, authed},
+    harness::{ADMIN, Backend, TestServer, assert_error, authed, watch_health_into_shutdown},
 };
-
-const SERVING: i32 = 1;
-const NOT_SERVING: i32 = 2;
 
 /// The watch ends while the drain still waits on a stuck call, so it ended well before the
 /// drain deadline, and it ended with `UNAVAILABLE` rather than a cut connection.
@@ -32,21 +29,7 @@ async fn an_open_health_watch_ends_at_shutdown_before_the_drain_deadline() {
         let _ = grpc.streaming(Request::new(never), path, codec).await;
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut watch = HealthClient::new(server.channel.clone())
-        .watch(HealthCheckRequest::default())
-        .await
-        .expect("watch")
-        .into_inner();
-    let first = watch.message().await.expect("stream").expect("a status");
-    assert_eq!(first.status, SERVING);
-
-    let stopping = tokio::spawn(server.stop());
-    let next = tokio::time::timeout(Duration::from_secs(10), watch.message())
-        .await
-        .expect("a status within bounds")
-        .expect("stream")
-        .expect("a status");
-    assert_eq!(next.status, NOT_SERVING);
+    let (mut watch, stopping) = watch_health_into_shutdown(server).await;
     let ended = tokio::time::timeout(Duration::from_secs(10), watch.message())
         .await
         .expect("the watch ends within bounds")
