@@ -43,6 +43,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "login_failure_reset",
         sql: include_str!("migrations/0005_login_failure_reset.sql"),
     },
+    Migration {
+        version: 7,
+        name: "auth_notify",
+        sql: include_str!("migrations/0007_auth_notify.sql"),
+    },
 ];
 
 /// Adds `users.username_key`; its SQL backfill is completed in Rust ([`rekey_usernames`]).
