@@ -43,14 +43,19 @@ use std::{
         Arc, Mutex, MutexGuard, PoisonError,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
-    time::{Duration, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use async_trait::async_trait;
 use moka::{notification::RemovalCause, sync::Cache};
+use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{SessionStore, StoreResult, Stores, UserStore};
+use super::{
+    SessionStore, StoreResult, Stores, UserStore,
+    postgres::listener::{Listener, Listening, Notification},
+};
 use crate::domain::{
     DeleteSession, DeleteSessions, DeleteUser, OpenSession, PurgeCounts, PurgeExpired,
     RenewSession, Session, SessionId, SessionSelector, SessionWithUser, TokenHash, UpdateUser,
@@ -63,6 +68,9 @@ pub const CHANNEL: &str = "ssod_auth";
 /// Invalidations remembered for misses still reading the store; a miss older than all of
 /// them is not admitted.
 const RECENT: usize = 1024;
+
+/// How often the follower adds up bypassed time and reports the number of entries.
+const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The cache's bounds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -323,6 +331,84 @@ impl AuthCache {
         self.entries.entry_count()
     }
 
+    /// Follows `listener` until `stop`: drops what each notification names, and flushes and
+    /// bypasses the cache whenever notifications may have been missed (see the module
+    /// documentation). It subscribes before this returns, so nothing announced after this
+    /// call is missed; the returned task does the rest.
+    pub fn follow(
+        self: &Arc<Self>,
+        listener: &Listener,
+        stop: CancellationToken,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let cache = Arc::clone(self);
+        let notifications = listener.subscribe();
+        let state = listener.state();
+        async move { cache.run_follower(notifications, state, stop).await }
+    }
+
+    async fn run_follower(
+        &self,
+        mut notifications: broadcast::Receiver<Notification>,
+        mut state: watch::Receiver<Listening>,
+        stop: CancellationToken,
+    ) {
+        // Bypassed from the start: nothing is served before the listener is up.
+        let mut seen = Listening::Down;
+        let mut bypassed = BypassTime {
+            since: None,
+            total: Duration::ZERO,
+            reported_secs: 0,
+        };
+        bypassed.begin();
+        let mut report = tokio::time::interval(REPORT_INTERVAL);
+        loop {
+            let listening = *state.borrow_and_update();
+            // Any change (down, or up again with a new epoch, even unseen in between) may
+            // have lost notifications.
+            if listening != seen {
+                seen = listening;
+                match listening {
+                    Listening::Down => {
+                        self.bypass();
+                        bypassed.begin();
+                        tracing::warn!(
+                            "auth cache bypassed: notification listener down, every look-up \
+                             reads the store"
+                        );
+                    }
+                    Listening::Up { epoch } => {
+                        self.resume();
+                        bypassed.end();
+                        tracing::info!(epoch, "auth cache serving: notification listener up");
+                    }
+                }
+            }
+            tokio::select! {
+                () = stop.cancelled() => break,
+                changed = state.changed() => if changed.is_err() { break },
+                received = notifications.recv() => match received {
+                    Ok(notification) if &*notification.channel == CHANNEL => {
+                        for invalidation in Invalidation::parse(&notification.payload) {
+                            self.invalidate(invalidation, Origin::Notification);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "auth cache flushed: notifications were dropped");
+                        self.invalidate(Invalidation::All, Origin::Listener);
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+                _ = report.tick() => {
+                    bypassed.report();
+                    metrics::gauge!("ssod_auth_cache_entries").set(self.entry_count() as f64);
+                }
+            }
+        }
+        self.bypass();
+        bypassed.report();
+    }
+
     /// Caches what a miss read, unless an invalidation since `generation` concerns it.
     fn admit(&self, hash: TokenHash, generation: u64, found: &SessionWithUser) {
         let mut book = lock(&self.book);
@@ -362,6 +448,45 @@ impl AuthCache {
                 }
             }
         }
+    }
+}
+
+/// Time spent bypassed, for `ssod_auth_cache_bypass_seconds_total`. The counter takes
+/// whole seconds, so the total is kept here and the counter raised as it passes each second:
+/// many short bypasses still add up, and a long one shows while it lasts.
+struct BypassTime {
+    /// Since when the cache is bypassed, if it is.
+    since: Option<Instant>,
+    /// Ended bypasses, and the running one up to `since`.
+    total: Duration,
+    reported_secs: u64,
+}
+
+impl BypassTime {
+    fn begin(&mut self) {
+        if self.since.is_none() {
+            self.since = Some(Instant::now());
+            metrics::gauge!("ssod_auth_cache_bypassed").set(1.0);
+        }
+    }
+
+    fn end(&mut self) {
+        self.report();
+        if self.since.take().is_some() {
+            metrics::gauge!("ssod_auth_cache_bypassed").set(0.0);
+        }
+    }
+
+    fn report(&mut self) {
+        if let Some(since) = &mut self.since {
+            let now = Instant::now();
+            self.total += now - *since;
+            *since = now;
+        }
+        let secs = self.total.as_secs();
+        metrics::counter!("ssod_auth_cache_bypass_seconds_total")
+            .increment(secs - self.reported_secs);
+        self.reported_secs = secs;
     }
 }
 
