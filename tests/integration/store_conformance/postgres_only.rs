@@ -462,7 +462,9 @@ async fn the_reset_migration_keeps_existing_counters() {
         .expect("migrations 1 to 4 by hand");
     let store: Arc<dyn Store> = {
         let store = PostgresStore::connect(&url, PgSettings::default()).expect("pool builds");
-        assert_eq!(store.migrate().await.expect("migrated"), [5]);
+        // Migration 5 first; later ones follow it.
+        let applied = store.migrate().await.expect("migrated");
+        assert_eq!(applied.first(), Some(&5), "{applied:?}");
         Arc::new(store)
     };
     // The suite's times (before 2002) are long before the migration ran: nothing is forgotten.
