@@ -11,6 +11,7 @@ mod harness;
 mod hostile;
 mod limits;
 mod lockout;
+mod no_revival;
 mod outage;
 mod pg;
 mod pg_tls;
