@@ -249,6 +249,7 @@ impl Sso {
             replaces,
             login,
             max_guest_sessions: self.policy.max_guest_sessions,
+            session_limit: self.policy.session_limit,
         };
         let session = self
             .stores

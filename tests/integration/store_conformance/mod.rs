@@ -151,6 +151,7 @@ pub fn plain_open(new: NewSession) -> OpenSession {
         replaces: None,
         login: None,
         max_guest_sessions: usize::MAX,
+        session_limit: None,
     }
 }
 

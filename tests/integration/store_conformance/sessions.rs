@@ -61,6 +61,7 @@ async fn open_session_rotates_carries_and_records_the_login(store: Arc<dyn Store
                     }),
                 }),
                 max_guest_sessions: usize::MAX,
+                session_limit: None,
             },
         ))
         .await
@@ -182,6 +183,7 @@ async fn open_session_is_all_or_nothing(store: Arc<dyn Store>) {
                 }),
             }),
             max_guest_sessions: usize::MAX,
+            session_limit: None,
         };
         (open, id, ust)
     };
