@@ -35,7 +35,7 @@ pub use limits::LimitsConfig;
 pub use lockout::LockoutConfig;
 pub use passwords::{PasswordRules, PasswordsConfig};
 pub use server::{LogFormat, ServerConfig};
-pub use sessions::{SessionRules, SessionsConfig};
+pub use sessions::{LimitPolicy, SessionRules, SessionsConfig};
 pub use tls::TlsConfig;
 
 #[derive(Debug, Parser)]
@@ -111,6 +111,7 @@ impl Config {
             allowed_apps,
             sweep_batch,
             max_guest_sessions,
+            session_limit,
         } = self.sessions.policy();
         let PasswordRules {
             password_max_age,
@@ -129,6 +130,7 @@ impl Config {
             sweep_batch,
             throttle: self.lockout.policy(),
             max_guest_sessions,
+            session_limit,
         }
     }
 }

@@ -3,10 +3,21 @@
 
 use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 use super::{duration, non_empty};
-use crate::domain::SessionPolicy;
+use crate::domain::{SessionLimit, SessionLimitPolicy, SessionPolicy};
+
+/// `SSOD_SESSION_LIMIT_POLICY`: what a login does when its user has
+/// `SSOD_MAX_SESSIONS_PER_USER` live sessions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum LimitPolicy {
+    /// End the user's oldest sessions to make room.
+    #[default]
+    EndOldest,
+    /// Refuse the login (`RESOURCE_EXHAUSTED` `SESSION_LIMIT_REACHED`).
+    Refuse,
+}
 
 #[derive(Clone, Debug, Args)]
 pub struct SessionsConfig {
@@ -43,6 +54,23 @@ pub struct SessionsConfig {
         global = true
     )]
     pub persistent_on_logout: Vec<String>,
+    /// Live sessions per user, on every replica together; 0 = no limit.
+    #[arg(
+        long,
+        env = "SSOD_MAX_SESSIONS_PER_USER",
+        default_value_t = 0,
+        global = true
+    )]
+    pub max_sessions_per_user: usize,
+    /// What a login past `--max-sessions-per-user` does.
+    #[arg(
+        long,
+        env = "SSOD_SESSION_LIMIT_POLICY",
+        value_enum,
+        default_value_t,
+        global = true
+    )]
+    pub session_limit_policy: LimitPolicy,
     /// Accepted `current_app` values; empty = any.
     #[arg(long, env = "SSOD_ALLOWED_APPS", value_delimiter = ',', global = true)]
     pub allowed_apps: Vec<String>,
@@ -62,6 +90,7 @@ pub struct SessionRules {
     pub allowed_apps: Vec<String>,
     pub sweep_batch: usize,
     pub max_guest_sessions: usize,
+    pub session_limit: Option<SessionLimit>,
 }
 
 impl SessionsConfig {
@@ -77,6 +106,15 @@ impl SessionsConfig {
             allowed_apps: non_empty(&self.allowed_apps),
             sweep_batch: self.sweep_batch.max(1),
             max_guest_sessions: self.max_guest_sessions,
+            session_limit: std::num::NonZeroUsize::new(self.max_sessions_per_user).map(|max| {
+                SessionLimit {
+                    max,
+                    policy: match self.session_limit_policy {
+                        LimitPolicy::EndOldest => SessionLimitPolicy::EndOldest,
+                        LimitPolicy::Refuse => SessionLimitPolicy::Refuse,
+                    },
+                }
+            }),
         }
     }
 }

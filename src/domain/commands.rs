@@ -4,8 +4,8 @@
 use std::time::SystemTime;
 
 use super::{
-    EndSessions, LoginRecord, NewAttribute, NewSession, Owner, SessionId, SessionSelector, UserId,
-    UserPatch,
+    EndSessions, LoginRecord, NewAttribute, NewSession, Owner, SessionId, SessionLimit,
+    SessionSelector, UserId, UserPatch,
 };
 
 /// One write: a command and the time it happens (the injectable clock's; expiry is decided by
@@ -34,16 +34,21 @@ pub struct DeleteUser {
 }
 
 /// Opening a session in one transaction: insert it, give it attributes, end the session it
-/// replaces (guest rotation on login, the reverse on logout) and record a login.
+/// replaces (rotation on login, the reverse on logout), record a login and keep the user
+/// within its session limit.
 #[derive(Clone, Debug)]
 pub struct OpenSession {
     pub new: NewSession,
     pub attributes: Vec<NewAttribute>,
     pub replaces: Option<SessionId>,
-    /// Set `last_login_at` of the session's user and, when given, its new password.
+    /// Set `last_login_at` of the session's user and, when given, its new password (which
+    /// ends the user's other sessions).
     pub login: Option<LoginRecord>,
     /// A new guest session is refused while the store holds this many guest sessions.
     pub max_guest_sessions: usize,
+    /// A user's session: counted against the user's live sessions, under the user's lock,
+    /// after the replaced session and (with a new password) the other sessions have ended.
+    pub session_limit: Option<SessionLimit>,
 }
 
 /// Moves a live session's expiry; its renewal time becomes the write's `now`.

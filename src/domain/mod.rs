@@ -107,12 +107,18 @@ impl User {
 }
 
 impl UserPatch {
-    /// Locking or un-approving a user ends all of its sessions in the same transaction.
-    pub fn ends_sessions(&self) -> bool {
+    /// Locking or un-approving a user takes its access away.
+    pub fn revokes_access(&self) -> bool {
         self.is_locked == Some(true)
             || self
                 .approval_status
                 .is_some_and(|status| status != ApprovalStatus::Approved)
+    }
+
+    /// Revoking access or requiring a password change ends all of the user's sessions in the
+    /// same transaction: a must-change user has no session until it has chosen a password.
+    pub fn ends_sessions(&self) -> bool {
+        self.revokes_access() || self.password_must_change == Some(true)
     }
 }
 
@@ -196,6 +202,9 @@ pub enum EndSessions {
     None,
     All,
     AllBut(SessionId),
+    /// All, if the user's password had expired at the write's `now` before the update: its
+    /// sessions were unusable, and a new expiry must not make them usable again.
+    AllIfPasswordExpired,
 }
 
 /// Filter and page of a user listing, ordered by username key ([`Username::key`]) in code
@@ -251,7 +260,8 @@ pub struct NewSession {
 
 /// A login to record. It lands only if the user still has the password hash the password was
 /// verified against and may still log in (not locked, approved), so a lock or reset that
-/// commits during the Argon2 verification is never undone by the login.
+/// commits during the Argon2 verification is never undone by the login. With a new password
+/// it also ends every other session of the user, as any password change does.
 #[derive(Clone, Default)]
 pub struct LoginRecord {
     pub verified_hash: String,
@@ -286,6 +296,11 @@ pub struct SessionWithUser {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SessionSelector {
     User(UserId),
+    /// A user's sessions but one: "log out my other devices".
+    OtherSessionsOf {
+        user: UserId,
+        keep: SessionId,
+    },
     Guests,
     All,
 }
@@ -397,6 +412,21 @@ pub struct PurgeCounts {
     pub attributes: u64,
     /// Forgotten failed-login counters, of usernames and addresses together.
     pub login_failures: u64,
+}
+
+/// At most `max` live sessions per user; what a login does when its user has them all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionLimit {
+    pub max: std::num::NonZeroUsize,
+    pub policy: SessionLimitPolicy,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionLimitPolicy {
+    /// The user's oldest live sessions end to make room.
+    EndOldest,
+    /// The login is refused.
+    Refuse,
 }
 
 /// Session lifetimes.

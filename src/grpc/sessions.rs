@@ -63,6 +63,29 @@ impl SessionService for SessionApi {
         }))
     }
 
+    async fn get_current_session(
+        &self,
+        request: Request<proto::GetCurrentSessionRequest>,
+    ) -> Reply<proto::GetCurrentSessionResponse> {
+        let caller = caller(&request)?;
+        let (session, user) = self.sso.current_session(&caller);
+        Ok(Response::new(proto::GetCurrentSessionResponse {
+            session: Some(session.into()),
+            user: user.map(Into::into),
+        }))
+    }
+
+    async fn revoke_other_sessions(
+        &self,
+        request: Request<proto::RevokeOtherSessionsRequest>,
+    ) -> Reply<proto::RevokeOtherSessionsResponse> {
+        let caller = caller(&request)?;
+        let deleted = self.sso.revoke_other_sessions(&caller).await?;
+        Ok(Response::new(proto::RevokeOtherSessionsResponse {
+            deleted_count: convert::count(deleted),
+        }))
+    }
+
     async fn renew_session(
         &self,
         request: Request<proto::RenewSessionRequest>,

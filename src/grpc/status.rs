@@ -41,9 +41,9 @@ impl From<ServiceError> for Status {
             ServiceError::UserNotFound
             | ServiceError::SessionNotFound
             | ServiceError::AttributeNotFound => Code::NotFound,
-            ServiceError::Overloaded | ServiceError::TooManyGuestSessions => {
-                Code::ResourceExhausted
-            }
+            ServiceError::Overloaded
+            | ServiceError::TooManyGuestSessions
+            | ServiceError::SessionLimitReached => Code::ResourceExhausted,
             ServiceError::StoreUnavailable(_) => Code::Unavailable,
             ServiceError::Internal(_) => Code::Internal,
         };

@@ -67,6 +67,9 @@ pub enum ServiceError {
     /// are swept.
     #[error("too many guest sessions; retry later")]
     TooManyGuestSessions,
+    /// The user holds as many live sessions as allowed, under the `refuse` policy.
+    #[error("the user has the most sessions allowed; end one first")]
+    SessionLimitReached,
     /// The cause is logged, never sent.
     #[error("store unavailable")]
     StoreUnavailable(String),
@@ -108,6 +111,7 @@ impl ServiceError {
             Self::TooManyAttempts { .. } => "TOO_MANY_ATTEMPTS",
             Self::Overloaded => "OVERLOADED",
             Self::TooManyGuestSessions => "LIMIT_EXCEEDED",
+            Self::SessionLimitReached => "SESSION_LIMIT_REACHED",
             Self::StoreUnavailable(_) => "STORE_UNAVAILABLE",
             Self::Internal(_) => "INTERNAL",
         }
@@ -133,6 +137,10 @@ impl From<StoreError> for ServiceError {
             StoreError::TooManyGuestSessions { limit } => {
                 tracing::warn!(limit, "guest session limit reached");
                 Self::TooManyGuestSessions
+            }
+            StoreError::SessionLimitReached { limit } => {
+                tracing::info!(limit, "login refused at the user's session limit");
+                Self::SessionLimitReached
             }
             StoreError::Unavailable(cause) => Self::StoreUnavailable(cause),
             StoreError::Internal(cause) => Self::Internal(cause),

@@ -1,5 +1,5 @@
-//! Login and logout: credentials, rotation of the presented guest session, and what
-//! survives either way.
+//! Login and logout: credentials, rotation of the presented session, and what survives
+//! either way.
 
 use std::time::SystemTime;
 
@@ -17,7 +17,8 @@ pub struct LoginRequest {
     pub password: Zeroizing<String>,
     pub client: ClientInfo,
     pub new_password: Option<Zeroizing<String>>,
-    /// The metadata's UST; a guest session there is rotated into the new session.
+    /// The metadata's UST; a live session there (a guest's or a user's) is rotated into the
+    /// new session.
     pub rotate: Authentication,
 }
 
@@ -117,14 +118,16 @@ impl Sso {
             }
             None => None,
         };
-        let guest = match &request.rotate {
-            Authentication::Valid(caller) if caller.user.is_none() => Some(caller.session.id),
+        // Whoever's session the browser presents (a guest's, this user's or another user's),
+        // it ends here: one browser, one session, under a new key.
+        let rotated = match &request.rotate {
+            Authentication::Valid(caller) => Some(caller.session.id),
             _ => None,
         };
         let session = self.new_session(Some(user.id), request.client, now);
-        let attributes = match guest {
-            Some(guest) => {
-                self.carry_attributes(guest, session.id, &self.policy.persistent_on_login, now)
+        let attributes = match rotated {
+            Some(rotated) => {
+                self.carry_attributes(rotated, session.id, &self.policy.persistent_on_login, now)
                     .await?
             }
             None => Vec::new(),
@@ -134,11 +137,17 @@ impl Sso {
             new_password: new_password.clone(),
         };
         let opened = self
-            .open_session(session.clone(), attributes, guest, Some(login.clone()), now)
+            .open_session(
+                session.clone(),
+                attributes,
+                rotated,
+                Some(login.clone()),
+                now,
+            )
             .await;
         let (ust, session) = match opened {
-            // The guest session ended meanwhile: there is nothing to rotate.
-            Err(ServiceError::SessionNotFound) if guest.is_some() => {
+            // The presented session ended meanwhile: there is nothing to rotate.
+            Err(ServiceError::SessionNotFound) if rotated.is_some() => {
                 self.open_session(session, Vec::new(), None, Some(login), now)
                     .await?
             }
@@ -212,20 +221,9 @@ impl Sso {
             user_agent: old.user_agent.clone(),
         };
         let guest = self.new_session(None, client, now);
-        let carried = self
+        let attributes = self
             .carry_attributes(old.id, guest.id, &self.policy.persistent_on_logout, now)
-            .await;
-        let attributes = match carried {
-            Ok(attributes) => attributes,
-            // Ending the session matters more than keeping its attributes.
-            Err(ServiceError::StoreUnavailable(cause)) => {
-                return Err(ServiceError::StoreUnavailable(cause));
-            }
-            Err(error) => {
-                tracing::warn!(error = %error, "persistent attributes not carried at logout");
-                Vec::new()
-            }
-        };
+            .await?;
         if attributes.is_empty() {
             self.end_session(old.id, now).await?;
             return Ok(None);
@@ -259,7 +257,9 @@ impl Sso {
     }
 
     /// Reads the named attributes of a session that is about to be replaced and re-seals
-    /// them for the new session (ciphertexts are bound to their owner).
+    /// them for the new session (ciphertexts are bound to their owner). One that cannot be
+    /// re-sealed (its key left the ring) is dropped with a warning: losing it is better than
+    /// failing every login or logout of that browser, or keeping its session alive.
     async fn carry_attributes(
         &self,
         from: SessionId,
@@ -275,9 +275,19 @@ impl Sso {
             .attributes
             .get_attributes(Owner::Session(from), Some(names), now)
             .await?;
-        stored
-            .into_iter()
-            .map(|attribute| self.reseal(attribute, Owner::Session(from), Owner::Session(to)))
-            .collect()
+        let mut carried = Vec::with_capacity(stored.len());
+        for attribute in stored {
+            let name = attribute.name.clone();
+            match self.reseal(attribute, Owner::Session(from), Owner::Session(to)) {
+                Ok(attribute) => carried.push(attribute),
+                Err(error) => tracing::warn!(
+                    session_id = %from,
+                    attribute = %name,
+                    error = %error,
+                    "persistent attribute dropped: it cannot be re-sealed"
+                ),
+            }
+        }
+        Ok(carried)
     }
 }

@@ -8,7 +8,7 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use crate::{
     clock::Clock,
     crypto::{self, KeyRing, PasswordHasherPool},
-    domain::{Limits, Session, SessionPolicy, SessionWithUser, ThrottleLimits, User},
+    domain::{Limits, Session, SessionLimit, SessionPolicy, SessionWithUser, ThrottleLimits, User},
     store::{StoreHealth, Stores},
 };
 
@@ -55,6 +55,8 @@ pub struct Policy {
     pub throttle: ThrottleLimits,
     /// Guest sessions the store may hold at once.
     pub max_guest_sessions: usize,
+    /// Live sessions per user, and what a login past them does; `None`: no limit.
+    pub session_limit: Option<SessionLimit>,
 }
 
 /// Who is calling: the session its UST names, and that session's user (none for a guest).

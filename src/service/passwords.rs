@@ -92,6 +92,13 @@ impl Sso {
             password_expiry: Some(change.password_expiry),
             ..UserPatch::default()
         };
+        // A password that must change again leaves the user no session at all, the caller's
+        // included; otherwise the caller's session is the one that survives.
+        let end_sessions = if patch.ends_sessions() {
+            EndSessions::All
+        } else {
+            EndSessions::AllBut(caller.session.id)
+        };
         self.stores
             .users
             .update_user(Write {
@@ -99,7 +106,7 @@ impl Sso {
                 command: UpdateUser {
                     id: target,
                     patch,
-                    end_sessions: EndSessions::AllBut(caller.session.id),
+                    end_sessions,
                 },
             })
             .await?;

@@ -1,4 +1,5 @@
-//! Sessions: guest sessions, inspection, renewal, listing, revocation, expiry sweeps.
+//! Sessions: guest sessions, the caller's own, inspection, renewal, listing, revocation,
+//! expiry sweeps.
 
 use uuid::Uuid;
 
@@ -9,7 +10,7 @@ use crate::{
     crypto,
     domain::{
         DeleteSession, DeleteSessions, LoginRecord, NewAttribute, NewSession, OpenSession,
-        PurgeCounts, PurgeExpired, RenewSession, Session, SessionId, SessionSelector, UserId,
+        PurgeCounts, PurgeExpired, RenewSession, Session, SessionId, SessionSelector, User, UserId,
         Write,
     },
 };
@@ -60,6 +61,33 @@ impl Sso {
             .live_session_by_ust(target_ust, now)
             .await?
             .map(|found| found.session))
+    }
+
+    /// What the caller's UST stands for: its session and, unless a guest's, its user, as
+    /// authentication found them.
+    pub fn current_session(&self, caller: &Caller) -> (Session, Option<User>) {
+        (caller.session.clone(), caller.user.clone())
+    }
+
+    /// Ends every other session of the caller's user; counts the live ones ended.
+    pub async fn revoke_other_sessions(&self, caller: &Caller) -> ServiceResult<u64> {
+        let user = caller.require_user()?.id;
+        let deleted = self
+            .stores
+            .sessions
+            .delete_sessions(Write {
+                now: self.clock.now(),
+                command: DeleteSessions {
+                    selector: SessionSelector::OtherSessionsOf {
+                        user,
+                        keep: caller.session.id,
+                    },
+                    batch: self.policy.sweep_batch,
+                },
+            })
+            .await?;
+        tracing::info!(user_id = %user, deleted, "other sessions revoked");
+        Ok(deleted)
     }
 
     /// Sliding renewal of the caller's session: now + idle timeout, capped by the absolute
@@ -249,6 +277,7 @@ impl Sso {
             replaces,
             login,
             max_guest_sessions: self.policy.max_guest_sessions,
+            session_limit: self.policy.session_limit,
         };
         let session = self
             .stores

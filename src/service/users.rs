@@ -260,8 +260,10 @@ impl Sso {
         self.apply_patch(caller, target, patch).await
     }
 
-    /// Applies a patch; one that locks or un-approves the user also ends its sessions, and a
-    /// super-user may not lock, un-approve or demote itself (it would lose its own access).
+    /// Applies a patch. One that locks or un-approves the user or requires a password change
+    /// also ends its sessions; one that sets the password's expiry ends them if the password
+    /// had expired, so that its sessions stay unusable. A super-user may not lock, un-approve
+    /// or demote itself (it would lose its own access).
     async fn apply_patch(
         &self,
         caller: &Caller,
@@ -269,7 +271,7 @@ impl Sso {
         patch: UserPatch,
     ) -> ServiceResult<User> {
         let is_self = caller.user.as_ref().is_some_and(|user| user.id == target);
-        if is_self && (patch.ends_sessions() || patch.is_super_user == Some(false)) {
+        if is_self && (patch.revokes_access() || patch.is_super_user == Some(false)) {
             return Err(ServiceError::invalid(
                 "user_id",
                 "a super-user cannot lock, reject or demote itself",
@@ -277,6 +279,8 @@ impl Sso {
         }
         let end = if patch.ends_sessions() {
             EndSessions::All
+        } else if patch.password_expiry.is_some() {
+            EndSessions::AllIfPasswordExpired
         } else {
             EndSessions::None
         };

@@ -36,6 +36,8 @@ pub enum StoreError {
     TooManyAttributeBytes { bytes: usize, limit: usize },
     #[error("the store holds {limit} guest sessions, the limit")]
     TooManyGuestSessions { limit: usize },
+    #[error("the user holds {limit} live sessions, the limit")]
+    SessionLimitReached { limit: usize },
     #[error("store unavailable: {0}")]
     Unavailable(String),
     #[error("store failure: {0}")]
@@ -91,11 +93,16 @@ pub trait UserStore: Send + Sync + 'static {
 /// Sessions, with the attributes they carry in and the logins they record.
 #[async_trait]
 pub trait SessionStore: Send + Sync + 'static {
-    /// One transaction: insert the session and its attributes, end the replaced session and
-    /// record the login. `SessionNotFound` if the replaced session is gone, `UserNotFound` if
-    /// the user is, `UserChanged` if the login record's conditions no longer hold,
-    /// `TooManyGuestSessions` if a new guest session would pass `max_guest_sessions`. Guest
-    /// sessions are counted while they are stored: an expired one counts until the sweep.
+    /// One transaction: insert the session and its attributes, end the replaced session,
+    /// record the login (a new password in it ends the user's other sessions) and keep the
+    /// user within `session_limit`. `SessionNotFound` if the replaced session is gone,
+    /// `UserNotFound` if the user is, `UserChanged` if the login record's conditions no longer
+    /// hold, `TooManyGuestSessions` if a new guest session would pass `max_guest_sessions`,
+    /// `SessionLimitReached` if the user holds its limit of live sessions under the `Refuse`
+    /// policy (under `EndOldest` the oldest end instead, by creation time). Guest sessions are
+    /// counted while they are stored: an expired one counts until the sweep. A user's live
+    /// sessions are counted under the user's lock, so concurrent logins on any replica never
+    /// leave more than the limit.
     async fn open_session(&self, write: Write<OpenSession>) -> StoreResult<Session>;
     /// The hot path: one indexed look-up of an unexpired session and its user.
     async fn session_by_token(

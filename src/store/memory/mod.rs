@@ -118,6 +118,11 @@ impl State {
                 .get(&user)
                 .map(|ids| ids.iter().copied().collect())
                 .unwrap_or_default(),
+            SessionSelector::OtherSessionsOf { user, keep } => self
+                .user_sessions
+                .get(&user)
+                .map(|ids| ids.iter().copied().filter(|id| *id != keep).collect())
+                .unwrap_or_default(),
             SessionSelector::Guests => self.guest_sessions.iter().copied().collect(),
             SessionSelector::All => self.sessions.keys().copied().collect(),
         }

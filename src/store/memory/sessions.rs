@@ -8,12 +8,45 @@ use super::{MemoryStore, State, StoredSession};
 use crate::{
     domain::{
         ApprovalStatus, DeleteSession, DeleteSessions, OpenSession, Owner, PurgeCounts,
-        PurgeExpired, RenewSession, Session, SessionId, SessionWithUser, TokenHash, UserId, Write,
+        PurgeExpired, RenewSession, Session, SessionId, SessionLimit, SessionLimitPolicy,
+        SessionSelector, SessionWithUser, TokenHash, UserId, Write,
     },
     store::{SessionStore, StoreError, StoreResult, is_live},
 };
 
 impl State {
+    /// The live sessions of `user` a new one must end to stay within `limit`, oldest first
+    /// (the one it replaces is ending anyway); `SessionLimitReached` if the policy refuses.
+    fn oldest_to_end(
+        &self,
+        user: UserId,
+        replaces: Option<SessionId>,
+        limit: SessionLimit,
+        now: SystemTime,
+    ) -> StoreResult<Vec<SessionId>> {
+        let mut live: Vec<&Session> = self
+            .user_sessions
+            .get(&user)
+            .into_iter()
+            .flatten()
+            .filter(|id| Some(**id) != replaces)
+            .filter_map(|id| self.live_session(*id, now))
+            .collect();
+        let excess = (live.len() + 1).saturating_sub(limit.max.get());
+        if excess == 0 {
+            return Ok(Vec::new());
+        }
+        match limit.policy {
+            SessionLimitPolicy::Refuse => Err(StoreError::SessionLimitReached {
+                limit: limit.max.get(),
+            }),
+            SessionLimitPolicy::EndOldest => {
+                live.sort_by_key(|session| (session.created_at, session.id));
+                Ok(live[..excess].iter().map(|session| session.id).collect())
+            }
+        }
+    }
+
     fn with_user(&self, session: &Session) -> SessionWithUser {
         SessionWithUser {
             session: session.clone(),
@@ -31,35 +64,48 @@ impl SessionStore for MemoryStore {
         let Write { now, command: open } = write;
         let mut state = self.lock()?;
         let session = open.new.session.clone();
-        // In PostgreSQL's order: the replaced session goes first, then the new one is
-        // inserted (its user must exist), then the login is recorded.
+        // Every check before any change, so a refusal changes nothing; then the changes in
+        // PostgreSQL's order.
         if let Some(replaced) = open.replaces
             && state.live_session(replaced, now).is_none()
         {
             return Err(StoreError::SessionNotFound);
         }
-        if let Some(user_id) = session.user_id {
-            let record = state.users.get(&user_id).ok_or(StoreError::UserNotFound)?;
-            if let Some(login) = &open.login {
-                let user = &record.user;
-                if record.password_hash != login.verified_hash
-                    || user.is_locked
-                    || user.approval_status != ApprovalStatus::Approved
-                {
-                    return Err(StoreError::UserChanged);
+        // The user's sessions that end with this one's opening.
+        let mut doomed = Vec::new();
+        match session.user_id {
+            Some(user_id) => {
+                let record = state.users.get(&user_id).ok_or(StoreError::UserNotFound)?;
+                if let Some(login) = &open.login {
+                    let user = &record.user;
+                    if record.password_hash != login.verified_hash
+                        || user.is_locked
+                        || user.approval_status != ApprovalStatus::Approved
+                    {
+                        return Err(StoreError::UserChanged);
+                    }
+                }
+                let ends_other_sessions = open
+                    .login
+                    .as_ref()
+                    .is_some_and(|login| login.new_password.is_some());
+                if ends_other_sessions {
+                    doomed = state.selected_sessions(SessionSelector::User(user_id));
+                } else if let Some(limit) = open.session_limit {
+                    doomed = state.oldest_to_end(user_id, open.replaces, limit, now)?;
                 }
             }
-        }
-        if session.user_id.is_none() {
-            // A guest that replaces a guest takes its place rather than adding one.
-            let replaced_guest = open
-                .replaces
-                .is_some_and(|replaced| state.guest_sessions.contains(&replaced));
-            let guests = state.guest_sessions.len() - usize::from(replaced_guest);
-            if guests >= open.max_guest_sessions {
-                return Err(StoreError::TooManyGuestSessions {
-                    limit: open.max_guest_sessions,
-                });
+            None => {
+                // A guest that replaces a guest takes its place rather than adding one.
+                let replaced_guest = open
+                    .replaces
+                    .is_some_and(|replaced| state.guest_sessions.contains(&replaced));
+                let guests = state.guest_sessions.len() - usize::from(replaced_guest);
+                if guests >= open.max_guest_sessions {
+                    return Err(StoreError::TooManyGuestSessions {
+                        limit: open.max_guest_sessions,
+                    });
+                }
             }
         }
         let owner = Owner::Session(session.id);
@@ -72,6 +118,7 @@ impl SessionStore for MemoryStore {
         if let Some(replaced) = open.replaces {
             state.remove_session(replaced);
         }
+        state.remove_sessions(now, doomed);
         if let (Some(login), Some(user_id)) = (open.login, session.user_id)
             && let Some(record) = state.users.get_mut(&user_id)
         {

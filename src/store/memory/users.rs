@@ -69,23 +69,25 @@ impl UserStore for MemoryStore {
 
     async fn update_user(&self, write: Write<UpdateUser>) -> StoreResult<User> {
         let Write {
+            now,
             command:
                 UpdateUser {
                     id,
                     patch,
                     end_sessions,
                 },
-            ..
         } = write;
         let mut state = self.lock()?;
         let record = state.users.get_mut(&id).ok_or(StoreError::UserNotFound)?;
+        let was_expired = record.user.password_expired(now);
         apply_patch(&mut record.user, &patch);
         if let Some(hash) = &patch.password_hash {
             record.password_hash.clone_from(hash);
         }
         let user = record.user.clone();
         let keep = match end_sessions {
-            EndSessions::None => return Ok(user),
+            EndSessions::AllIfPasswordExpired if was_expired => None,
+            EndSessions::None | EndSessions::AllIfPasswordExpired => return Ok(user),
             EndSessions::All => None,
             EndSessions::AllBut(keep) => Some(keep),
         };

@@ -16,7 +16,8 @@ use super::{
 use crate::{
     domain::{
         DeleteSession, DeleteSessions, OpenSession, PurgeCounts, PurgeExpired, RenewSession,
-        Session, SessionId, SessionSelector, SessionWithUser, TokenHash, UserId, Write,
+        Session, SessionId, SessionLimitPolicy, SessionSelector, SessionWithUser, TokenHash,
+        UserId, Write,
     },
     store::{SessionStore, StoreError, StoreResult},
 };
@@ -29,23 +30,18 @@ impl PostgresStore {
         now: SystemTime,
         batch: usize,
     ) -> StoreResult<u64> {
-        self.delete_sessions_in_batches(
-            sql::sessions::DELETE_USER_SESSIONS,
-            Some(user.0),
-            now,
-            batch,
-        )
-        .await
+        self.delete_sessions_in_batches(sql::sessions::DELETE_USER_SESSIONS, &[user.0], now, batch)
+            .await
     }
 
     /// Runs one of the batched revocation statements until a batch comes back short, each
     /// batch its own statement (and transaction), so no statement outgrows the statement
-    /// timeout and locks are held one batch at a time. `user` is the statement's `$4`, if it
-    /// has one. Counts the live sessions deleted.
+    /// timeout and locks are held one batch at a time. `selected` are the statement's
+    /// parameters from `$4` on, which choose the sessions. Counts the live sessions deleted.
     async fn delete_sessions_in_batches(
         &self,
         sql: &'static str,
-        user: Option<Uuid>,
+        selected: &[Uuid],
         now: SystemTime,
         batch: usize,
     ) -> StoreResult<u64> {
@@ -59,9 +55,7 @@ impl PostgresStore {
                 let mut live = 0;
                 loop {
                     let mut params: Vec<&(dyn ToSql + Sync)> = vec![&now, &after, &batch];
-                    if let Some(user) = &user {
-                        params.push(user);
-                    }
+                    params.extend(selected.iter().map(|id| id as &(dyn ToSql + Sync)));
                     let row = client
                         .query_one(&statement, &params)
                         .await
@@ -129,6 +123,15 @@ impl SessionStore for PostgresStore {
                         });
                     }
                 }
+                if let (None, Some(user_id), Some(_)) = (&open.login, user_id, open.session_limit) {
+                    let locked = transaction
+                        .query_opt(sql::sessions::LOCK_USER, &[&user_id])
+                        .await
+                        .map_err(from_pg)?;
+                    if locked.is_none() {
+                        return Err(StoreError::UserNotFound);
+                    }
+                }
                 // The replaced session goes first: a guest replacing a guest then frees its place in
                 // the guest count before taking one, and the count's lock stays the last one taken.
                 if let Some(replaced) = open.replaces {
@@ -142,6 +145,41 @@ impl SessionStore for PostgresStore {
                         .map_err(from_pg)?;
                     if ended == 0 {
                         return Err(StoreError::SessionNotFound);
+                    }
+                }
+                // Then the user's sessions that end with this one's opening: all of them with
+                // a new password, else those past the limit. Both under the user's row lock.
+                let new_password = open
+                    .login
+                    .as_ref()
+                    .is_some_and(|login| login.new_password.is_some());
+                if let (Some(user_id), true) = (user_id, new_password) {
+                    let statement = transaction
+                        .prepare_cached(sql::users::END_USER_SESSIONS)
+                        .await
+                        .map_err(from_pg)?;
+                    transaction
+                        .execute(&statement, &[&user_id, &None::<Uuid>])
+                        .await
+                        .map_err(from_pg)?;
+                } else if let (Some(user_id), Some(limit)) = (user_id, open.session_limit) {
+                    let statement = transaction
+                        .prepare_cached(sql::sessions::ENFORCE_SESSION_LIMIT)
+                        .await
+                        .map_err(from_pg)?;
+                    let end_oldest = limit.policy == SessionLimitPolicy::EndOldest;
+                    let row = transaction
+                        .query_one(
+                            &statement,
+                            &[&user_id, &now, &to_i64(limit.max.get()), &end_oldest],
+                        )
+                        .await
+                        .map_err(from_pg)?;
+                    let live: i64 = row.try_get(0).map_err(from_pg)?;
+                    if !end_oldest && live >= to_i64(limit.max.get()) {
+                        return Err(StoreError::SessionLimitReached {
+                            limit: limit.max.get(),
+                        });
                     }
                 }
                 let statement = transaction
@@ -281,23 +319,27 @@ impl SessionStore for PostgresStore {
         } = write;
         match selector {
             SessionSelector::User(user) => self.delete_user_sessions(user, now, batch).await,
+            SessionSelector::OtherSessionsOf { user, keep } => {
+                self.delete_sessions_in_batches(
+                    sql::sessions::DELETE_OTHER_USER_SESSIONS,
+                    &[user.0, keep.0],
+                    now,
+                    batch,
+                )
+                .await
+            }
             SessionSelector::Guests => {
                 self.delete_sessions_in_batches(
                     sql::sessions::DELETE_GUEST_SESSIONS,
-                    None,
+                    &[],
                     now,
                     batch,
                 )
                 .await
             }
             SessionSelector::All => {
-                self.delete_sessions_in_batches(
-                    sql::sessions::DELETE_ALL_SESSIONS,
-                    None,
-                    now,
-                    batch,
-                )
-                .await
+                self.delete_sessions_in_batches(sql::sessions::DELETE_ALL_SESSIONS, &[], now, batch)
+                    .await
             }
         }
     }

@@ -94,16 +94,17 @@ impl UserStore for PostgresStore {
 
     async fn update_user(&self, write: Write<UpdateUser>) -> StoreResult<User> {
         let Write {
+            now,
             command:
                 UpdateUser {
                     id,
                     patch,
                     end_sessions,
                 },
-            ..
         } = write;
+        // Which sessions end: `None` none, `Some(keep)` all but `keep` (if any).
         let keep = match end_sessions {
-            EndSessions::None => None,
+            EndSessions::None | EndSessions::AllIfPasswordExpired => None,
             EndSessions::All => Some(None),
             EndSessions::AllBut(keep) => Some(Some(keep.0)),
         };
@@ -113,6 +114,25 @@ impl UserStore for PostgresStore {
             .with_client(Retry::Never, move |mut client| async move {
                 let result = async {
                     let transaction = client.transaction().await.map_err(from_pg)?;
+                    let mut keep = keep;
+                    if end_sessions == EndSessions::AllIfPasswordExpired {
+                        let statement = transaction
+                            .prepare_cached(sql::users::PASSWORD_EXPIRED)
+                            .await
+                            .map_err(from_pg)?;
+                        let expired = match transaction
+                            .query_opt(&statement, &[&id.0, &now])
+                            .await
+                            .map_err(from_pg)?
+                        {
+                            Some(row) => row.try_get(0).map_err(from_pg)?,
+                            // No such user: the update finds none either.
+                            None => false,
+                        };
+                        if expired {
+                            keep = Some(None);
+                        }
+                    }
                     let statement = transaction
                         .prepare_cached(sql::users::UPDATE_USER)
                         .await

@@ -47,6 +47,7 @@ mod attributes;
 mod limits;
 mod model;
 mod postgres_only;
+mod session_limits;
 mod sessions;
 mod throttle;
 mod users;
@@ -151,6 +152,7 @@ pub fn plain_open(new: NewSession) -> OpenSession {
         replaces: None,
         login: None,
         max_guest_sessions: usize::MAX,
+        session_limit: None,
     }
 }
 

@@ -212,6 +212,7 @@ async fn apply(store: &Arc<dyn Store>, world: &World, operation: &Operation) -> 
                     .map(|index| world.session(index)),
                 login: None,
                 max_guest_sessions: MAX_GUESTS,
+                session_limit: None,
             };
             answer(store.open_session(write(now, open)).await)
         }

@@ -26,6 +26,7 @@ conformance!(
     list_sessions_pages_by_id,
     delete_session_counts_only_live_sessions,
     delete_sessions_by_selector,
+    other_sessions_of_a_user_end_in_batches,
     purge_expired_counts_and_batches,
 );
 
@@ -61,6 +62,7 @@ async fn open_session_rotates_carries_and_records_the_login(store: Arc<dyn Store
                     }),
                 }),
                 max_guest_sessions: usize::MAX,
+                session_limit: None,
             },
         ))
         .await
@@ -182,6 +184,7 @@ async fn open_session_is_all_or_nothing(store: Arc<dyn Store>) {
                 }),
             }),
             max_guest_sessions: usize::MAX,
+            session_limit: None,
         };
         (open, id, ust)
     };
@@ -589,6 +592,59 @@ async fn delete_session_counts_only_live_sessions(store: Arc<dyn Store>) {
         leftovers(&store).await,
         PurgeCounts::default(),
         "the expired session was deleted all the same"
+    );
+}
+
+/// "Log out my other devices": every session of the user but one, in batches of one here so
+/// the walk past the kept session is exercised; the expired one goes uncounted.
+async fn other_sessions_of_a_user_end_in_batches(store: Arc<dyn Store>) {
+    let alice = create_user(&store, "alice").await;
+    let bob = create_user(&store, "bob").await;
+    let mut alices = Vec::new();
+    for expires in [100, 100, 10, 100] {
+        alices.push(open(&store, Some(alice.id), 0, expires).await.0);
+    }
+    let (bobs, _) = open(&store, Some(bob.id), 0, 100).await;
+    let (guest, _) = open(&store, None, 0, 100).await;
+    let keep = alices[1].id;
+    let select = DeleteSessions {
+        selector: SessionSelector::OtherSessionsOf {
+            user: alice.id,
+            keep,
+        },
+        batch: 1,
+    };
+    let deleted = store
+        .delete_sessions(write(at(20), select))
+        .await
+        .expect("deleted");
+    assert_eq!(
+        deleted, 2,
+        "two live others; the expired one is not counted"
+    );
+    let left: Vec<SessionId> = store
+        .list_sessions(alice.id, None, 10, at(0))
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|session| session.id)
+        .collect();
+    assert_eq!(left, [keep], "expired or not, only the kept one stays");
+    for other in [bobs.id, guest.id] {
+        assert!(
+            store
+                .session_by_id(other, at(20))
+                .await
+                .expect("read")
+                .is_some()
+        );
+    }
+    assert_eq!(
+        store
+            .delete_sessions(write(at(20), select))
+            .await
+            .expect("deleted"),
+        0
     );
 }
 

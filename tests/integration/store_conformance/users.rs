@@ -21,6 +21,7 @@ conformance!(
     list_users_prefix_is_literal,
     update_user_patches_only_given_fields,
     update_user_ends_the_chosen_sessions,
+    an_update_ends_the_sessions_of_an_expired_password,
     delete_user_cascades_to_sessions_and_attributes,
 );
 
@@ -364,6 +365,71 @@ async fn update_user_patches_only_given_fields(store: Arc<dyn Store>) {
         .await
         .expect_err("missing user");
     assert!(matches!(error, StoreError::UserNotFound), "{error:?}");
+}
+
+/// `AllIfPasswordExpired` ends the user's sessions only if its password had expired at the
+/// write's `now`, before the patch moved the expiry: sessions hidden by an expiry stay ended.
+async fn an_update_ends_the_sessions_of_an_expired_password(store: Arc<dyn Store>) {
+    let mut record = user_record("expiring");
+    record.user.password_expiry = Some(at(100));
+    let user = store
+        .create_user(write(at(0), record))
+        .await
+        .expect("created");
+    let (session, _) = open(&store, Some(user.id), 0, 1000).await;
+    let later = UserPatch {
+        password_expiry: Some(Some(at(500))),
+        ..UserPatch::default()
+    };
+    let update = |now: u64, patch: UserPatch| {
+        store.update_user(write(
+            at(now),
+            UpdateUser {
+                id: user.id,
+                patch,
+                end_sessions: EndSessions::AllIfPasswordExpired,
+            },
+        ))
+    };
+    // At 99 the password has not expired: the session stays.
+    update(99, later.clone()).await.expect("updated");
+    assert!(
+        store
+            .session_by_id(session.id, at(99))
+            .await
+            .expect("read")
+            .is_some()
+    );
+    // At 500, exactly its new expiry, it has: the update that clears the expiry ends it.
+    let updated = update(
+        500,
+        UserPatch {
+            password_expiry: Some(None),
+            ..UserPatch::default()
+        },
+    )
+    .await
+    .expect("updated");
+    assert_eq!(updated.password_expiry, None);
+    assert!(
+        store
+            .session_by_id(session.id, at(500))
+            .await
+            .expect("read")
+            .is_none()
+    );
+    let missing = store
+        .update_user(write(
+            at(0),
+            UpdateUser {
+                id: UserId::generate(),
+                patch: later,
+                end_sessions: EndSessions::AllIfPasswordExpired,
+            },
+        ))
+        .await
+        .expect_err("no such user");
+    assert!(matches!(missing, StoreError::UserNotFound), "{missing:?}");
 }
 
 async fn update_user_ends_the_chosen_sessions(store: Arc<dyn Store>) {

@@ -36,6 +36,22 @@ pub const RECORD_LOGIN: &str = "UPDATE users SET last_login_at = $2, \
 
 pub const USER_EXISTS: &str = "SELECT 1 FROM users WHERE id = $1";
 
+/// Locks user `$1` for a session opened without a login record (which would lock it), so
+/// its session limit is counted under the same lock.
+pub const LOCK_USER: &str = "SELECT 1 FROM users WHERE id = $1 FOR UPDATE";
+
+/// Keeps user `$1` within `$3` live sessions at `$2` once a new one is added: returns how
+/// many live sessions it has and, when `$4` (end the oldest), deletes all but the newest
+/// `$3 - 1` of them, returning how many. Runs under the user's row lock, which every login of
+/// the user takes first, in a statement of its own, so its snapshot includes the sessions of
+/// logins that committed while this one waited for the lock.
+pub const ENFORCE_SESSION_LIMIT: &str = "WITH live AS MATERIALIZED (\
+       SELECT id, row_number() OVER (ORDER BY created_at DESC, id DESC) AS newness \
+       FROM sessions WHERE user_id = $1 AND expires_at > $2), \
+     ended AS (DELETE FROM sessions s USING live \
+       WHERE $4::bool AND live.newness >= $3::int8 AND s.id = live.id RETURNING 1) \
+     SELECT (SELECT count(*) FROM live), (SELECT count(*) FROM ended)";
+
 /// Ends the session a new one replaces, if it is still live.
 pub const END_REPLACED_SESSION: &str = "DELETE FROM sessions WHERE id = $1 AND expires_at > $2";
 
@@ -98,6 +114,8 @@ macro_rules! delete_sessions_batch {
 
 /// `$4` the user.
 pub const DELETE_USER_SESSIONS: &str = delete_sessions_batch!("user_id = $4");
+/// `$4` the user, `$5` the session it keeps.
+pub const DELETE_OTHER_USER_SESSIONS: &str = delete_sessions_batch!("user_id = $4 AND id <> $5");
 pub const DELETE_GUEST_SESSIONS: &str = delete_sessions_batch!("user_id IS NULL");
 pub const DELETE_ALL_SESSIONS: &str = delete_sessions_batch!("true");
 

@@ -64,6 +64,11 @@ pub const UPDATE_USER: &str = join!(
     USER.list
 );
 
+/// Locks user `$1` and says whether its password had expired at `$2`, before an update that
+/// may move the expiry: the sessions that expiry made unusable must end, not come back.
+pub const PASSWORD_EXPIRED: &str =
+    "SELECT (password_expiry <= $2) IS TRUE FROM users WHERE id = $1 FOR UPDATE";
+
 /// Ends a user's sessions but `$2`. A statement of its own, after `UPDATE_USER` in the same
 /// transaction, so its snapshot includes sessions of logins that committed while the update
 /// waited for the user row.
