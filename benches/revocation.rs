@@ -166,7 +166,10 @@ async fn run(url: &str, trials: usize) {
     // The second's cache serves once its listener is up: wait for its first hit.
     let deadline = Instant::now() + REFUSED_WITHIN;
     while metric(&scrape(metrics).await, "ssod_auth_cache_hits_total") == 0 {
-        assert!(Instant::now() < deadline, "the second process never hit its cache");
+        assert!(
+            Instant::now() < deadline,
+            "the second process never hit its cache"
+        );
         cached_session(&one, &other).await;
     }
     let before = scrape(metrics).await;

@@ -510,17 +510,15 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl SessionStore for AuthCache {
     async fn open_session(&self, write: Write<OpenSession>) -> StoreResult<Session> {
         let replaced = write.command.replaces;
-        let login_of = write
-            .command
-            .login
-            .as_ref()
-            .and(write.command.new.session.user_id);
+        // A user's new session records its login, may end the user's other sessions (a new
+        // password) or its oldest (the session limit): the user's entries all go.
+        let user = write.command.new.session.user_id;
         let opened = self.sessions.open_session(write).await;
         // Whatever the outcome: a failure may still have committed.
         if let Some(id) = replaced {
             self.invalidate(Invalidation::Session(id), Origin::Local);
         }
-        if let Some(user) = login_of {
+        if let Some(user) = user {
             self.invalidate(Invalidation::User(user), Origin::Local);
         }
         opened
@@ -586,7 +584,10 @@ impl SessionStore for AuthCache {
 
     async fn delete_sessions(&self, write: Write<DeleteSessions>) -> StoreResult<u64> {
         let invalidation = match write.command.selector {
-            SessionSelector::User(user) => Invalidation::User(user),
+            // The kept session goes too: it is read again, unchanged.
+            SessionSelector::User(user) | SessionSelector::OtherSessionsOf { user, .. } => {
+                Invalidation::User(user)
+            }
             SessionSelector::Guests => Invalidation::Guests,
             SessionSelector::All => Invalidation::All,
         };
@@ -716,6 +717,7 @@ mod tests {
                     replaces: None,
                     login: None,
                     max_guest_sessions: 100,
+                    session_limit: None,
                 },
             })
             .await

@@ -639,6 +639,54 @@ async fn the_triggers_announce_ended_sessions_and_changed_users_but_not_renewals
     );
 }
 
+/// What a login ends besides the session it rotates: the oldest past the session limit, the
+/// user's others when it sets a new password; and "log out my other devices".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_ended_by_logins_and_by_their_owner_are_refused_at_once() {
+    let server = deaf_server(|config| {
+        config.sessions.max_sessions_per_user = 2;
+    })
+    .await;
+    let probe = Probe::new(&server).await;
+    server.create_user(&probe.admin, "limited", PASSWORD).await;
+
+    let oldest = server.login("limited", PASSWORD).await.ust;
+    let newer = server.login("limited", PASSWORD).await.ust;
+    probe.cached(&server, &oldest).await;
+    server.login("limited", PASSWORD).await;
+    probe
+        .assert_refused(&server, &oldest, "the oldest, past the limit")
+        .await;
+
+    probe.cached(&server, &newer).await;
+    server
+        .users()
+        .login(proto::LoginRequest {
+            username: "limited".into(),
+            password: PASSWORD.into(),
+            new_password: Some("renewed-password-4".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("a login with a new password");
+    probe
+        .assert_refused(&server, &newer, "ended by a new password at login")
+        .await;
+
+    let keeping = server.login("limited", "renewed-password-4").await.ust;
+    let other = server.login("limited", "renewed-password-4").await.ust;
+    probe.cached(&server, &other).await;
+    server
+        .sessions()
+        .revoke_other_sessions(authed(&keeping, proto::RevokeOtherSessionsRequest {}))
+        .await
+        .expect("revoke the others");
+    probe
+        .assert_refused(&server, &other, "revoked by its user's other session")
+        .await;
+    assert!(probe.verify(&server, &keeping).await.is_some());
+}
+
 /// `url` with another user and password.
 fn with_user(url: &str, user: &str, password: &str) -> String {
     match url.split_once("://") {
