@@ -107,6 +107,7 @@ impl Config {
             allowed_apps,
             sweep_batch,
             max_guest_sessions,
+            renew_on_use,
         } = self.sessions.policy();
         let PasswordRules {
             password_max_age,
@@ -125,6 +126,7 @@ impl Config {
             sweep_batch,
             throttle: self.lockout.policy(),
             max_guest_sessions,
+            renew_on_use,
         }
     }
 }

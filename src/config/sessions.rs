@@ -27,6 +27,19 @@ pub struct SessionsConfig {
     /// Renewal never extends a session past creation + this.
     #[arg(long = "session-max-lifetime", env = "SSOD_SESSION_MAX_LIFETIME", default_value = "12h", value_parser = duration, global = true)]
     pub max_lifetime: Duration,
+    /// Use renews: a call authenticated by a session's UST slides its expiry, at most once
+    /// per renewal interval (`false`: only `RenewSession` does).
+    #[arg(
+        long = "session-renew-on-use",
+        env = "SSOD_SESSION_RENEW_ON_USE",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        global = true
+    )]
+    pub renew_on_use: bool,
+    /// Least time between two renewals of one session by use.
+    #[arg(long = "session-renew-interval", env = "SSOD_SESSION_RENEW_INTERVAL", default_value = "60s", value_parser = duration, global = true)]
+    pub renew_interval: Duration,
     /// Session attribute names kept across login.
     #[arg(
         long,
@@ -62,6 +75,7 @@ pub struct SessionRules {
     pub allowed_apps: Vec<String>,
     pub sweep_batch: usize,
     pub max_guest_sessions: usize,
+    pub renew_on_use: Option<Duration>,
 }
 
 impl SessionsConfig {
@@ -77,6 +91,7 @@ impl SessionsConfig {
             allowed_apps: non_empty(&self.allowed_apps),
             sweep_batch: self.sweep_batch.max(1),
             max_guest_sessions: self.max_guest_sessions,
+            renew_on_use: self.renew_on_use.then_some(self.renew_interval),
         }
     }
 }

@@ -10,9 +10,9 @@ use async_trait::async_trait;
 
 use crate::domain::{
     ClaimLogin, DeleteAttributes, DeleteSession, DeleteSessions, DeleteUser, ForgetLoginFailures,
-    LoginClaim, OpenSession, Owner, PurgeCounts, PurgeExpired, RenewSession, Session, SessionId,
-    SessionWithUser, SetAttributeExpiry, SetAttributes, StoredAttribute, TokenHash, UpdateUser,
-    User, UserId, UserPage, UserQuery, UserRecord, Username, Write,
+    LoginClaim, OpenSession, Owner, PurgeCounts, PurgeExpired, RenewOnUse, RenewSession, Session,
+    SessionId, SessionWithUser, SetAttributeExpiry, SetAttributes, StoredAttribute, TokenHash,
+    UpdateUser, User, UserId, UserPage, UserQuery, UserRecord, Username, Write,
 };
 
 pub mod memory;
@@ -96,11 +96,16 @@ pub trait SessionStore: Send + Sync + 'static {
     /// `TooManyGuestSessions` if a new guest session would pass `max_guest_sessions`. Guest
     /// sessions are counted while they are stored: an expired one counts until the sweep.
     async fn open_session(&self, write: Write<OpenSession>) -> StoreResult<Session>;
-    /// The hot path: one indexed look-up of an unexpired session and its user.
+    /// The hot path: one indexed look-up of an unexpired session and its user, in one
+    /// statement. With `renew`, a session whose renewal is due ([`RenewOnUse::is_due`]) is
+    /// renewed in that same statement and comes back renewed; any other comes back as stored.
+    /// Without it, nothing is written. A decorator that answers from elsewhere (a cache) must
+    /// forward a look-up whose session is due, or the renewal is lost.
     async fn session_by_token(
         &self,
         hash: &TokenHash,
         now: SystemTime,
+        renew: Option<&RenewOnUse>,
     ) -> StoreResult<Option<SessionWithUser>>;
     async fn session_by_id(
         &self,

@@ -564,7 +564,7 @@ async fn data_survives_reconnecting() {
         .expect("found");
     assert_eq!(record.user, user);
     let found = again
-        .session_by_token(&hash, at(1))
+        .session_by_token(&hash, at(1), None)
         .await
         .expect("read")
         .expect("found");

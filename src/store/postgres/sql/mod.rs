@@ -187,6 +187,7 @@ pub const STATEMENTS: &[Statement] = statements![
     sessions::INSERT_SESSION => [SESSION],
     sessions::END_REPLACED_SESSION => [],
     sessions::SESSION_BY_TOKEN => [SESSION, USER],
+    sessions::SESSION_BY_TOKEN_RENEWING => [SESSION, USER],
     sessions::SESSION_BY_ID => [SESSION, USER],
     sessions::RENEW_SESSION => [SESSION],
     sessions::LIST_SESSIONS => [SESSION],
