@@ -138,9 +138,11 @@ pub trait SessionStore: Send + Sync + 'static {
 /// `UserNotFound` otherwise).
 #[async_trait]
 pub trait AttributeStore: Send + Sync + 'static {
-    /// Upserts all items in one atomic write, replacing expired rows too; refuses with
-    /// `TooManyAttributes` if the owner would then hold more than `max_per_owner` live ones,
-    /// or `TooManyAttributeBytes` if their values would take more than `max_bytes_per_owner`.
+    /// Upserts all items (their names distinct) in one atomic write, replacing expired rows
+    /// too; refuses with `TooManyAttributes` if the owner would then hold more than
+    /// `max_per_owner` live ones, or `TooManyAttributeBytes` if their values would take more
+    /// than `max_bytes_per_owner`. Exact under concurrency: writers of one owner are
+    /// serialised, each counting what the others committed.
     async fn set_attributes(
         &self,
         write: Write<SetAttributes>,
@@ -218,6 +220,29 @@ impl Stores {
             throttle: store,
         }
     }
+}
+
+/// The per-owner limits, applied to what an owner would hold after a write: its live
+/// attributes and the bytes of their values. The count is checked first, by every store.
+pub(crate) fn check_owner_limits(
+    live: usize,
+    bytes: usize,
+    max_live: usize,
+    max_bytes: usize,
+) -> StoreResult<()> {
+    if live > max_live {
+        return Err(StoreError::TooManyAttributes {
+            count: live,
+            limit: max_live,
+        });
+    }
+    if bytes > max_bytes {
+        return Err(StoreError::TooManyAttributeBytes {
+            bytes,
+            limit: max_bytes,
+        });
+    }
+    Ok(())
 }
 
 /// An attribute is live until its expiry.
