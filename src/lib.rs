@@ -44,6 +44,7 @@ use crate::{
     clock::{Clock, SystemClock},
     config::{Cli, Command, Config, SchemaMode},
     crypto::{KeyRing, PasswordHasherPool},
+    lifecycle::Lifecycle,
     server::ServeOptions,
     service::{Dependencies, Sso},
     store::{Store, memory::MemoryStore, postgres::PostgresStore},
@@ -73,7 +74,14 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             let listener = tokio::net::TcpListener::bind(config.server.listen).await?;
             let sso = build_service(&config, store, Arc::new(SystemClock))?;
             bootstrap(&config, &sso).await?;
-            server::serve(listener, sso, serve_options(&config)?, shutdown_signal()).await
+            server::serve(
+                listener,
+                sso,
+                serve_options(&config)?,
+                Lifecycle::new(),
+                shutdown_signal(),
+            )
+            .await
         }
         Command::Migrate => {
             require_database(&config)?;

@@ -91,11 +91,13 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
         .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
 }
 
-/// Serves on `listener` until `shutdown` completes.
+/// Serves on `listener` until `shutdown` completes. `lifecycle` may already run tasks the
+/// service depends on (the notification listener); they stop with the server's own.
 pub async fn serve(
     listener: TcpListener,
     sso: Arc<Sso>,
     options: ServeOptions,
+    lifecycle: Lifecycle,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AppError> {
     let limits = options.limits;
@@ -110,7 +112,6 @@ pub async fn serve(
         .build_v1alpha()
         .map_err(|error| AppError::Startup(error.to_string()))?;
 
-    let lifecycle = Lifecycle::new();
     lifecycle.spawn(sweep_loop(
         Arc::clone(&sso),
         options.sweep_interval,

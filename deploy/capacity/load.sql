@@ -23,10 +23,10 @@ CREATE FUNCTION capacity_v7(at timestamptz, seed bigint) RETURNS uuid LANGUAGE s
           || substr(md5(seed::text), 1, 3) || '8' || substr(md5(seed::text), 4, 15))::uuid
 $$;
 
-INSERT INTO users (id, username, email, display_name, first_name, last_name, approval_status,
-                   password_hash, created_at, last_login_at)
+INSERT INTO users (id, username, username_key, email, display_name, first_name, last_name,
+                   approval_status, password_hash, created_at, last_login_at)
 SELECT capacity_v7(:'t0'::timestamptz - interval '400 days' + u * interval '1 ms', u),
-       'user' || u, 'user' || u || '@example.com', 'User ' || u, 'First' || u, 'Last' || u,
+       'user' || u, 'user' || u, 'user' || u || '@example.com', 'User ' || u, 'First' || u, 'Last' || u,
        'approved',
        '$argon2id$v=19$m=19456,t=2,p=1$' || substr(md5(u::text), 1, 22) || '$'
          || substr(md5('h' || u) || md5('i' || u), 1, 43),

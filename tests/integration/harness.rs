@@ -94,6 +94,7 @@ impl TestServer {
             listener,
             Arc::clone(&sso),
             options,
+            ssod::lifecycle::Lifecycle::new(),
             async move {
                 let _ = stopped.await;
             },

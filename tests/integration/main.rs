@@ -10,6 +10,7 @@ mod guests;
 mod harness;
 mod hostile;
 mod limits;
+mod listener;
 mod lockout;
 mod outage;
 mod pg;

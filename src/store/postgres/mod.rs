@@ -67,7 +67,8 @@
 //! # Layout
 //!
 //! One file per capability (`users.rs`, `sessions.rs`, `attributes.rs`, `throttle.rs`), each beside its
-//! statements in [`sql`]; this one holds the pool, health and the query helpers.
+//! statements in [`sql`]; this one holds the pool, health and the query helpers;
+//! [`listener`] holds the one connection outside the pool, which receives `NOTIFY`s.
 
 use std::time::{Duration, SystemTime};
 
@@ -79,6 +80,7 @@ use super::{PoolStatus, StoreError, StoreHealth, StoreResult};
 
 mod attributes;
 mod error;
+pub mod listener;
 mod migrations;
 mod rows;
 mod sessions;
@@ -126,7 +128,7 @@ impl PostgresStore {
     /// Builds the connection pool for a `postgres://` URL or a `key=value` connection string.
     /// No connection is opened here (see the module documentation).
     pub fn connect(url: &str, settings: PgSettings) -> Result<PostgresStore, StoreError> {
-        let (mut config, tls) = tls::configure(url)?;
+        let (mut config, tls) = connection_config(url)?;
         // A hung server or a dead network path fails calls within bounds instead of holding
         // them (and health) forever.
         let statement_timeout = format!(
@@ -137,12 +139,7 @@ impl PostgresStore {
             Some(given) if !given.is_empty() => format!("{given} {statement_timeout}"),
             _ => statement_timeout,
         };
-        config
-            .options(&options)
-            .keepalives(true)
-            .keepalives_idle(Duration::from_secs(30))
-            .keepalives_interval(Duration::from_secs(10))
-            .keepalives_retries(3);
+        config.options(&options);
         let manager = Manager::from_config(
             config,
             tls,
@@ -277,6 +274,23 @@ impl PostgresStore {
         })
         .await
     }
+}
+
+/// The configuration and TLS connector for a connection string, with TCP keepalives so a dead
+/// network path is noticed: shared by the pool and the [`listener::Listener`].
+fn connection_config(
+    url: &str,
+) -> StoreResult<(
+    tokio_postgres::Config,
+    tokio_postgres_rustls::MakeRustlsConnect,
+)> {
+    let (mut config, tls) = tls::configure(url)?;
+    config
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(30))
+        .keepalives_interval(Duration::from_secs(10))
+        .keepalives_retries(3);
+    Ok((config, tls))
 }
 
 /// A sweep's delete, `$1` now, `$2` at most `batch` rows, then `more`: run until a batch
