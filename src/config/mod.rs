@@ -108,6 +108,7 @@ impl Config {
             sweep_batch,
             max_guest_sessions,
             session_limit,
+            renew_on_use,
         } = self.sessions.policy();
         let PasswordRules {
             password_max_age,
@@ -127,6 +128,7 @@ impl Config {
             throttle: self.lockout.policy(),
             max_guest_sessions,
             session_limit,
+            renew_on_use,
         }
     }
 }

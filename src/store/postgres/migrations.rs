@@ -43,6 +43,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "login_failure_reset",
         sql: include_str!("migrations/0005_login_failure_reset.sql"),
     },
+    Migration {
+        version: 6,
+        name: "attribute_writes",
+        sql: include_str!("migrations/0006_attribute_writes.sql"),
+    },
 ];
 
 /// Adds `users.username_key`; its SQL backfill is completed in Rust ([`rekey_usernames`]).
