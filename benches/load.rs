@@ -21,11 +21,12 @@
 //!
 //! - `raw_upsert`: one autocommitted single-row `INSERT … ON CONFLICT DO UPDATE` of the same
 //!   columns (the target's denominator);
-//! - `raw_txn`: what ssod's store runs per write (`ssod::store::postgres::sql`): `BEGIN`, the
-//!   owner row locked `FOR NO KEY UPDATE`, the `unnest` upsert that also counts the owner's
-//!   other live attributes, `COMMIT`;
-//! - `raw_txn_auth`: the same plus the UST look-up ssod's auth layer does first on its own
-//!   pooled connection: all the database work of one `SetAttribute`.
+//! - `raw_write`: what ssod's store runs per write (`ssod::store::postgres::sql`): one
+//!   statement calling the `ssod_set_session_attributes` function, which locks the owner row,
+//!   counts its other live attributes and upserts;
+//! - `raw_write_auth`: the same plus the UST look-up (renewing when due) that ssod's auth
+//!   layer does first on its own pooled connection: all the database work of one
+//!   `SetAttribute`.
 //!
 //! The `cpu` columns are cores used during the measured window, from `/proc`: the ssod
 //! process, this bench process, and everything else on the machine (PostgreSQL mostly).
@@ -59,7 +60,7 @@ use ssod::{
         self, AttributeScope, attribute_service_client::AttributeServiceClient,
         session_service_client::SessionServiceClient, user_service_client::UserServiceClient,
     },
-    store::postgres::sql::{attributes::SESSION_ATTRIBUTES, sessions::SESSION_BY_TOKEN},
+    store::postgres::sql::{attributes::SESSION_ATTRIBUTES, sessions::SESSION_BY_TOKEN_RENEWING},
 };
 use tokio_postgres::NoTls;
 use tonic::{
@@ -84,8 +85,8 @@ const AGENT: &str = "ssod-load-bench";
 const USER_PASSWORD: &str = "bench-user-password-1";
 
 // The raw baselines run the statements ssod's PostgreSQL store runs for a SetAttribute on a
-// session (`ssod::store::postgres::sql`): the auth layer's `SESSION_BY_TOKEN`, then
-// `SESSION_ATTRIBUTES.lock_owner` and its counted `unnest` upsert.
+// session (`ssod::store::postgres::sql`): the auth layer's `SESSION_BY_TOKEN_RENEWING`, then
+// `SESSION_ATTRIBUTES.set`.
 
 /// The baseline: the same upsert of one row, no transaction, no lock, no count.
 const RAW_UPSERT: &str = "INSERT INTO session_attributes AS a (session_id, name, value, \
@@ -630,48 +631,43 @@ fn pg_error(error: impl std::error::Error + 'static) -> String {
     error.to_string()
 }
 
-/// The raw baselines' write: `BEGIN`, lock the owner, counted upsert, `COMMIT`, as ssod's
-/// store does it.
-async fn raw_transaction(
+/// The raw baselines' write: the one statement ssod's store runs.
+async fn raw_write(
     pool: &Pool,
     session_id: Uuid,
     name: String,
     value: Vec<u8>,
 ) -> Result<(), String> {
     let now = SystemTime::now();
-    let mut client = pool.get().await.map_err(pg_error)?;
-    let transaction = client.transaction().await.map_err(pg_error)?;
-    let lock = transaction
-        .prepare_cached(SESSION_ATTRIBUTES.lock_owner)
-        .await
-        .map_err(pg_error)?;
-    if transaction
-        .query_opt(&lock, &[&session_id, &now])
-        .await
-        .map_err(pg_error)?
-        .is_none()
-    {
-        return Err("session not found".into());
-    }
-    let upsert = transaction
-        .prepare_cached(SESSION_ATTRIBUTES.upsert)
+    let client = pool.get().await.map_err(pg_error)?;
+    let write = client
+        .prepare_cached(SESSION_ATTRIBUTES.set)
         .await
         .map_err(pg_error)?;
     let names = vec![name.as_str()];
     let values = vec![value.as_slice()];
     let key_ids: Vec<Option<&str>> = vec![None];
     let expires_at: Vec<Option<SystemTime>> = vec![None];
-    let rows = transaction
+    let rows = client
         .query(
-            &upsert,
-            &[&session_id, &now, &names, &values, &key_ids, &expires_at],
+            &write,
+            &[
+                &session_id,
+                &now,
+                &names,
+                &values,
+                &key_ids,
+                &expires_at,
+                &i64::from(u16::MAX),
+                &i64::MAX,
+            ],
         )
         .await
         .map_err(pg_error)?;
     if rows.len() != 1 {
-        return Err(format!("the upsert returned {} rows", rows.len()));
+        return Err(format!("the write returned {} rows", rows.len()));
     }
-    transaction.commit().await.map_err(pg_error)
+    Ok(())
 }
 
 async fn run_store(args: &Args, store: StoreKind, database_url: Option<&str>) {
@@ -852,13 +848,13 @@ async fn run_store(args: &Args, store: StoreKind, database_url: Option<&str>) {
             .await,
         );
         raw_rows.push(
-            run(&context, "raw_txn", c, secs, |i| {
+            run(&context, "raw_write", c, secs, |i| {
                 let pool = pool.clone();
                 let session_id = session_of(i).session_id;
                 move |k| {
                     let pool = pool.clone();
                     async move {
-                        raw_transaction(
+                        raw_write(
                             &pool,
                             session_id,
                             attribute_name(i, k),
@@ -871,7 +867,7 @@ async fn run_store(args: &Args, store: StoreKind, database_url: Option<&str>) {
             .await,
         );
         raw_rows.push(
-            run(&context, "raw_txn_auth", c, secs, |i| {
+            run(&context, "raw_write_auth", c, secs, |i| {
                 let pool = pool.clone();
                 let session = session_of(i);
                 let token_hash = Sha256::digest(session.ust.as_bytes()).to_vec();
@@ -881,20 +877,35 @@ async fn run_store(args: &Args, store: StoreKind, database_url: Option<&str>) {
                     let session_id = session.session_id;
                     async move {
                         {
-                            // The auth layer's look-up, on its own pooled connection.
+                            // The auth layer's look-up, on its own pooled connection,
+                            // with ssod's default lifetimes and renewal interval.
                             let now = SystemTime::now();
+                            let renewed_before = now - Duration::from_secs(60);
+                            let user_expiry = now + Duration::from_secs(3600);
+                            let guest_expiry = now + Duration::from_secs(1800);
+                            let max_lifetime_micros: i64 = 12 * 3600 * 1_000_000;
                             let client = pool.get().await.map_err(pg_error)?;
                             let lookup = client
-                                .prepare_cached(SESSION_BY_TOKEN)
+                                .prepare_cached(SESSION_BY_TOKEN_RENEWING)
                                 .await
                                 .map_err(pg_error)?;
                             client
-                                .query_opt(&lookup, &[&token_hash, &now])
+                                .query_opt(
+                                    &lookup,
+                                    &[
+                                        &token_hash,
+                                        &now,
+                                        &renewed_before,
+                                        &user_expiry,
+                                        &guest_expiry,
+                                        &max_lifetime_micros,
+                                    ],
+                                )
                                 .await
                                 .map_err(pg_error)?
                                 .ok_or("UST not found")?;
                         }
-                        raw_transaction(
+                        raw_write(
                             &pool,
                             session_id,
                             attribute_name(i, k),

@@ -112,6 +112,7 @@ impl Config {
             sweep_batch,
             max_guest_sessions,
             session_limit,
+            renew_on_use,
         } = self.sessions.policy();
         let PasswordRules {
             password_max_age,
@@ -131,6 +132,7 @@ impl Config {
             throttle: self.lockout.policy(),
             max_guest_sessions,
             session_limit,
+            renew_on_use,
         }
     }
 }

@@ -38,6 +38,19 @@ pub struct SessionsConfig {
     /// Renewal never extends a session past creation + this.
     #[arg(long = "session-max-lifetime", env = "SSOD_SESSION_MAX_LIFETIME", default_value = "12h", value_parser = duration, global = true)]
     pub max_lifetime: Duration,
+    /// Use renews: a call authenticated by a session's UST slides its expiry, at most once
+    /// per renewal interval (`false`: only `RenewSession` does).
+    #[arg(
+        long = "session-renew-on-use",
+        env = "SSOD_SESSION_RENEW_ON_USE",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        global = true
+    )]
+    pub renew_on_use: bool,
+    /// Least time between two renewals of one session by use.
+    #[arg(long = "session-renew-interval", env = "SSOD_SESSION_RENEW_INTERVAL", default_value = "60s", value_parser = duration, global = true)]
+    pub renew_interval: Duration,
     /// Session attribute names kept across login.
     #[arg(
         long,
@@ -91,6 +104,7 @@ pub struct SessionRules {
     pub sweep_batch: usize,
     pub max_guest_sessions: usize,
     pub session_limit: Option<SessionLimit>,
+    pub renew_on_use: Option<Duration>,
 }
 
 impl SessionsConfig {
@@ -115,6 +129,7 @@ impl SessionsConfig {
                     },
                 }
             }),
+            renew_on_use: self.renew_on_use.then_some(self.renew_interval),
         }
     }
 }

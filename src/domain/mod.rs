@@ -451,6 +451,38 @@ impl SessionPolicy {
     }
 }
 
+/// Renewal by use, folded into a token look-up so that it costs no round trip of its own: a
+/// live session found by its token whose last renewal is at or before `renewed_before` (so at
+/// least the renewal interval ago) gets the expiry [`SessionPolicy::expiry`] gives at the
+/// look-up's `now`, and `now` as its renewal time, in the same step. Only a session that
+/// would authenticate is renewed: a guest's, or one whose user [`User::may_authenticate`].
+#[derive(Clone, Copy, Debug)]
+pub struct RenewOnUse {
+    pub renewed_before: SystemTime,
+    /// The lifetimes the new expiry follows.
+    pub lifetimes: SessionPolicy,
+}
+
+impl RenewOnUse {
+    /// Whether a session found at `now` is renewed by this look-up.
+    pub fn is_due(&self, found: &SessionWithUser, now: SystemTime) -> bool {
+        found.session.last_renewed_at <= self.renewed_before
+            && found.session.expires_at > now
+            && found
+                .user
+                .as_ref()
+                .is_none_or(|user| user.may_authenticate(now))
+    }
+
+    /// The session renewed at `now`.
+    pub fn renew(&self, session: &mut Session, now: SystemTime) {
+        session.expires_at =
+            self.lifetimes
+                .expiry(session.user_id.is_none(), session.created_at, now);
+        session.last_renewed_at = now;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,14 +1,20 @@
 //! Business rules: login and rotation, renewal, ownership, limits, encryption. Handlers call
 //! this layer with validated domain values; this layer calls the store.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 
 use crate::{
     clock::Clock,
     crypto::{self, KeyRing, PasswordHasherPool},
-    domain::{Limits, Session, SessionLimit, SessionPolicy, SessionWithUser, ThrottleLimits, User},
+    domain::{
+        Limits, RenewOnUse, Session, SessionLimit, SessionPolicy, SessionWithUser, ThrottleLimits,
+        User,
+    },
     store::{StoreHealth, Stores},
 };
 
@@ -57,6 +63,9 @@ pub struct Policy {
     pub max_guest_sessions: usize,
     /// Live sessions per user, and what a login past them does; `None`: no limit.
     pub session_limit: Option<SessionLimit>,
+    /// Use renews: the least time between two renewals of one session by the calls its UST
+    /// authenticates; `None`: use never renews (only `RenewSession` does).
+    pub renew_on_use: Option<Duration>,
 }
 
 /// Who is calling: the session its UST names, and that session's user (none for a guest).
@@ -217,10 +226,16 @@ impl Sso {
     }
 
     /// Resolves a UST to its caller: the hot path, one store look-up. A session whose user
-    /// is locked or whose password has expired does not authenticate.
+    /// is locked or whose password has expired does not authenticate. The call this
+    /// authenticates is a use of the session: the same look-up renews it when due.
     pub async fn authenticate(&self, ust: &str) -> ServiceResult<Caller> {
         let now = self.clock.now();
-        self.live_session_by_ust(ust, now)
+        let renew = self.policy.renew_on_use.map(|interval| RenewOnUse {
+            // A clock this close to the epoch has nothing renewed before it.
+            renewed_before: now.checked_sub(interval).unwrap_or(SystemTime::UNIX_EPOCH),
+            lifetimes: self.policy.sessions,
+        });
+        self.live_session_by_ust(ust, now, renew.as_ref())
             .await?
             .ok_or(ServiceError::UstInvalid)
     }
@@ -240,10 +255,12 @@ impl Sso {
             .ok_or(ServiceError::UstInvalid)
     }
 
+    /// The usable session a UST names, renewed by this look-up when `renew` says so.
     async fn live_session_by_ust(
         &self,
         ust: &str,
-        now: std::time::SystemTime,
+        now: SystemTime,
+        renew: Option<&RenewOnUse>,
     ) -> ServiceResult<Option<Caller>> {
         if !crypto::is_well_formed_ust(ust) {
             return Ok(None);
@@ -251,7 +268,7 @@ impl Sso {
         let found = self
             .stores
             .sessions
-            .session_by_token(&crypto::hash_ust(ust), now)
+            .session_by_token(&crypto::hash_ust(ust), now, renew)
             .await?;
         Ok(found.and_then(|found| usable(found, now)))
     }
@@ -285,7 +302,7 @@ impl Sso {
 
 /// A stored session counts only while its user may use it: not locked, approved, and with a
 /// password that has not expired.
-fn usable(found: SessionWithUser, now: std::time::SystemTime) -> Option<Caller> {
+fn usable(found: SessionWithUser, now: SystemTime) -> Option<Caller> {
     match &found.user {
         Some(user) if !user.may_authenticate(now) => None,
         _ => Some(Caller {

@@ -44,7 +44,9 @@ impl Sso {
             .ok_or(ServiceError::SessionNotFound)
     }
 
-    /// Like [`Sso::get_session`] but answers `None` for an invalid session; never extends it.
+    /// Like [`Sso::get_session`] but answers `None` for an invalid session. Looking at a
+    /// session is not using it: the target is never renewed (the caller's own session was,
+    /// by the look-up that authenticated this call).
     pub async fn verify_session(
         &self,
         caller: &Caller,
@@ -58,7 +60,7 @@ impl Sso {
         self.check_client(client)?;
         let now = self.clock.now();
         Ok(self
-            .live_session_by_ust(target_ust, now)
+            .live_session_by_ust(target_ust, now, None)
             .await?
             .map(|found| found.session))
     }

@@ -17,6 +17,8 @@
 //! - The same through another replica, once its `NOTIFY` arrives: triggers on `sessions` and
 //!   `users` (migration 7) announce ended sessions and changed users on [`CHANNEL`], and
 //!   [`AuthCache::follow`] drops what they name.
+//! - A session due for renewal by use (`RenewOnUse::is_due`): that look-up goes to the store,
+//!   which renews it, and the renewed session is cached; so no renewal is skipped.
 //! - Anything while notifications may be missed: until the listener is up, while it is
 //!   down, and across a reconnection or a lag, the cache is flushed and look-ups go to the
 //!   store (fail closed).
@@ -57,7 +59,7 @@ use super::{
     postgres::listener::{Listener, Listening, Notification},
 };
 use crate::domain::{
-    DeleteSession, DeleteSessions, DeleteUser, OpenSession, PurgeCounts, PurgeExpired,
+    DeleteSession, DeleteSessions, DeleteUser, OpenSession, PurgeCounts, PurgeExpired, RenewOnUse,
     RenewSession, Session, SessionId, SessionSelector, SessionWithUser, TokenHash, UpdateUser,
     User, UserId, UserPage, UserQuery, UserRecord, Username, Write,
 };
@@ -524,23 +526,27 @@ impl SessionStore for AuthCache {
         opened
     }
 
+    /// A session due for renewal by use is a miss: the store renews it, and the renewed
+    /// session is cached, so no renewal is ever skipped.
     async fn session_by_token(
         &self,
         hash: &TokenHash,
         now: SystemTime,
+        renew: Option<&RenewOnUse>,
     ) -> StoreResult<Option<SessionWithUser>> {
         if self.is_bypassed() {
-            return self.sessions.session_by_token(hash, now).await;
+            return self.sessions.session_by_token(hash, now, renew).await;
         }
         if let Some(found) = self.entries.get(hash)
             && servable(&found, now)
+            && !renew.is_some_and(|renew| renew.is_due(&found, now))
         {
             metrics::counter!("ssod_auth_cache_hits_total").increment(1);
             return Ok(Some(SessionWithUser::clone(&found)));
         }
         metrics::counter!("ssod_auth_cache_misses_total").increment(1);
         let generation = self.generation.load(Ordering::SeqCst);
-        let found = self.sessions.session_by_token(hash, now).await?;
+        let found = self.sessions.session_by_token(hash, now, renew).await?;
         if let Some(found) = &found
             && servable(found, now)
         {
@@ -643,7 +649,7 @@ mod tests {
     use super::*;
     use crate::{
         crypto,
-        domain::{ApprovalStatus, EndSessions, NewSession, Profile, UserPatch},
+        domain::{ApprovalStatus, EndSessions, NewSession, Profile, SessionPolicy, UserPatch},
         store::memory::MemoryStore,
     };
 
@@ -739,7 +745,11 @@ mod tests {
     }
 
     async fn resolves(cache: &AuthCache, hash: &TokenHash, now: SystemTime) -> bool {
-        cache.session_by_token(hash, now).await.unwrap().is_some()
+        cache
+            .session_by_token(hash, now, None)
+            .await
+            .unwrap()
+            .is_some()
     }
 
     #[tokio::test]
@@ -794,6 +804,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_session_due_for_renewal_reaches_the_store_and_comes_back_renewed() {
+        let (cache, store) = cache_over_memory(SETTINGS);
+        let owner = user(&store, "gus", None).await;
+        let (first, hash) = session(&store, Some(owner.id), 100).await;
+        let lifetimes = SessionPolicy {
+            idle_timeout: Duration::from_secs(100),
+            guest_idle_timeout: Duration::from_secs(100),
+            max_lifetime: Duration::from_secs(1000),
+        };
+        // Renewed at most once per 30 s.
+        let renew_at = |now: u64| RenewOnUse {
+            renewed_before: at(now - 30),
+            lifetimes,
+        };
+        assert!(resolves(&cache, &hash, at(10)).await);
+        let renewed = cache
+            .session_by_token(&hash, at(50), Some(&renew_at(50)))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            renewed.session.last_renewed_at,
+            at(50),
+            "renewed, not served stale"
+        );
+        let stored = store
+            .sessions
+            .session_by_id(first.id, at(50))
+            .await
+            .unwrap();
+        assert_eq!(stored.unwrap().session.expires_at, at(150));
+        // Not due again within the interval: answered from memory, renewed as it was.
+        delete_behind(&store, first.id).await;
+        let cached = cache
+            .session_by_token(&hash, at(60), Some(&renew_at(60)))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(cached.session.expires_at, at(150));
+    }
+
+    #[tokio::test]
     async fn an_invalidation_during_a_miss_keeps_its_result_out() {
         let (cache, store) = cache_over_memory(SETTINGS);
         let owner = user(&store, "cy", None).await;
@@ -801,13 +853,13 @@ mod tests {
         let (_, other_hash) = session(&store, Some(owner.id), 100).await;
         let read = store
             .sessions
-            .session_by_token(&hash, at(1))
+            .session_by_token(&hash, at(1), None)
             .await
             .unwrap()
             .unwrap();
         let other = store
             .sessions
-            .session_by_token(&other_hash, at(1))
+            .session_by_token(&other_hash, at(1), None)
             .await
             .unwrap()
             .unwrap();
@@ -871,7 +923,11 @@ mod tests {
             })
             .await
             .unwrap();
-        let found = cache.session_by_token(&hash, at(1)).await.unwrap().unwrap();
+        let found = cache
+            .session_by_token(&hash, at(1), None)
+            .await
+            .unwrap()
+            .unwrap();
         assert!(found.user.unwrap().is_locked, "read from the store again");
     }
 

@@ -10,9 +10,9 @@ use async_trait::async_trait;
 
 use crate::domain::{
     ClaimLogin, DeleteAttributes, DeleteSession, DeleteSessions, DeleteUser, ForgetLoginFailures,
-    LoginClaim, OpenSession, Owner, PurgeCounts, PurgeExpired, RenewSession, Session, SessionId,
-    SessionWithUser, SetAttributeExpiry, SetAttributes, StoredAttribute, TokenHash, UpdateUser,
-    User, UserId, UserPage, UserQuery, UserRecord, Username, Write,
+    LoginClaim, OpenSession, Owner, PurgeCounts, PurgeExpired, RenewOnUse, RenewSession, Session,
+    SessionId, SessionWithUser, SetAttributeExpiry, SetAttributes, StoredAttribute, TokenHash,
+    UpdateUser, User, UserId, UserPage, UserQuery, UserRecord, Username, Write,
 };
 
 pub mod cache;
@@ -104,11 +104,16 @@ pub trait SessionStore: Send + Sync + 'static {
     /// sessions are counted under the user's lock, so concurrent logins on any replica never
     /// leave more than the limit.
     async fn open_session(&self, write: Write<OpenSession>) -> StoreResult<Session>;
-    /// The hot path: one indexed look-up of an unexpired session and its user.
+    /// The hot path: one indexed look-up of an unexpired session and its user, in one
+    /// statement. With `renew`, a session whose renewal is due ([`RenewOnUse::is_due`]) is
+    /// renewed in that same statement and comes back renewed; any other comes back as stored.
+    /// Without it, nothing is written. A decorator that answers from elsewhere (a cache) must
+    /// forward a look-up whose session is due, or the renewal is lost.
     async fn session_by_token(
         &self,
         hash: &TokenHash,
         now: SystemTime,
+        renew: Option<&RenewOnUse>,
     ) -> StoreResult<Option<SessionWithUser>>;
     async fn session_by_id(
         &self,
@@ -141,9 +146,11 @@ pub trait SessionStore: Send + Sync + 'static {
 /// `UserNotFound` otherwise).
 #[async_trait]
 pub trait AttributeStore: Send + Sync + 'static {
-    /// Upserts all items in one atomic write, replacing expired rows too; refuses with
-    /// `TooManyAttributes` if the owner would then hold more than `max_per_owner` live ones,
-    /// or `TooManyAttributeBytes` if their values would take more than `max_bytes_per_owner`.
+    /// Upserts all items (their names distinct) in one atomic write, replacing expired rows
+    /// too; refuses with `TooManyAttributes` if the owner would then hold more than
+    /// `max_per_owner` live ones, or `TooManyAttributeBytes` if their values would take more
+    /// than `max_bytes_per_owner`. Exact under concurrency: writers of one owner are
+    /// serialised, each counting what the others committed.
     async fn set_attributes(
         &self,
         write: Write<SetAttributes>,
@@ -221,6 +228,29 @@ impl Stores {
             throttle: store,
         }
     }
+}
+
+/// The per-owner limits, applied to what an owner would hold after a write: its live
+/// attributes and the bytes of their values. The count is checked first, by every store.
+pub(crate) fn check_owner_limits(
+    live: usize,
+    bytes: usize,
+    max_live: usize,
+    max_bytes: usize,
+) -> StoreResult<()> {
+    if live > max_live {
+        return Err(StoreError::TooManyAttributes {
+            count: live,
+            limit: max_live,
+        });
+    }
+    if bytes > max_bytes {
+        return Err(StoreError::TooManyAttributeBytes {
+            bytes,
+            limit: max_bytes,
+        });
+    }
+    Ok(())
 }
 
 /// An attribute is live until its expiry.

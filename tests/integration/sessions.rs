@@ -1,10 +1,13 @@
 //! SessionService over the real server: guest sessions, inspection, renewal, listing,
 //! revocation, sweeps, and rotation on login and logout.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use prost::Message;
-use ssod::proto::{self, AttributeScope, delete_user_sessions_request::Selector};
+use ssod::{
+    domain::{Session, SessionId},
+    proto::{self, AttributeScope, delete_user_sessions_request::Selector},
+};
 use tonic::Code;
 
 use crate::{
@@ -218,6 +221,171 @@ async fn renewal_slides_and_is_capped(backend: Backend) {
         .await
         .expect_err("past the absolute lifetime");
     assert_error(&status, Code::Unauthenticated, "UST_INVALID");
+}
+
+/// The stored session, read without using it (a store read renews nothing).
+async fn stored_session(server: &TestServer, session_id: &str) -> Option<Session> {
+    let id = SessionId(uuid::Uuid::parse_str(session_id).expect("a session id"));
+    server
+        .store
+        .session_by_id(id, server.clock_now())
+        .await
+        .expect("read")
+        .map(|found| found.session)
+}
+
+/// Its expiry and last renewal, as seconds after `since`.
+fn lifetime_since(session: &Session, since: SystemTime) -> (u64, u64) {
+    let after = |time: SystemTime| time.duration_since(since).expect("later").as_secs();
+    (after(session.expires_at), after(session.last_renewed_at))
+}
+
+/// Any call a UST authenticates renews its session, at most once per renewal interval
+/// (60 s by default), and never past the absolute lifetime.
+async fn use_renews_throttled_and_capped(backend: Backend) {
+    let server = TestServer::start_with(backend, |config| {
+        config.sessions.idle_timeout = Duration::from_secs(600);
+        config.sessions.guest_idle_timeout = Duration::from_secs(300);
+        config.sessions.max_lifetime = Duration::from_secs(1000);
+    })
+    .await;
+    let admin = server.admin().await;
+    server.create_user(&admin, "uma", "user-password-1").await;
+    let start = server.clock_now();
+    let login = server.login("uma", "user-password-1").await;
+    let id = login.session.expect("session").session_id;
+    let ust = login.ust;
+    let lifetime =
+        || async { lifetime_since(&stored_session(&server, &id).await.expect("live"), start) };
+    assert_eq!(lifetime().await, (600, 0));
+
+    // Inside the interval: the call is served, nothing is written.
+    server.advance(Duration::from_secs(30));
+    server.current_user(&ust).await.expect("served");
+    assert_eq!(lifetime().await, (600, 0));
+
+    // At the interval: now + the idle timeout.
+    server.advance(Duration::from_secs(30));
+    server.current_user(&ust).await.expect("served");
+    assert_eq!(lifetime().await, (660, 60));
+    server.advance(Duration::from_secs(59));
+    server.current_user(&ust).await.expect("served");
+    assert_eq!(lifetime().await, (660, 60), "throttled by the interval");
+
+    // Past what the login alone gave (600), kept alive by use, and capped at creation + 1000.
+    server.advance(Duration::from_secs(540));
+    server
+        .list_attribute_names(&ust, AttributeScope::User as i32)
+        .await
+        .expect("served");
+    assert_eq!(lifetime().await, (1000, 659));
+    server.advance(Duration::from_secs(341));
+    let status = server
+        .current_user(&ust)
+        .await
+        .expect_err("past the absolute lifetime");
+    assert_error(&status, Code::Unauthenticated, "UST_INVALID");
+
+    // A guest slides by the guest idle timeout.
+    let guest = server.guest().await;
+    let guest_id = guest.session.expect("session").session_id;
+    let created = server.clock_now();
+    server.advance(Duration::from_secs(100));
+    server
+        .list_attribute_names(&guest.ust, AttributeScope::Session as i32)
+        .await
+        .expect("served");
+    let renewed = stored_session(&server, &guest_id).await.expect("live");
+    assert_eq!(lifetime_since(&renewed, created), (400, 100));
+}
+
+async fn use_renews_nothing_when_turned_off(backend: Backend) {
+    let server = TestServer::start_with(backend, |config| {
+        config.sessions.idle_timeout = Duration::from_secs(600);
+        config.sessions.renew_on_use = false;
+    })
+    .await;
+    let admin = server.admin().await;
+    server
+        .create_user(&admin, "ursula", "user-password-1")
+        .await;
+    let start = server.clock_now();
+    let login = server.login("ursula", "user-password-1").await;
+    let id = login.session.expect("session").session_id;
+    for _ in 0..5 {
+        server.advance(Duration::from_secs(110));
+        server.current_user(&login.ust).await.expect("served");
+    }
+    let stored = stored_session(&server, &id).await.expect("live");
+    assert_eq!(lifetime_since(&stored, start), (600, 0));
+    server.advance(Duration::from_secs(50));
+    let status = server
+        .current_user(&login.ust)
+        .await
+        .expect_err("expired however much it was used");
+    assert_error(&status, Code::Unauthenticated, "UST_INVALID");
+}
+
+/// `VerifySession` and `GetSession` look at their target without extending it; the
+/// super-user's own session, which authenticates the call, is renewed like any caller's.
+async fn verify_and_get_session_never_extend_their_target(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let admin = server
+        .login(crate::harness::ADMIN, crate::harness::ADMIN_PASSWORD)
+        .await;
+    let admin_id = admin.session.expect("session").session_id;
+    server
+        .create_user(&admin.ust, "tess", "user-password-1")
+        .await;
+    let start = server.clock_now();
+    let target = server.login("tess", "user-password-1").await;
+    let target_session = target.session.expect("session");
+
+    server.advance(Duration::from_secs(120));
+    let verified = server
+        .sessions()
+        .verify_session(authed(
+            &admin.ust,
+            proto::VerifySessionRequest {
+                target_ust: target.ust.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("verify")
+        .into_inner();
+    assert!(verified.valid);
+    let seen = verified.session.expect("session");
+    assert_eq!(seen.expiration_time, target_session.expiration_time);
+    assert_eq!(seen.last_renewal_time, target_session.last_renewal_time);
+    let admin_session = stored_session(&server, &admin_id).await.expect("live");
+    assert_eq!(
+        admin_session.last_renewed_at,
+        server.clock_now(),
+        "the caller's own session renewed by use"
+    );
+
+    server.advance(Duration::from_secs(120));
+    let got = server
+        .sessions()
+        .get_session(authed(
+            &admin.ust,
+            proto::GetSessionRequest {
+                target_ust: target.ust.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("get")
+        .into_inner()
+        .session
+        .expect("session");
+    assert_eq!(got.expiration_time, target_session.expiration_time);
+    assert_eq!(got.last_renewal_time, target_session.last_renewal_time);
+    let stored = stored_session(&server, &target_session.session_id)
+        .await
+        .expect("live");
+    assert_eq!(lifetime_since(&stored, start), (3600, 0));
 }
 
 async fn list_sessions_pages_and_never_returns_usts(backend: Backend) {
@@ -655,6 +823,9 @@ both!(
     guest_sessions_are_verified_without_extension,
     get_session_finds_only_live_sessions,
     renewal_slides_and_is_capped,
+    use_renews_throttled_and_capped,
+    use_renews_nothing_when_turned_off,
+    verify_and_get_session_never_extend_their_target,
     list_sessions_pages_and_never_returns_usts,
     delete_session_rules,
     delete_user_sessions_selectors,

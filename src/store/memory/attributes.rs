@@ -10,7 +10,7 @@ use crate::{
         DeleteAttributes, NewAttribute, Owner, SetAttributeExpiry, SetAttributes, StoredAttribute,
         Write,
     },
-    store::{AttributeStore, StoreError, StoreResult, is_live},
+    store::{AttributeStore, StoreError, StoreResult, check_owner_limits, is_live},
 };
 
 impl State {
@@ -44,24 +44,17 @@ impl State {
             .fold((0, 0), |(count, bytes), attribute| {
                 (count + 1, bytes + attribute.value.stored_len())
             });
-        let live_after = others + items.len();
-        if live_after > max_per_owner {
-            return Err(StoreError::TooManyAttributes {
-                count: live_after,
-                limit: max_per_owner,
-            });
-        }
         let bytes_after = other_bytes
             + items
                 .iter()
                 .map(|item| item.value.stored_len())
                 .sum::<usize>();
-        if bytes_after > max_bytes_per_owner {
-            return Err(StoreError::TooManyAttributeBytes {
-                bytes: bytes_after,
-                limit: max_bytes_per_owner,
-            });
-        }
+        check_owner_limits(
+            others + items.len(),
+            bytes_after,
+            max_per_owner,
+            max_bytes_per_owner,
+        )?;
         let written = items
             .into_iter()
             .map(|item| {

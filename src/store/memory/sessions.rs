@@ -8,8 +8,8 @@ use super::{MemoryStore, State, StoredSession};
 use crate::{
     domain::{
         ApprovalStatus, DeleteSession, DeleteSessions, OpenSession, Owner, PurgeCounts,
-        PurgeExpired, RenewSession, Session, SessionId, SessionLimit, SessionLimitPolicy,
-        SessionSelector, SessionWithUser, TokenHash, UserId, Write,
+        PurgeExpired, RenewOnUse, RenewSession, Session, SessionId, SessionLimit,
+        SessionLimitPolicy, SessionSelector, SessionWithUser, TokenHash, UserId, Write,
     },
     store::{SessionStore, StoreError, StoreResult, is_live},
 };
@@ -136,13 +136,24 @@ impl SessionStore for MemoryStore {
         &self,
         hash: &TokenHash,
         now: SystemTime,
+        renew: Option<&RenewOnUse>,
     ) -> StoreResult<Option<SessionWithUser>> {
-        let state = self.lock()?;
-        Ok(state
+        let mut state = self.lock()?;
+        let Some(mut found) = state
             .tokens
             .get(hash)
             .and_then(|id| state.live_session(*id, now))
-            .map(|session| state.with_user(session)))
+            .map(|session| state.with_user(session))
+        else {
+            return Ok(None);
+        };
+        if let Some(renew) = renew.filter(|renew| renew.is_due(&found, now))
+            && let Some(stored) = state.sessions.get_mut(&found.session.id)
+        {
+            renew.renew(&mut stored.session, now);
+            found.session = stored.session.clone();
+        }
+        Ok(Some(found))
     }
 
     async fn session_by_id(

@@ -9,12 +9,12 @@ use uuid::Uuid;
 use super::{
     PostgresStore, Retry,
     error::from_pg,
-    rows::{self, AttributeArrays, to_u64},
+    rows::{self, AttributeArrays, to_i64, to_u64},
     sql::{self, attributes::AttributeSql},
 };
 use crate::{
     domain::{DeleteAttributes, Owner, SetAttributeExpiry, SetAttributes, StoredAttribute, Write},
-    store::{AttributeStore, StoreError, StoreResult},
+    store::{AttributeStore, StoreError, StoreResult, check_owner_limits},
 };
 
 impl PostgresStore {
@@ -66,90 +66,43 @@ impl AttributeStore for PostgresStore {
                 },
         } = write;
         let (table, owner_id) = attribute_sql(owner);
-        let items = &items;
+        let arrays = AttributeArrays::new(&items);
         // Safe: an upsert of the given values; a second run writes and answers the same.
-        let written = self
-            .with_client(Retry::Safe, move |mut client| async move {
-                let result = async {
-                    let transaction = client.transaction().await.map_err(from_pg)?;
-                    let lock = transaction
-                        .prepare_cached(table.lock_owner)
-                        .await
-                        .map_err(from_pg)?;
-                    let locked = match owner {
-                        Owner::Session(_) => transaction.query_opt(&lock, &[&owner_id, &now]).await,
-                        Owner::User(_) => transaction.query_opt(&lock, &[&owner_id]).await,
-                    }
-                    .map_err(from_pg)?;
-                    if locked.is_none() {
-                        return Err(match owner {
-                            Owner::Session(_) => StoreError::SessionNotFound,
-                            Owner::User(_) => StoreError::UserNotFound,
-                        });
-                    }
-                    let upsert = transaction
-                        .prepare_cached(table.upsert)
-                        .await
-                        .map_err(from_pg)?;
-                    let arrays = AttributeArrays::new(items);
-                    let rows = transaction
-                        .query(
-                            &upsert,
-                            &[
-                                &owner_id,
-                                &now,
-                                &arrays.names,
-                                &arrays.values,
-                                &arrays.key_ids,
-                                &arrays.expires_at,
-                            ],
-                        )
-                        .await
-                        .map_err(from_pg)?;
-                    let (others, other_bytes) = match rows.first() {
-                        Some(row) => (
-                            to_usize(row.try_get(0).map_err(from_pg)?),
-                            to_usize(row.try_get(1).map_err(from_pg)?),
-                        ),
-                        None => (0, 0),
-                    };
-                    // Counted like the memory store: every item, plus the live rows it does not replace;
-                    // the owner row's lock keeps both figures true until the commit.
-                    let count = others.saturating_add(items.len());
-                    let bytes = items
-                        .iter()
-                        .map(|item| item.value.stored_len())
-                        .fold(other_bytes, usize::saturating_add);
-                    let refusal = if count > max_per_owner {
-                        Some(StoreError::TooManyAttributes {
-                            count,
-                            limit: max_per_owner,
-                        })
-                    } else if bytes > max_bytes_per_owner {
-                        Some(StoreError::TooManyAttributeBytes {
-                            bytes,
-                            limit: max_bytes_per_owner,
-                        })
-                    } else {
-                        None
-                    };
-                    if let Some(refusal) = refusal {
-                        transaction.rollback().await.map_err(from_pg)?;
-                        return Err(refusal);
-                    }
-                    let mut written = HashMap::with_capacity(rows.len());
-                    for row in &rows {
-                        if let Some(attribute) = rows::attribute(row, sql::OTHERS_LIVE.width())? {
-                            written.insert(attribute.name.clone(), attribute);
-                        }
-                    }
-                    transaction.commit().await.map_err(from_pg)?;
-                    Ok(written)
-                }
-                .await;
-                (client, result)
-            })
+        let rows = self
+            .query(
+                Retry::Safe,
+                table.set,
+                &[
+                    &owner_id,
+                    &now,
+                    &arrays.names,
+                    &arrays.values,
+                    &arrays.key_ids,
+                    &arrays.expires_at,
+                    &to_i64(max_per_owner),
+                    &to_i64(max_bytes_per_owner),
+                ],
+            )
             .await?;
+        let Some(first) = rows.first() else {
+            return Err(match owner {
+                Owner::Session(_) => StoreError::SessionNotFound,
+                Owner::User(_) => StoreError::UserNotFound,
+            });
+        };
+        // The function refused exactly when these figures pass a limit; this says which.
+        check_owner_limits(
+            to_usize(first.try_get(0).map_err(from_pg)?),
+            to_usize(first.try_get(1).map_err(from_pg)?),
+            max_per_owner,
+            max_bytes_per_owner,
+        )?;
+        let mut written = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            if let Some(attribute) = rows::attribute(row, sql::OWNER_TOTALS.width())? {
+                written.insert(attribute.name.clone(), attribute);
+            }
+        }
         // In the order given, one per item, like the memory store.
         items
             .iter()

@@ -44,6 +44,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         sql: include_str!("migrations/0005_login_failure_reset.sql"),
     },
     Migration {
+        version: 6,
+        name: "attribute_writes",
+        sql: include_str!("migrations/0006_attribute_writes.sql"),
+    },
+    Migration {
         version: 7,
         name: "auth_notify",
         sql: include_str!("migrations/0007_auth_notify.sql"),

@@ -26,12 +26,16 @@
 //! - expiry is decided by the `now` passed in (the injectable clock), never SQL `now()`;
 //!   an expiry equal to `now` has passed;
 //! - every operation that must be atomic is one statement or one transaction;
-//! - `set_attributes` locks the owner row (`FOR NO KEY UPDATE`: checks the owner exists and
-//!   queues concurrent writers of that owner), upserts all items in one
-//!   `INSERT … SELECT FROM unnest(…) ON CONFLICT DO UPDATE` that also counts the owner's
-//!   other live rows, and rolls back if the owner would exceed the limit. The lock is what
-//!   makes the per-owner limits (count and bytes) hold under concurrency: nothing else can
-//!   add live rows to an owner, and everything else only removes them;
+//! - the hot path is one round trip per call: the token look-up with its user (renewing the
+//!   session in the same statement when due), each attribute read, each attribute write;
+//! - `set_attributes` is one statement calling a PL/pgSQL function
+//!   (`0006_attribute_writes.sql`) that locks the owner row (`FOR NO KEY UPDATE`: checks the
+//!   owner exists and queues concurrent writers of that owner), then counts the owner's live
+//!   rows in a fresh snapshot and upserts all items in one
+//!   `INSERT … SELECT FROM unnest(…) ON CONFLICT DO UPDATE`, or writes nothing if the owner
+//!   would exceed a limit. The lock is what makes the per-owner limits (count and bytes) hold
+//!   under concurrency: nothing else can add live rows to an owner, and everything else only
+//!   removes them;
 //! - guest sessions are counted in one row that triggers keep (`0003_guest_limits.sql`); a
 //!   guest insert locks it and inserts only below the limit, so the cap holds across
 //!   replicas without counting rows;

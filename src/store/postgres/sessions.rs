@@ -15,9 +15,9 @@ use super::{
 };
 use crate::{
     domain::{
-        DeleteSession, DeleteSessions, OpenSession, PurgeCounts, PurgeExpired, RenewSession,
-        Session, SessionId, SessionLimitPolicy, SessionSelector, SessionWithUser, TokenHash,
-        UserId, Write,
+        DeleteSession, DeleteSessions, OpenSession, PurgeCounts, PurgeExpired, RenewOnUse,
+        RenewSession, Session, SessionId, SessionLimitPolicy, SessionSelector, SessionWithUser,
+        TokenHash, UserId, Write,
     },
     store::{SessionStore, StoreError, StoreResult},
 };
@@ -229,11 +229,36 @@ impl SessionStore for PostgresStore {
         &self,
         hash: &TokenHash,
         now: SystemTime,
+        renew: Option<&RenewOnUse>,
     ) -> StoreResult<Option<SessionWithUser>> {
+        let hash = hash.0.as_slice();
+        let Some(renew) = renew else {
+            return self
+                .query_opt_decoded(
+                    Retry::Safe,
+                    sql::sessions::SESSION_BY_TOKEN,
+                    &[&hash, &now],
+                    rows::session_with_user,
+                )
+                .await;
+        };
+        let lifetimes = &renew.lifetimes;
+        let user_expiry = now + lifetimes.idle_timeout;
+        let guest_expiry = now + lifetimes.guest_idle_timeout;
+        let max_lifetime_micros =
+            i64::try_from(lifetimes.max_lifetime.as_micros()).unwrap_or(i64::MAX);
+        // Safe: a second run finds the session renewed at `now`, not due, and answers the same.
         self.query_opt_decoded(
             Retry::Safe,
-            sql::sessions::SESSION_BY_TOKEN,
-            &[&hash.0.as_slice(), &now],
+            sql::sessions::SESSION_BY_TOKEN_RENEWING,
+            &[
+                &hash,
+                &now,
+                &renew.renewed_before,
+                &user_expiry,
+                &guest_expiry,
+                &max_lifetime_micros,
+            ],
             rows::session_with_user,
         )
         .await

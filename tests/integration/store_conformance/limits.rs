@@ -491,3 +491,50 @@ async fn concurrent_writers_cannot_pass_the_byte_limit() {
     assert_eq!(written, 10);
     assert_eq!(names(&store, owner, 0).await.len(), 10);
 }
+
+/// Many writers of one new name each race from an empty owner to the count limit: exactly
+/// the limit gets in, on either owner table, however the writes interleave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_fill_an_owner_exactly_to_the_count_limit() {
+    const LIMIT: usize = 10;
+    const WRITERS: usize = 40;
+    let store: Arc<dyn Store> = super::migrated_postgres_store().await;
+    let (session, _) = open(&store, None, 0, NEVER).await;
+    let user = create_user(&store, "raced").await;
+    for owner in [Owner::Session(session.id), Owner::User(user.id)] {
+        let start = Arc::new(tokio::sync::Barrier::new(WRITERS));
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|index| {
+                let store = Arc::clone(&store);
+                let start = Arc::clone(&start);
+                tokio::spawn(async move {
+                    start.wait().await;
+                    store
+                        .set_attributes(write(
+                            at(1),
+                            SetAttributes {
+                                owner,
+                                items: vec![plain(&format!("w{index}"), "1", None)],
+                                max_per_owner: LIMIT,
+                                max_bytes_per_owner: usize::MAX,
+                            },
+                        ))
+                        .await
+                })
+            })
+            .collect();
+        let mut written = 0;
+        for writer in writers {
+            match writer.await.expect("joined") {
+                Ok(_) => written += 1,
+                Err(StoreError::TooManyAttributes {
+                    count: 11,
+                    limit: LIMIT,
+                }) => {}
+                Err(error) => panic!("unexpected: {error:?}"),
+            }
+        }
+        assert_eq!(written, LIMIT, "{owner:?}");
+        assert_eq!(names(&store, owner, 1).await.len(), LIMIT, "{owner:?}");
+    }
+}

@@ -47,6 +47,7 @@ mod attributes;
 mod limits;
 mod model;
 mod postgres_only;
+mod round_trips;
 mod session_limits;
 mod sessions;
 mod throttle;

@@ -3,16 +3,16 @@
 //! hand-written conformance tests pin what each operation means; this finds the
 //! combinations nobody wrote down (rotation after a sweep, limits after deletes, ...).
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use proptest::{prelude::*, test_runner::TestRunner};
 use ssod::{
     crypto,
     domain::{
         DeleteAttributes, DeleteSession, DeleteSessions, DeleteUser, EndSessions, NewAttribute,
-        NewSession, OpenSession, Owner, RenewSession, Session, SessionId, SessionSelector,
-        SetAttributeExpiry, SetAttributes, StoredAttribute, StoredValue, UpdateUser, UserId,
-        UserPatch, UserQuery,
+        NewSession, OpenSession, Owner, RenewOnUse, RenewSession, Session, SessionId,
+        SessionPolicy, SessionSelector, SetAttributeExpiry, SetAttributes, StoredAttribute,
+        StoredValue, UpdateUser, UserId, UserPatch, UserQuery,
     },
     store::{Store, StoreError},
 };
@@ -55,7 +55,8 @@ enum Operation {
     DeleteAttributes(Who, Vec<u8>),
     SetExpiry(Who, u8, Option<u16>),
     Renew(u8, u16),
-    ByToken(u8),
+    /// A look-up, as a use that renews once the last renewal is this many seconds old.
+    ByToken(u8, Option<u16>),
     ById(u8),
     List(u8, u8),
     DeleteSession(u8),
@@ -106,7 +107,8 @@ fn operation() -> impl Strategy<Value = Operation> {
         1 => (who(), 0u8..4, proptest::option::of(1u16..600))
             .prop_map(|(w, n, t)| Operation::SetExpiry(w, n, t)),
         1 => (0u8..8, 1u16..600).prop_map(|(s, t)| Operation::Renew(s, t)),
-        2 => (0u8..8).prop_map(Operation::ByToken),
+        2 => (0u8..8, proptest::option::of(0u16..300))
+            .prop_map(|(session, interval)| Operation::ByToken(session, interval)),
         1 => (0u8..8).prop_map(Operation::ById),
         1 => (0u8..5, 1u8..4).prop_map(|(u, l)| Operation::List(u, l)),
         1 => (0u8..8).prop_map(Operation::DeleteSession),
@@ -279,12 +281,20 @@ async fn apply(store: &Arc<dyn Store>, world: &World, operation: &Operation) -> 
             };
             answer(store.renew_session(write(now, command)).await)
         }
-        Operation::ByToken(session) => {
+        Operation::ByToken(session, interval) => {
             let hash = world
                 .sessions
                 .get(usize::from(*session))
                 .map_or(crypto::hash_ust("none"), |new| new.token_hash);
-            answer(store.session_by_token(&hash, now).await)
+            let renew = interval.map(|interval| RenewOnUse {
+                renewed_before: now - Duration::from_secs(u64::from(interval)),
+                lifetimes: SessionPolicy {
+                    idle_timeout: Duration::from_secs(200),
+                    guest_idle_timeout: Duration::from_secs(100),
+                    max_lifetime: Duration::from_secs(600),
+                },
+            });
+            answer(store.session_by_token(&hash, now, renew.as_ref()).await)
         }
         Operation::ById(session) => answer(store.session_by_id(world.session(*session), now).await),
         Operation::List(user, limit) => answer(

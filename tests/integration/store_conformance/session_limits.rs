@@ -147,7 +147,7 @@ async fn a_refused_open_changes_nothing(store: Arc<dyn Store>) {
     );
     assert!(
         store
-            .session_by_token(&ssod::crypto::hash_ust(&ust), at(3))
+            .session_by_token(&ssod::crypto::hash_ust(&ust), at(3), None)
             .await
             .expect("read")
             .is_none(),

@@ -1,7 +1,7 @@
 //! Sessions: opening (rotation, carried attributes, logins), look-up, renewal, listing,
 //! deletion, the sweep.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use super::{
     at, create_user, hash_of, leftovers, names, new_session, open, plain, plain_open, purge,
@@ -11,8 +11,9 @@ use ssod::{
     crypto,
     domain::{
         ApprovalStatus, DeleteSession, DeleteSessions, DeleteUser, EndSessions, LoginRecord,
-        OpenSession, Owner, PasswordChange, PurgeCounts, RenewSession, SessionId, SessionSelector,
-        StoredValue, UpdateUser, UserId, UserPatch,
+        OpenSession, Owner, PasswordChange, PurgeCounts, RenewOnUse, RenewSession, Session,
+        SessionId, SessionPolicy, SessionSelector, StoredValue, TokenHash, UpdateUser, UserId,
+        UserPatch,
     },
     store::{Store, StoreError},
 };
@@ -22,6 +23,8 @@ conformance!(
     open_session_is_all_or_nothing,
     a_login_lands_only_while_the_user_is_unchanged,
     session_by_token_respects_the_expiry_boundary,
+    session_by_token_renews_when_due_and_caps,
+    session_by_token_renews_only_sessions_that_authenticate,
     renew_session_moves_expiry_of_live_sessions_only,
     list_sessions_pages_by_id,
     delete_session_counts_only_live_sessions,
@@ -70,7 +73,7 @@ async fn open_session_rotates_carries_and_records_the_login(store: Arc<dyn Store
     assert_eq!(opened, expected);
 
     let found = store
-        .session_by_token(&crypto::hash_ust(&ust), at(11))
+        .session_by_token(&crypto::hash_ust(&ust), at(11), None)
         .await
         .expect("read")
         .expect("found");
@@ -113,7 +116,7 @@ async fn open_session_rotates_carries_and_records_the_login(store: Arc<dyn Store
     // The guest session is gone with its attributes.
     assert!(
         store
-            .session_by_token(&guest_hash, at(11))
+            .session_by_token(&guest_hash, at(11), None)
             .await
             .expect("read")
             .is_none()
@@ -228,7 +231,7 @@ async fn open_session_is_all_or_nothing(store: Arc<dyn Store>) {
         }
         assert!(
             store
-                .session_by_token(&crypto::hash_ust(&ust), at(10))
+                .session_by_token(&crypto::hash_ust(&ust), at(10), None)
                 .await
                 .expect("read")
                 .is_none(),
@@ -323,7 +326,7 @@ async fn a_login_lands_only_while_the_user_is_unchanged(store: Arc<dyn Store>) {
         );
         assert!(
             store
-                .session_by_token(&crypto::hash_ust(&ust), at(11))
+                .session_by_token(&crypto::hash_ust(&ust), at(11), None)
                 .await
                 .expect("read")
                 .is_none(),
@@ -376,7 +379,7 @@ async fn session_by_token_respects_the_expiry_boundary(store: Arc<dyn Store>) {
     let (guest, guest_hash) = open(&store, None, 0, 100).await;
 
     let found = store
-        .session_by_token(&hash, at(99))
+        .session_by_token(&hash, at(99), None)
         .await
         .expect("read")
         .expect("live");
@@ -391,7 +394,7 @@ async fn session_by_token_respects_the_expiry_boundary(store: Arc<dyn Store>) {
     assert_eq!(found.user, Some(user));
 
     let found = store
-        .session_by_token(&guest_hash, at(0))
+        .session_by_token(&guest_hash, at(0), None)
         .await
         .expect("read")
         .expect("live");
@@ -402,7 +405,7 @@ async fn session_by_token_respects_the_expiry_boundary(store: Arc<dyn Store>) {
     for now in [100, 101] {
         assert!(
             store
-                .session_by_token(&hash, at(now))
+                .session_by_token(&hash, at(now), None)
                 .await
                 .expect("read")
                 .is_none(),
@@ -419,7 +422,7 @@ async fn session_by_token_respects_the_expiry_boundary(store: Arc<dyn Store>) {
     let unknown = crypto::hash_ust(&crypto::generate_ust());
     assert!(
         store
-            .session_by_token(&unknown, at(0))
+            .session_by_token(&unknown, at(0), None)
             .await
             .expect("read")
             .is_none()
@@ -431,6 +434,120 @@ async fn session_by_token_respects_the_expiry_boundary(store: Arc<dyn Store>) {
             .expect("read")
             .is_none()
     );
+}
+
+/// Idle timeouts of 100 s (users) and 50 s (guests), at most 250 s from creation.
+const LIFETIMES: SessionPolicy = SessionPolicy {
+    idle_timeout: Duration::from_secs(100),
+    guest_idle_timeout: Duration::from_secs(50),
+    max_lifetime: Duration::from_secs(250),
+};
+
+/// Renewal by a use at `now`, due once the last renewal is `interval` seconds old.
+fn use_at(now: u64, interval: u64) -> RenewOnUse {
+    RenewOnUse {
+        renewed_before: at(now) - Duration::from_secs(interval),
+        lifetimes: LIFETIMES,
+    }
+}
+
+/// Looks `hash` up at `now` as a use with a 30 s renewal interval; expects it live.
+async fn used(store: &Arc<dyn Store>, hash: &TokenHash, now: u64) -> Session {
+    store
+        .session_by_token(hash, at(now), Some(&use_at(now, 30)))
+        .await
+        .expect("read")
+        .expect("live")
+        .session
+}
+
+/// What the store holds for `hash` at `now`, read without renewing.
+async fn stored(store: &Arc<dyn Store>, hash: &TokenHash, now: u64) -> Option<Session> {
+    store
+        .session_by_token(hash, at(now), None)
+        .await
+        .expect("read")
+        .map(|found| found.session)
+}
+
+async fn session_by_token_renews_when_due_and_caps(store: Arc<dyn Store>) {
+    let user = create_user(&store, "renewed").await;
+    let (session, hash) = open(&store, Some(user.id), 0, 100).await;
+
+    // Not due: renewed at 0, which is less than the interval before 20.
+    assert_eq!(used(&store, &hash, 20).await, session);
+    assert_eq!(stored(&store, &hash, 20).await, Some(session.clone()));
+
+    // Due at exactly the interval: now + the idle timeout, renewed now; the user comes along.
+    let found = store
+        .session_by_token(&hash, at(30), Some(&use_at(30, 30)))
+        .await
+        .expect("read")
+        .expect("live");
+    let renewed = Session {
+        expires_at: at(130),
+        last_renewed_at: at(30),
+        ..session.clone()
+    };
+    assert_eq!(found.session, renewed);
+    assert_eq!(found.user, Some(user));
+    assert_eq!(stored(&store, &hash, 30).await, Some(renewed.clone()));
+
+    // Inside the interval again: untouched, whatever the expiry.
+    assert_eq!(used(&store, &hash, 59).await, renewed);
+    assert_eq!(stored(&store, &hash, 59).await, Some(renewed.clone()));
+
+    assert_eq!(used(&store, &hash, 120).await.expires_at, at(220));
+    // Capped by the absolute lifetime: 200 + 100 would pass creation + 250.
+    let capped = used(&store, &hash, 200).await;
+    assert_eq!(
+        (capped.expires_at, capped.last_renewed_at),
+        (at(250), at(200))
+    );
+
+    // Expired: not found, and a use does not revive it.
+    assert!(
+        store
+            .session_by_token(&hash, at(250), Some(&use_at(250, 0)))
+            .await
+            .expect("read")
+            .is_none()
+    );
+    assert!(
+        stored(&store, &hash, 249)
+            .await
+            .is_some_and(|s| s.expires_at == at(250))
+    );
+    assert!(
+        store
+            .session_by_id(session.id, at(250))
+            .await
+            .expect("read")
+            .is_none()
+    );
+
+    // A guest slides by the guest idle timeout.
+    let (guest, guest_hash) = open(&store, None, 0, 50).await;
+    let renewed = used(&store, &guest_hash, 40).await;
+    assert_eq!(renewed.id, guest.id);
+    assert_eq!(
+        (renewed.expires_at, renewed.last_renewed_at),
+        (at(90), at(40))
+    );
+}
+
+/// Only a use that authenticates renews: a session whose user's password has expired is
+/// found (the service refuses it) but keeps its expiry.
+async fn session_by_token_renews_only_sessions_that_authenticate(store: Arc<dyn Store>) {
+    let mut record = user_record("expired");
+    record.user.password_expiry = Some(at(10));
+    let user = store
+        .create_user(write(at(0), record))
+        .await
+        .expect("user created");
+    let (session, hash) = open(&store, Some(user.id), 0, 100).await;
+    assert_eq!(used(&store, &hash, 40).await, session);
+    assert_eq!(stored(&store, &hash, 40).await, Some(session));
 }
 
 async fn renew_session_moves_expiry_of_live_sessions_only(store: Arc<dyn Store>) {
@@ -450,7 +567,7 @@ async fn renew_session_moves_expiry_of_live_sessions_only(store: Arc<dyn Store>)
     assert_eq!(renewed.last_renewed_at, at(50));
     assert_eq!(renewed.created_at, at(0));
     let found = store
-        .session_by_token(&hash, at(150))
+        .session_by_token(&hash, at(150), None)
         .await
         .expect("read")
         .expect("live");
@@ -472,7 +589,7 @@ async fn renew_session_moves_expiry_of_live_sessions_only(store: Arc<dyn Store>)
     );
     assert!(
         store
-            .session_by_token(&hash, at(201))
+            .session_by_token(&hash, at(201), None)
             .await
             .expect("read")
             .is_none()
@@ -558,7 +675,7 @@ async fn delete_session_counts_only_live_sessions(store: Arc<dyn Store>) {
     );
     assert!(
         store
-            .session_by_token(&hash, at(20))
+            .session_by_token(&hash, at(20), None)
             .await
             .expect("read")
             .is_none()
@@ -818,7 +935,7 @@ async fn purge_expired_counts_and_batches(store: Arc<dyn Store>) {
     for (session, hash) in &live {
         assert!(
             store
-                .session_by_token(hash, at(100))
+                .session_by_token(hash, at(100), None)
                 .await
                 .expect("read")
                 .is_some()

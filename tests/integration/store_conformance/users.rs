@@ -601,7 +601,7 @@ async fn delete_user_cascades_to_sessions_and_attributes(store: Arc<dyn Store>) 
     );
     assert!(
         store
-            .session_by_token(&hash, at(1))
+            .session_by_token(&hash, at(1), None)
             .await
             .expect("read")
             .is_none()
@@ -629,7 +629,7 @@ async fn delete_user_cascades_to_sessions_and_attributes(store: Arc<dyn Store>) 
     create_user(&store, "DOOMED").await;
 
     let survivor = store
-        .session_by_token(&other_hash, at(1))
+        .session_by_token(&other_hash, at(1), None)
         .await
         .expect("read");
     assert_eq!(

@@ -1,15 +1,15 @@
 //! Statements on the attribute tables: the same statements for each owner table.
 
-use super::{ATTRIBUTE, OTHERS_LIVE};
+use super::{ATTRIBUTE, OWNER_TOTALS};
 
 /// The statements on one attribute table.
 pub struct AttributeSql {
-    /// Locks a live owner row against concurrent writers (`$1` id; sessions: `$2` now).
-    pub lock_owner: &'static str,
-    /// `$1` owner, `$2` now, `$3`–`$6` the item arrays. Returns how many live attributes the
-    /// owner holds that are not named in `$3`, and the bytes of their values (as they were
-    /// before this statement), beside each written row.
-    pub upsert: &'static str,
+    /// The whole write in one statement: a call of the table's `ssod_set_…` function
+    /// (migration 6, which explains it) that locks the owner, counts and upserts. `$1` owner,
+    /// `$2` now, `$3`–`$6` the item arrays, `$7` the most live attributes and `$8` the most
+    /// bytes the owner may hold. No row: the owner is missing; a row without an attribute:
+    /// refused (or no items); else one row per item written.
+    pub set: &'static str,
     pub select_all: &'static str,
     /// `$3` the names.
     pub select_named: &'static str,
@@ -37,38 +37,16 @@ macro_rules! live_of_owner {
 }
 
 macro_rules! attribute_sql {
-    ($table:literal, $owner:literal, $lock_owner:expr) => {
+    ($table:literal, $owner:literal) => {
         AttributeSql {
-            lock_owner: $lock_owner,
-            upsert: join!(
-                "WITH input AS (SELECT * FROM unnest($3::text[], $4::bytea[], $5::text[], \
-                 $6::timestamptz[]) AS i (name, value, key_id, expires_at)), \
-                 others AS (SELECT count(*) AS live, \
-                   coalesce(sum(octet_length(a.value)), 0)::int8 AS bytes FROM ",
-                $table,
-                " a WHERE a.",
-                $owner,
-                " = $1 AND (a.expires_at IS NULL OR a.expires_at > $2) AND a.name <> ALL ($3)), \
-                 written AS (INSERT INTO ",
-                $table,
-                " AS a (",
-                $owner,
-                ", name, value, key_id, created_at, modified_at, expires_at) \
-                 SELECT $1, i.name, i.value, i.key_id, $2, $2, i.expires_at FROM input i \
-                 ON CONFLICT (",
-                $owner,
-                ", name) DO UPDATE SET \
-                   value = excluded.value, key_id = excluded.key_id, \
-                   expires_at = excluded.expires_at, \
-                   created_at = CASE WHEN a.expires_at IS NOT NULL \
-                     AND a.expires_at <= excluded.modified_at \
-                     THEN excluded.created_at ELSE a.created_at END, \
-                   modified_at = excluded.modified_at \
-                 RETURNING ",
+            set: join!(
+                "SELECT ",
+                OWNER_TOTALS.list,
+                ", ",
                 ATTRIBUTE.list,
-                ") SELECT ",
-                OTHERS_LIVE.list,
-                ", a.* FROM others LEFT JOIN written a ON true"
+                " FROM ssod_set_",
+                $table,
+                "($1, $2, $3, $4, $5, $6, $7, $8) AS a"
             ),
             select_all: join!(
                 "SELECT ",
@@ -125,16 +103,6 @@ macro_rules! attribute_sql {
     };
 }
 
-/// `NO KEY UPDATE` conflicts with itself (so attribute writers of one owner queue up) but not
-/// with the `KEY SHARE` lock that inserting a referencing row takes.
-pub const SESSION_ATTRIBUTES: AttributeSql = attribute_sql!(
-    "session_attributes",
-    "session_id",
-    "SELECT 1 FROM sessions WHERE id = $1 AND expires_at > $2 FOR NO KEY UPDATE"
-);
+pub const SESSION_ATTRIBUTES: AttributeSql = attribute_sql!("session_attributes", "session_id");
 
-pub const USER_ATTRIBUTES: AttributeSql = attribute_sql!(
-    "user_attributes",
-    "user_id",
-    "SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE"
-);
+pub const USER_ATTRIBUTES: AttributeSql = attribute_sql!("user_attributes", "user_id");

@@ -135,10 +135,11 @@ pub const ATTRIBUTE: Columns = Columns {
     ],
 };
 
-/// Before [`ATTRIBUTE`] in an upsert's rows: the owner's other live attributes and the
-/// bytes of their values.
-pub const OTHERS_LIVE: Columns = Columns {
-    list: "others.live, others.bytes",
+/// Before [`ATTRIBUTE`] in a write's rows (`AttributeSql::set`, aliased `a` with the
+/// attribute): the live attributes the owner holds once the write applies, and the bytes of
+/// their values.
+pub const OWNER_TOTALS: Columns = Columns {
+    list: "a.owner_live, a.owner_bytes",
     types: &[Type::INT8, Type::INT8],
 };
 
@@ -190,6 +191,7 @@ pub const STATEMENTS: &[Statement] = statements![
     sessions::INSERT_SESSION => [SESSION],
     sessions::END_REPLACED_SESSION => [],
     sessions::SESSION_BY_TOKEN => [SESSION, USER],
+    sessions::SESSION_BY_TOKEN_RENEWING => [SESSION, USER],
     sessions::SESSION_BY_ID => [SESSION, USER],
     sessions::RENEW_SESSION => [SESSION],
     sessions::LIST_SESSIONS => [SESSION],
@@ -200,8 +202,7 @@ pub const STATEMENTS: &[Statement] = statements![
     sessions::DELETE_GUEST_SESSIONS => [],
     sessions::DELETE_ALL_SESSIONS => [],
     sessions::PURGE_SESSIONS => [],
-    attributes::SESSION_ATTRIBUTES.lock_owner => [],
-    attributes::SESSION_ATTRIBUTES.upsert => [OTHERS_LIVE, ATTRIBUTE],
+    attributes::SESSION_ATTRIBUTES.set => [OWNER_TOTALS, ATTRIBUTE],
     attributes::SESSION_ATTRIBUTES.select_all => [ATTRIBUTE],
     attributes::SESSION_ATTRIBUTES.select_named => [ATTRIBUTE],
     attributes::SESSION_ATTRIBUTES.names_all => [],
@@ -209,8 +210,7 @@ pub const STATEMENTS: &[Statement] = statements![
     attributes::SESSION_ATTRIBUTES.delete => [],
     attributes::SESSION_ATTRIBUTES.set_expiry => [ATTRIBUTE],
     attributes::SESSION_ATTRIBUTES.purge => [],
-    attributes::USER_ATTRIBUTES.lock_owner => [],
-    attributes::USER_ATTRIBUTES.upsert => [OTHERS_LIVE, ATTRIBUTE],
+    attributes::USER_ATTRIBUTES.set => [OWNER_TOTALS, ATTRIBUTE],
     attributes::USER_ATTRIBUTES.select_all => [ATTRIBUTE],
     attributes::USER_ATTRIBUTES.select_named => [ATTRIBUTE],
     attributes::USER_ATTRIBUTES.names_all => [],

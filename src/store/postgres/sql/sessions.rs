@@ -68,6 +68,36 @@ const SESSION_WITH_USER: &str = join!(
 /// The hot path: one probe of the unique token index, joined to the user by primary key.
 pub const SESSION_BY_TOKEN: &str = join!(SESSION_WITH_USER, "s.token_hash = $1");
 
+/// The hot path with renewal by use (`RenewOnUse`), still one statement: `$1` the token hash,
+/// `$2` now, `$3` renewed before, `$4` a user's session's new expiry (now + idle timeout),
+/// `$5` a guest's, `$6` the absolute lifetime in microseconds (the new expiry is capped at
+/// creation + that). `renewed` renews the session if it is due and its user may
+/// authenticate (the rule of `User::may_authenticate`); otherwise the plain look-up answers.
+/// The main query cannot see what `renewed` wrote, hence the union rather than a re-read.
+/// A renewal racing another one re-checks `$3` on the row it waited for and finds it no
+/// longer due; the plain look-up then answers with the row as the statement's snapshot had it.
+pub const SESSION_BY_TOKEN_RENEWING: &str = join!(
+    "WITH renewed AS (UPDATE sessions AS s SET \
+       expires_at = least(CASE WHEN s.user_id IS NULL THEN $5::timestamptz \
+         ELSE $4::timestamptz END, s.created_at + $6::int8 * interval '1 microsecond'), \
+       last_renewed_at = $2 \
+     WHERE s.token_hash = $1 AND s.expires_at > $2 AND s.last_renewed_at <= $3 \
+       AND (s.user_id IS NULL OR EXISTS (SELECT 1 FROM users u WHERE u.id = s.user_id \
+         AND NOT u.is_locked AND u.approval_status = 'approved' \
+         AND (u.password_expiry IS NULL OR u.password_expiry > $2))) \
+     RETURNING ",
+    SESSION.list,
+    "), s AS (SELECT * FROM renewed UNION ALL SELECT ",
+    SESSION.list,
+    " FROM sessions s WHERE s.token_hash = $1 AND s.expires_at > $2 \
+       AND NOT EXISTS (SELECT 1 FROM renewed)) \
+     SELECT ",
+    SESSION.list,
+    ", ",
+    USER.list,
+    " FROM s LEFT JOIN users u ON u.id = s.user_id"
+);
+
 pub const SESSION_BY_ID: &str = join!(SESSION_WITH_USER, "s.id = $1");
 
 pub const RENEW_SESSION: &str = join!(
