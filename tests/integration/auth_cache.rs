@@ -116,6 +116,16 @@ impl Probe {
     }
 }
 
+async fn current_user_of(server: &TestServer, ust: &str) -> proto::User {
+    server
+        .current_user(ust)
+        .await
+        .expect("current user")
+        .into_inner()
+        .user
+        .expect("user")
+}
+
 fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
     Some(prost_types::FieldMask {
         paths: paths.iter().map(|path| (*path).to_owned()).collect(),
@@ -381,16 +391,6 @@ async fn every_end_and_change_is_seen_at_once_by_the_process_that_made_it() {
     assert_error(&status, Code::PermissionDenied, "SUPER_USER_REQUIRED");
 
     // A profile change, and a later login's time, show at once.
-    let server = &server;
-    let current = |ust: String| async move {
-        server
-            .current_user(&ust)
-            .await
-            .expect("current user")
-            .into_inner()
-            .user
-            .expect("user")
-    };
     probe.cached(&server, &deputy_ust).await;
     users()
         .update_user(authed(
@@ -406,14 +406,14 @@ async fn every_end_and_change_is_seen_at_once_by_the_process_that_made_it() {
         .await
         .expect("own profile");
     assert_eq!(
-        current(deputy_ust.clone()).await.email,
+        current_user_of(&server, &deputy_ust).await.email,
         "deputy@example.test"
     );
     probe.cached(&server, &deputy_ust).await;
     server.advance(Duration::from_secs(5));
     let later = server.login("deputy", PASSWORD).await;
     assert_eq!(
-        current(deputy_ust.clone()).await.last_login_time,
+        current_user_of(&server, &deputy_ust).await.last_login_time,
         later.user.expect("user").last_login_time
     );
 
