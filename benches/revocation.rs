@@ -173,6 +173,7 @@ async fn run(url: &str, trials: usize) {
         cached_session(&one, &other).await;
     }
     let before = scrape(metrics).await;
+    println!("load average at the start: {}", load_average());
 
     let mut delays_us: Vec<Vec<u32>> = vec![Vec::new(); WAYS.len()];
     let mut polls = 0u64;
@@ -253,6 +254,10 @@ async fn run(url: &str, trials: usize) {
         }
     }
     let after = scrape(metrics).await;
+    println!(
+        "load average at the end (other work on the machine counts): {}",
+        load_average()
+    );
 
     println!(
         "{trials} trials: a session opened through the first, read twice through the second, \
@@ -281,6 +286,18 @@ async fn run(url: &str, trials: usize) {
     );
     println!("first: {}", first.stop());
     println!("second: {}", second.stop());
+}
+
+/// `/proc/loadavg`'s 1, 5 and 15 minute figures.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|_| "?".into())
 }
 
 fn print_row(label: &str, sorted_us: &[u32]) {
