@@ -47,7 +47,12 @@ use crate::{
     lifecycle::Lifecycle,
     server::ServeOptions,
     service::{Dependencies, Sso},
-    store::{Store, memory::MemoryStore, postgres::PostgresStore},
+    store::{
+        Store,
+        cache::AuthCache,
+        memory::MemoryStore,
+        postgres::{PostgresStore, listener::Listener},
+    },
 };
 
 /// Why the process could not start or had to stop.
@@ -72,13 +77,14 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         Command::Serve => {
             let store = open_store(&config).await?;
             let listener = tokio::net::TcpListener::bind(config.server.listen).await?;
-            let sso = build_service(&config, store, Arc::new(SystemClock))?;
+            let background = Background::start(config.database.url.as_deref())?;
+            let sso = build_service(&config, store, Arc::new(SystemClock), &background)?;
             bootstrap(&config, &sso).await?;
             server::serve(
                 listener,
                 sso,
                 serve_options(&config)?,
-                Lifecycle::new(),
+                background.lifecycle,
                 shutdown_signal(),
             )
             .await
@@ -104,7 +110,12 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
                 None
             };
             let store = open_store(&config).await?;
-            let sso = build_service(&config, store, Arc::new(SystemClock))?;
+            let sso = build_service(
+                &config,
+                store,
+                Arc::new(SystemClock),
+                &Background::start(None)?,
+            )?;
             match sso.bootstrap_super_user(&username, password).await? {
                 Some((user, generated)) => {
                     announce_super_user(
@@ -150,11 +161,36 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, AppError> {
     Ok(Arc::new(store))
 }
 
+/// What runs beside the service for the life of the process: the lifecycle of its background
+/// tasks (which `server::serve` then takes over) and, on PostgreSQL, the one connection that
+/// receives `NOTIFY`s.
+pub struct Background {
+    pub lifecycle: Lifecycle,
+    pub listener: Option<Listener>,
+}
+
+impl Background {
+    /// A lifecycle, and a listener on `database_url` when one is given (no I/O yet).
+    pub fn start(database_url: Option<&str>) -> Result<Self, AppError> {
+        let lifecycle = Lifecycle::new();
+        let listener = database_url
+            .map(|url| Listener::start(url, &lifecycle))
+            .transpose()?;
+        Ok(Self {
+            lifecycle,
+            listener,
+        })
+    }
+}
+
 /// The service over an injected store and clock, with the configured key ring and policy.
+/// With a listener, the UST cache goes in front of the store ([`store::cache`]), following
+/// the listener on the background lifecycle.
 pub fn build_service(
     config: &Config,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    background: &Background,
 ) -> Result<Arc<Sso>, AppError> {
     let keys = match &config.encryption.keys {
         Some(spec) => KeyRing::parse(spec).map_err(|error| AppError::Config(error.to_string()))?,
@@ -171,8 +207,17 @@ pub fn build_service(
     };
     let passwords = PasswordHasherPool::new(config.passwords.hasher_settings())
         .map_err(|error| AppError::Startup(error.to_string()))?;
+    let mut stores = store::Stores::new(store);
+    let cache = config.cache.settings().map_err(AppError::Config)?;
+    if let (Some(settings), Some(listener)) = (cache, &background.listener) {
+        let cache = Arc::new(AuthCache::new(settings, &stores));
+        background
+            .lifecycle
+            .spawn(cache.follow(listener, background.lifecycle.token()));
+        stores = cache.wrap(stores);
+    }
     Ok(Arc::new(Sso::new(Dependencies {
-        stores: store::Stores::new(store),
+        stores,
         clock,
         keys,
         passwords,

@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::service::Policy;
 
 mod bootstrap;
+mod cache;
 mod database;
 mod encryption;
 mod limits;
@@ -27,6 +28,7 @@ mod tls;
 mod readme;
 
 pub use bootstrap::BootstrapConfig;
+pub use cache::CacheConfig;
 pub use database::{DatabaseConfig, SchemaMode};
 pub use encryption::EncryptionConfig;
 pub use limits::LimitsConfig;
@@ -87,7 +89,9 @@ pub struct Config {
     pub limits: LimitsConfig,
     #[command(flatten)]
     pub lockout: LockoutConfig,
-    // Groups still to come, each a file of its own: mail, cache, events.
+    #[command(flatten)]
+    pub cache: CacheConfig,
+    // Groups still to come, each a file of its own: mail, events.
 }
 
 impl Config {

@@ -15,6 +15,7 @@ use crate::domain::{
     UpdateUser, User, UserId, UserPage, UserQuery, UserRecord, Username, Write,
 };
 
+pub mod cache;
 pub mod memory;
 pub mod postgres;
 

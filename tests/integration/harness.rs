@@ -7,6 +7,7 @@ use std::{
 };
 
 use ssod::{
+    Background,
     clock::ManualClock,
     config::Config,
     proto::{
@@ -74,11 +75,24 @@ impl TestServer {
         Self::start_on(config, store).await
     }
 
-    /// Starts a server over an existing store (e.g. to restart on the same data).
+    /// Starts a server over an existing store (e.g. to restart on the same data), with a
+    /// listener of its own on PostgreSQL, as a process has.
     pub async fn start_on(config: Config, store: Arc<dyn Store>) -> Self {
+        let background =
+            Background::start(config.database.url.as_deref()).expect("listener starts");
+        Self::start_in(config, store, background).await
+    }
+
+    /// As [`TestServer::start_on`], with the given lifecycle and listener.
+    pub async fn start_in(config: Config, store: Arc<dyn Store>, background: Background) -> Self {
         let clock = ManualClock::new(SystemTime::UNIX_EPOCH + START);
-        let sso = ssod::build_service(&config, Arc::clone(&store), Arc::new(clock.clone()))
-            .expect("service builds");
+        let sso = ssod::build_service(
+            &config,
+            Arc::clone(&store),
+            Arc::new(clock.clone()),
+            &background,
+        )
+        .expect("service builds");
         ssod::bootstrap(&config, &sso).await.expect("bootstrap");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");
@@ -94,7 +108,7 @@ impl TestServer {
             listener,
             Arc::clone(&sso),
             options,
-            ssod::lifecycle::Lifecycle::new(),
+            background.lifecycle,
             async move {
                 let _ = stopped.await;
             },

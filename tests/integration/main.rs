@@ -3,6 +3,7 @@
 
 mod abuse;
 mod attributes;
+mod auth_cache;
 mod failover;
 mod fuzz;
 mod gate;

@@ -20,19 +20,19 @@ use crate::{
     harness::{Backend, authed, base64_key, json_value},
 };
 
-fn free_address() -> SocketAddr {
+pub(crate) fn free_address() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("address")
 }
 
-struct Process {
+pub(crate) struct Process {
     child: Child,
     /// Drains stderr as it comes: a full pipe would block the server's logging.
     stderr: Option<std::thread::JoinHandle<String>>,
 }
 
 impl Process {
-    fn start(envs: &[(&str, String)]) -> Self {
+    pub(crate) fn start(envs: &[(&str, String)]) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_ssod"));
         command
             .env_clear()
@@ -56,7 +56,7 @@ impl Process {
     }
 
     /// Sends SIGTERM, waits for the exit, returns (success, stderr).
-    fn terminate(mut self) -> (bool, String) {
+    pub(crate) fn terminate(mut self) -> (bool, String) {
         let pid = self.child.id().to_string();
         let killed = Command::new("kill")
             .args(["-TERM", &pid])
@@ -85,7 +85,7 @@ impl Drop for Process {
     }
 }
 
-async fn connect(address: SocketAddr) -> Channel {
+pub(crate) async fn connect(address: SocketAddr) -> Channel {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Ok(channel) = Channel::from_shared(format!("http://{address}"))
@@ -100,7 +100,7 @@ async fn connect(address: SocketAddr) -> Channel {
     }
 }
 
-async fn scrape(address: SocketAddr) -> String {
+pub(crate) async fn scrape(address: SocketAddr) -> String {
     let mut stream = tokio::net::TcpStream::connect(address)
         .await
         .expect("metrics port");

@@ -55,6 +55,7 @@ async fn a_recheck_refuses_a_caller_whose_session_ended(backend: Backend) {
         &server.config,
         Arc::clone(&server.store),
         Arc::new(server.clock.clone()),
+        &ssod::Background::start(None).expect("no listener"),
     )
     .expect("service");
     let refused = |result: Result<_, ServiceError>| matches!(result, Err(ServiceError::UstInvalid));

@@ -48,6 +48,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "attribute_writes",
         sql: include_str!("migrations/0006_attribute_writes.sql"),
     },
+    Migration {
+        version: 7,
+        name: "auth_notify",
+        sql: include_str!("migrations/0007_auth_notify.sql"),
+    },
 ];
 
 /// Adds `users.username_key`; its SQL backfill is completed in Rust ([`rekey_usernames`]).

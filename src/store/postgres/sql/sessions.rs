@@ -151,9 +151,13 @@ pub const DELETE_ALL_SESSIONS: &str = delete_sessions_batch!("true");
 
 /// One batch of the sweep: up to `$2` sessions expired at `$1`, with every attribute they
 /// still hold (deleted here so they can be counted; the cascade then finds nothing). Rows
-/// another sweeper holds are skipped, not waited for.
-pub const PURGE_SESSIONS: &str = "WITH doomed AS (SELECT id FROM sessions \
-     WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED), \
+/// another sweeper holds are skipped, not waited for. `quiet` sets `ssod.sweeping` for the
+/// statement's own transaction, before any row is deleted, so migration 7's trigger does
+/// not announce sessions that every UST cache already refuses by their expiry.
+pub const PURGE_SESSIONS: &str = "WITH quiet AS MATERIALIZED \
+       (SELECT set_config('ssod.sweeping', 'on', true)), \
+     doomed AS (SELECT id FROM sessions, quiet \
+     WHERE expires_at <= $1 LIMIT $2 FOR UPDATE OF sessions SKIP LOCKED), \
      attributes AS (DELETE FROM session_attributes a USING doomed \
        WHERE a.session_id = doomed.id RETURNING 1), \
      gone AS (DELETE FROM sessions s USING doomed WHERE s.id = doomed.id RETURNING 1) \
