@@ -12,6 +12,7 @@ pub mod crypto;
 pub mod domain;
 pub mod grpc;
 pub mod lifecycle;
+pub mod mail;
 pub mod metrics;
 pub mod service;
 pub mod store;
@@ -45,8 +46,9 @@ use crate::{
     config::{Cli, Command, Config, SchemaMode},
     crypto::{KeyRing, PasswordHasherPool},
     lifecycle::Lifecycle,
+    mail::Mailer,
     server::ServeOptions,
-    service::{Dependencies, Sso},
+    service::{Dependencies, SignUpMode, Sso, TokenDelivery},
     store::{
         Store,
         cache::AuthCache,
@@ -216,12 +218,25 @@ pub fn build_service(
             .spawn(cache.follow(listener, background.lifecycle.token()));
         stores = cache.wrap(stores);
     }
+    let policy = config.policy();
+    let signup_on = policy.accounts.sign_up != SignUpMode::Off;
+    let mailer = match config.mail.smtp(signup_on).map_err(AppError::Config)? {
+        Some(settings) => Mailer::start(settings, &background.lifecycle)
+            .map_err(|error| AppError::Config(error.to_string()))?,
+        None => {
+            if config.mail.delivery() == TokenDelivery::Mail {
+                tracing::warn!("no SSOD_SMTP_URL: password reset mails are not sent");
+            }
+            Mailer::without_relay()
+        }
+    };
     Ok(Arc::new(Sso::new(Dependencies {
         stores,
         clock,
         keys,
         passwords,
-        policy: config.policy(),
+        policy,
+        mailer,
     })))
 }
 

@@ -12,12 +12,14 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::service::Policy;
 
+mod accounts;
 mod bootstrap;
 mod cache;
 mod database;
 mod encryption;
 mod limits;
 mod lockout;
+mod mail;
 mod passwords;
 mod server;
 mod sessions;
@@ -27,12 +29,14 @@ mod tls;
 #[allow(clippy::expect_used)]
 mod readme;
 
+pub use accounts::{AccountsConfig, SignUpSetting};
 pub use bootstrap::BootstrapConfig;
 pub use cache::CacheConfig;
 pub use database::{DatabaseConfig, SchemaMode};
 pub use encryption::EncryptionConfig;
 pub use limits::LimitsConfig;
 pub use lockout::LockoutConfig;
+pub use mail::{DeliverySetting, MailConfig};
 pub use passwords::{PasswordRules, PasswordsConfig};
 pub use server::{LogFormat, ServerConfig};
 pub use sessions::{LimitPolicy, SessionRules, SessionsConfig};
@@ -91,7 +95,11 @@ pub struct Config {
     pub lockout: LockoutConfig,
     #[command(flatten)]
     pub cache: CacheConfig,
-    // Groups still to come, each a file of its own: mail, events.
+    #[command(flatten)]
+    pub accounts: AccountsConfig,
+    #[command(flatten)]
+    pub mail: MailConfig,
+    // Groups still to come, each a file of its own: events.
 }
 
 impl Config {
@@ -133,6 +141,7 @@ impl Config {
             max_guest_sessions,
             session_limit,
             renew_on_use,
+            accounts: self.accounts.policy(self.mail.delivery()),
         }
     }
 }
@@ -187,12 +196,18 @@ mod tests {
         config.bootstrap.super_user = Some("root".into());
         config.bootstrap.super_user_password = Some("super-secret-2".into());
         config.encryption.keys = Some("k1:key-secret-3".into());
+        config.mail.smtp_url = Some("smtp://relay:mail-secret-4@mail.example".into());
         let cli = Cli {
             command: None,
             config,
         };
         let printed = format!("{cli:?} {cli:#?}");
-        for secret in ["db-secret-1", "super-secret-2", "key-secret-3"] {
+        for secret in [
+            "db-secret-1",
+            "super-secret-2",
+            "key-secret-3",
+            "mail-secret-4",
+        ] {
             assert!(!printed.contains(secret), "{secret} in {printed}");
         }
         assert!(printed.contains("super_user: Some(\"root\")"), "{printed}");

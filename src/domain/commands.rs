@@ -122,3 +122,30 @@ pub struct ForgetLoginFailures {
     pub user_key: String,
     pub address: Option<super::AddressClaim>,
 }
+
+/// Signs a user up: inserts the (unconfirmed) user and its confirmation token in one
+/// transaction, or neither when the username is taken.
+#[derive(Clone, Debug)]
+pub struct SignUp {
+    pub record: super::UserRecord,
+    pub confirmation: super::NewAccountToken,
+}
+
+/// Issues a password reset token to the user with this username key, if it may reset its
+/// password (confirmed, approved, not locked), replacing any reset token it had: one statement
+/// whether or not the user exists, so a request for an unknown name does the same work. The
+/// token is bound to the user's password at this moment: once the password changes, by any
+/// path, the token no longer redeems.
+#[derive(Clone, Debug)]
+pub struct IssuePasswordReset {
+    /// `Username::key()`.
+    pub user_key: String,
+    pub token: super::NewAccountToken,
+}
+
+/// Consumes a live token of the redemption's purpose and applies the redemption, atomically.
+#[derive(Clone, Debug)]
+pub struct RedeemAccountToken {
+    pub hash: super::TokenHash,
+    pub redemption: super::Redemption,
+}

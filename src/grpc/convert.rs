@@ -194,6 +194,7 @@ impl From<User> for proto::User {
             password_expiry: user.password_expiry.map(timestamp),
             creation_time: Some(timestamp(user.created_at)),
             last_login_time: user.last_login_at.map(timestamp),
+            is_confirmed: user.is_confirmed,
         }
     }
 }

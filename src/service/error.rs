@@ -70,6 +70,12 @@ pub enum ServiceError {
     /// The user holds as many live sessions as allowed, under the `refuse` policy.
     #[error("the user has the most sessions allowed; end one first")]
     SessionLimitReached,
+    #[error("sign-up is disabled")]
+    SignUpDisabled,
+    #[error("the token is invalid, used or expired")]
+    TokenInvalid,
+    #[error("the user has not confirmed its sign-up")]
+    UserNotConfirmed,
     /// The cause is logged, never sent.
     #[error("store unavailable")]
     StoreUnavailable(String),
@@ -112,6 +118,9 @@ impl ServiceError {
             Self::Overloaded => "OVERLOADED",
             Self::TooManyGuestSessions => "LIMIT_EXCEEDED",
             Self::SessionLimitReached => "SESSION_LIMIT_REACHED",
+            Self::SignUpDisabled => "SIGNUP_DISABLED",
+            Self::TokenInvalid => "TOKEN_INVALID",
+            Self::UserNotConfirmed => "USER_NOT_CONFIRMED",
             Self::StoreUnavailable(_) => "STORE_UNAVAILABLE",
             Self::Internal(_) => "INTERNAL",
         }

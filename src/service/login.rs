@@ -170,8 +170,8 @@ impl Sso {
         })
     }
 
-    /// Refusals after a correct password. Locked, unapproved and expired-password users get
-    /// invalid credentials unless the policy says to reveal why.
+    /// Refusals after a correct password. Locked, unconfirmed, unapproved and
+    /// expired-password users get invalid credentials unless the policy says to reveal why.
     fn check_may_log_in(
         &self,
         user: &User,
@@ -180,6 +180,8 @@ impl Sso {
     ) -> ServiceResult<()> {
         let refusal = if user.is_locked {
             Some(ServiceError::UserLocked)
+        } else if !user.is_confirmed {
+            Some(ServiceError::UserNotConfirmed)
         } else if user.approval_status != ApprovalStatus::Approved {
             Some(ServiceError::UserNotApproved)
         } else if user.password_expired(now) && !changes_password {

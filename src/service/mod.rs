@@ -15,9 +15,11 @@ use crate::{
         Limits, RenewOnUse, Session, SessionLimit, SessionPolicy, SessionWithUser, ThrottleLimits,
         User,
     },
+    mail::Mailer,
     store::{StoreHealth, Stores},
 };
 
+mod accounts;
 mod attributes;
 mod error;
 mod login;
@@ -30,6 +32,7 @@ mod users;
 #[allow(clippy::unwrap_used)]
 mod redaction_tests;
 
+pub use accounts::{AccountsPolicy, SignUpMode, SignUpOutcome, SignUpRequest, TokenDelivery};
 pub use attributes::{AttributeWrite, OwnerRef, Scope, WriteDefaults};
 pub use error::{FieldViolation, ServiceError, ServiceResult};
 pub use login::{LoginOutcome, LoginRequest};
@@ -66,6 +69,8 @@ pub struct Policy {
     /// Use renews: the least time between two renewals of one session by the calls its UST
     /// authenticates; `None`: use never renews (only `RenewSession` does).
     pub renew_on_use: Option<Duration>,
+    /// Sign-up, and the tokens of its confirmation and of password reset.
+    pub accounts: AccountsPolicy,
 }
 
 /// Who is calling: the session its UST names, and that session's user (none for a guest).
@@ -186,6 +191,8 @@ pub struct Dependencies {
     pub keys: KeyRing,
     pub passwords: PasswordHasherPool,
     pub policy: Policy,
+    /// Where sign-up and reset mails go.
+    pub mailer: Mailer,
 }
 
 /// The service: every RPC's rules, over an injectable store, clock and key ring.
@@ -195,6 +202,7 @@ pub struct Sso {
     keys: KeyRing,
     passwords: PasswordHasherPool,
     policy: Policy,
+    mailer: Mailer,
 }
 
 impl Sso {
@@ -205,6 +213,7 @@ impl Sso {
             keys,
             passwords,
             policy,
+            mailer,
         } = dependencies;
         Self {
             stores,
@@ -212,6 +221,7 @@ impl Sso {
             keys,
             passwords,
             policy,
+            mailer,
         }
     }
 

@@ -149,6 +149,7 @@ impl Sso {
             password_expiry: self.policy.password_max_age.map(|age| now + age),
             created_at: now,
             last_login_at: None,
+            is_confirmed: true,
         };
         let password_hash = self.passwords.hash(&password).await?;
         let user = self
@@ -361,14 +362,14 @@ impl Sso {
     }
 
     /// A username from a request, normalised; refused as an invalid `username` field.
-    fn username(&self, text: &str) -> ServiceResult<Username> {
+    pub(super) fn username(&self, text: &str) -> ServiceResult<Username> {
         Username::parse(text, self.policy.limits.max_username_chars).map_err(|error| match error {
             UsernameError::TooLong(_) => ServiceError::limit("username", error.to_string()),
             _ => ServiceError::invalid("username", error.to_string()),
         })
     }
 
-    fn check_profile(&self, profile: &Profile) -> ServiceResult<()> {
+    pub(super) fn check_profile(&self, profile: &Profile) -> ServiceResult<()> {
         let max = self.policy.limits.max_profile_field_chars;
         for (field, value) in [
             ("email", &profile.email),

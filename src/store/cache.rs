@@ -55,13 +55,14 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{
-    SessionStore, StoreResult, Stores, UserStore,
+    AccountTokenStore, SessionStore, StoreResult, Stores, UserStore,
     postgres::listener::{Listener, Listening, Notification},
 };
 use crate::domain::{
-    DeleteSession, DeleteSessions, DeleteUser, OpenSession, PurgeCounts, PurgeExpired, RenewOnUse,
-    RenewSession, Session, SessionId, SessionSelector, SessionWithUser, TokenHash, UpdateUser,
-    User, UserId, UserPage, UserQuery, UserRecord, Username, Write,
+    AccountTokenPurpose, DeleteSession, DeleteSessions, DeleteUser, IssuePasswordReset,
+    OpenSession, PurgeCounts, PurgeExpired, RedeemAccountToken, RenewOnUse, RenewSession, Session,
+    SessionId, SessionSelector, SessionWithUser, SignUp, SignedUp, TokenHash, UpdateUser, User,
+    UserId, UserPage, UserQuery, UserRecord, Username, Write,
 };
 
 /// The `NOTIFY` channel of migration 7's triggers.
@@ -227,6 +228,7 @@ impl Book {
 pub struct AuthCache {
     sessions: Arc<dyn SessionStore>,
     users: Arc<dyn UserStore>,
+    account_tokens: Arc<dyn AccountTokenStore>,
     entries: Cache<TokenHash, Arc<SessionWithUser>>,
     book: Mutex<Book>,
     /// Filled by moka's eviction listener, which must not take `book`: moka may call it
@@ -263,6 +265,7 @@ impl AuthCache {
         Self {
             sessions: Arc::clone(&stores.sessions),
             users: Arc::clone(&stores.users),
+            account_tokens: Arc::clone(&stores.account_tokens),
             entries,
             book: Mutex::default(),
             evicted,
@@ -271,11 +274,13 @@ impl AuthCache {
         }
     }
 
-    /// `stores` with this cache in place of its sessions and users.
+    /// `stores` with this cache in place of its sessions, users and account tokens (whose
+    /// redemption changes a user and may end its sessions).
     pub fn wrap(self: &Arc<Self>, stores: Stores) -> Stores {
         Stores {
             sessions: Arc::clone(self) as Arc<dyn SessionStore>,
             users: Arc::clone(self) as Arc<dyn UserStore>,
+            account_tokens: Arc::clone(self) as Arc<dyn AccountTokenStore>,
             ..stores
         }
     }
@@ -641,6 +646,46 @@ impl UserStore for AuthCache {
     }
 }
 
+#[async_trait]
+impl AccountTokenStore for AuthCache {
+    async fn sign_up(&self, write: Write<SignUp>) -> StoreResult<SignedUp> {
+        self.account_tokens.sign_up(write).await
+    }
+
+    async fn issue_password_reset(
+        &self,
+        write: Write<IssuePasswordReset>,
+    ) -> StoreResult<Option<User>> {
+        self.account_tokens.issue_password_reset(write).await
+    }
+
+    async fn account_token_user(
+        &self,
+        hash: &TokenHash,
+        purpose: AccountTokenPurpose,
+        now: SystemTime,
+    ) -> StoreResult<Option<UserRecord>> {
+        self.account_tokens
+            .account_token_user(hash, purpose, now)
+            .await
+    }
+
+    /// A redemption changes its user (and a reset ends the user's sessions): the user's
+    /// entries go, whatever the outcome, since a failure may still have committed.
+    async fn redeem_account_token(
+        &self,
+        write: Write<RedeemAccountToken>,
+    ) -> StoreResult<Option<User>> {
+        let redeemed = self.account_tokens.redeem_account_token(write).await;
+        match &redeemed {
+            Ok(Some(user)) => self.invalidate(Invalidation::User(user.id), Origin::Local),
+            Ok(None) => {}
+            Err(_) => self.invalidate(Invalidation::All, Origin::Local),
+        }
+        redeemed
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -684,6 +729,7 @@ mod tests {
                 password_expiry,
                 created_at: at(0),
                 last_login_at: None,
+                is_confirmed: true,
             },
             password_hash: "$argon2id$fake".into(),
         };

@@ -1,5 +1,5 @@
 //! Persistence, one trait per capability ([`StoreHealth`], [`UserStore`], [`SessionStore`],
-//! [`AttributeStore`], [`ThrottleStore`]) summed into [`Store`]. They are shaped for a transactional SQL store:
+//! [`AttributeStore`], [`ThrottleStore`], [`AccountTokenStore`]) summed into [`Store`]. They are shaped for a transactional SQL store:
 //! every operation that must be atomic is one call, expiry is decided by the `now` passed in
 //! (the injectable clock's time), and nothing asks the caller to read a row to decide whether
 //! to write it.
@@ -9,10 +9,11 @@ use std::{sync::Arc, time::SystemTime};
 use async_trait::async_trait;
 
 use crate::domain::{
-    ClaimLogin, DeleteAttributes, DeleteSession, DeleteSessions, DeleteUser, ForgetLoginFailures,
-    LoginClaim, OpenSession, Owner, PurgeCounts, PurgeExpired, RenewOnUse, RenewSession, Session,
-    SessionId, SessionWithUser, SetAttributeExpiry, SetAttributes, StoredAttribute, TokenHash,
-    UpdateUser, User, UserId, UserPage, UserQuery, UserRecord, Username, Write,
+    AccountTokenPurpose, ClaimLogin, DeleteAttributes, DeleteSession, DeleteSessions, DeleteUser,
+    ForgetLoginFailures, IssuePasswordReset, LoginClaim, OpenSession, Owner, PurgeCounts,
+    PurgeExpired, RedeemAccountToken, RenewOnUse, RenewSession, Session, SessionId,
+    SessionWithUser, SetAttributeExpiry, SetAttributes, SignUp, SignedUp, StoredAttribute,
+    TokenHash, UpdateUser, User, UserId, UserPage, UserQuery, UserRecord, Username, Write,
 };
 
 pub mod cache;
@@ -195,13 +196,57 @@ pub trait ThrottleStore: Send + Sync + 'static {
     async fn forget_login_failures(&self, write: Write<ForgetLoginFailures>) -> StoreResult<()>;
 }
 
+/// Sign-up confirmation and password reset tokens, stored only as hashes. A token is live
+/// until its expiry and is consumed by its redemption; a user holds at most one token of each
+/// purpose (a new one replaces the old). Expired tokens are deleted by
+/// [`SessionStore::purge_expired`], the one sweep.
+#[async_trait]
+pub trait AccountTokenStore: Send + Sync + 'static {
+    /// Inserts the unconfirmed user and its confirmation token in one transaction; when the
+    /// username key is taken, inserts nothing and names the owner.
+    async fn sign_up(&self, write: Write<SignUp>) -> StoreResult<SignedUp>;
+    /// Issues a reset token to the user named by the key, if it may reset its password
+    /// (confirmed, approved, not locked); returns that user. The same one statement for a
+    /// known and an unknown username.
+    async fn issue_password_reset(
+        &self,
+        write: Write<IssuePasswordReset>,
+    ) -> StoreResult<Option<User>>;
+    /// The user a live token of `purpose` belongs to (for a reset token, only while the
+    /// user's password is still the one it was issued against); nothing is consumed.
+    async fn account_token_user(
+        &self,
+        hash: &TokenHash,
+        purpose: AccountTokenPurpose,
+        now: SystemTime,
+    ) -> StoreResult<Option<UserRecord>>;
+    /// Consumes the token and applies the redemption in one transaction: confirms the user,
+    /// or sets its password and ends all its sessions. `None` (nothing written) when the
+    /// token is unknown, used, expired, of the other purpose or (a reset token) issued
+    /// against a password that has changed since.
+    async fn redeem_account_token(
+        &self,
+        write: Write<RedeemAccountToken>,
+    ) -> StoreResult<Option<User>>;
+}
+
 /// A whole store: every capability. `now` is always the caller's clock: rows whose expiry is
 /// at or before it are treated as absent by every read, count and limit, even before a sweep.
 /// The coming `EventStore` (the audit log) joins this sum.
-pub trait Store: StoreHealth + UserStore + SessionStore + AttributeStore + ThrottleStore {}
+pub trait Store:
+    StoreHealth + UserStore + SessionStore + AttributeStore + ThrottleStore + AccountTokenStore
+{
+}
 
-impl<T: StoreHealth + UserStore + SessionStore + AttributeStore + ThrottleStore + ?Sized> Store
-    for T
+impl<
+    T: StoreHealth
+        + UserStore
+        + SessionStore
+        + AttributeStore
+        + ThrottleStore
+        + AccountTokenStore
+        + ?Sized,
+> Store for T
 {
 }
 
@@ -215,6 +260,7 @@ pub struct Stores {
     pub sessions: Arc<dyn SessionStore>,
     pub attributes: Arc<dyn AttributeStore>,
     pub throttle: Arc<dyn ThrottleStore>,
+    pub account_tokens: Arc<dyn AccountTokenStore>,
 }
 
 impl Stores {
@@ -225,7 +271,8 @@ impl Stores {
             users: store.clone(),
             sessions: store.clone(),
             attributes: store.clone(),
-            throttle: store,
+            throttle: store.clone(),
+            account_tokens: store,
         }
     }
 }

@@ -2,7 +2,8 @@
 //! held across an `.await` (no method awaits while holding it), so a std mutex is cheaper
 //! than tokio's and cannot deadlock the runtime.
 //!
-//! One file per capability (`users.rs`, `sessions.rs`, `attributes.rs`, `throttle.rs`); this one holds the
+//! One file per capability (`users.rs`, `sessions.rs`, `attributes.rs`, `throttle.rs`,
+//! `accounts.rs`); this one holds the
 //! state, its lock, health, and the session helpers that more than one area needs.
 
 use std::{
@@ -18,6 +19,7 @@ use crate::domain::{
     Owner, Session, SessionId, SessionSelector, StoredAttribute, TokenHash, UserId, UserRecord,
 };
 
+mod accounts;
 mod attributes;
 mod sessions;
 mod throttle;
@@ -46,6 +48,7 @@ struct State {
     /// Owner → its attributes by name.
     attributes: HashMap<Owner, BTreeMap<String, StoredAttribute>>,
     throttle: throttle::Throttle,
+    account_tokens: accounts::AccountTokens,
 }
 
 struct StoredSession {

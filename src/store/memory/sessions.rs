@@ -233,6 +233,7 @@ impl SessionStore for MemoryStore {
         } = write;
         let mut state = self.lock()?;
         let login_failures = state.throttle.purge(&throttle, now);
+        let account_tokens = state.account_tokens.purge(now);
         let mut attributes = 0;
         for map in state.attributes.values_mut() {
             let before = map.len();
@@ -258,6 +259,7 @@ impl SessionStore for MemoryStore {
             sessions: expired.len() as u64,
             attributes,
             login_failures,
+            account_tokens,
         })
     }
 }

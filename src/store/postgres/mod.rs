@@ -78,6 +78,7 @@ use tokio_postgres::{Row, types::ToSql};
 
 use super::{PoolStatus, StoreError, StoreHealth, StoreResult};
 
+mod accounts;
 mod attributes;
 mod error;
 pub mod listener;

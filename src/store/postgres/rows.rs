@@ -42,6 +42,7 @@ pub(super) fn user(row: &Row, at: usize) -> StoreResult<User> {
         password_expiry: get(row, at + 11)?,
         created_at: get(row, at + 12)?,
         last_login_at: get(row, at + 13)?,
+        is_confirmed: get(row, at + 14)?,
     })
 }
 

@@ -385,6 +385,14 @@ impl SessionStore for PostgresStore {
                             .await?,
                         ..PurgeCounts::default()
                     };
+                    counts.account_tokens = delete_in_batches(
+                        &client,
+                        sql::accounts::PURGE_ACCOUNT_TOKENS,
+                        now,
+                        batch,
+                        &[],
+                    )
+                    .await?;
                     for table in [
                         &sql::attributes::SESSION_ATTRIBUTES,
                         &sql::attributes::USER_ATTRIBUTES,
@@ -420,6 +428,7 @@ impl SessionStore for PostgresStore {
                 sessions = counts.sessions,
                 attributes = counts.attributes,
                 login_failures = counts.login_failures,
+                account_tokens = counts.account_tokens,
                 "purged expired rows"
             );
         }

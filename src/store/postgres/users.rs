@@ -46,6 +46,7 @@ impl UserStore for PostgresStore {
                     &user.password_expiry,
                     &user.created_at,
                     &user.last_login_at,
+                    &user.is_confirmed,
                 ],
             )
             .await?;

@@ -102,6 +102,7 @@ pub fn user_record(username: &str) -> UserRecord {
             password_expiry: None,
             created_at: at(0),
             last_login_at: None,
+            is_confirmed: true,
         },
         password_hash: hash_of(username),
     }

@@ -24,6 +24,7 @@ macro_rules! join {
     }};
 }
 
+pub mod accounts;
 pub mod attributes;
 pub mod sessions;
 pub mod throttle;
@@ -75,7 +76,7 @@ impl Columns {
 pub const USER: Columns = Columns {
     list: "u.id, u.username, u.email, u.display_name, u.first_name, u.middle_name, u.last_name, \
            u.is_super_user, u.is_locked, u.approval_status, u.password_must_change, \
-           u.password_expiry, u.created_at, u.last_login_at",
+           u.password_expiry, u.created_at, u.last_login_at, u.is_confirmed",
     types: &[
         Type::UUID,
         Type::TEXT,
@@ -91,6 +92,7 @@ pub const USER: Columns = Columns {
         Type::TIMESTAMPTZ,
         Type::TIMESTAMPTZ,
         Type::TIMESTAMPTZ,
+        Type::BOOL,
     ],
 };
 
@@ -226,4 +228,11 @@ pub const STATEMENTS: &[Statement] = statements![
     throttle::FORGET_USER => [],
     throttle::PURGE_USERS => [],
     throttle::PURGE_ADDRESSES => [],
+    accounts::SIGN_UP_USER => [USER],
+    accounts::ISSUE_PASSWORD_RESET => [USER],
+    accounts::TOKEN_USER => [USER, PASSWORD_HASH],
+    accounts::LOCK_TOKEN_USER => [],
+    accounts::CONFIRM_SIGN_UP => [USER],
+    accounts::RESET_PASSWORD => [USER],
+    accounts::PURGE_ACCOUNT_TOKENS => [],
 ];

@@ -2,13 +2,14 @@
 
 use super::{PASSWORD_HASH, USER, USER_TOTAL};
 
-pub const CREATE_USER: &str = join!(
-    "INSERT INTO users AS u (id, username, username_key, email, display_name, first_name, \
-     middle_name, last_name, is_super_user, is_locked, approval_status, password_hash, \
-     password_must_change, password_expiry, created_at, last_login_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING ",
-    USER.list
-);
+/// Inserts a user from `$1`…`$17`; shared by [`CREATE_USER`] and sign-up's insert.
+pub(super) const INSERT_USER: &str = "INSERT INTO users AS u (id, username, username_key, email, \
+     display_name, first_name, middle_name, last_name, is_super_user, is_locked, \
+     approval_status, password_hash, password_must_change, password_expiry, created_at, \
+     last_login_at, is_confirmed) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)";
+
+pub const CREATE_USER: &str = join!(INSERT_USER, " RETURNING ", USER.list);
 
 pub const USER_BY_ID: &str = join!(
     "SELECT ",
