@@ -43,6 +43,7 @@ macro_rules! conformance {
 
 conformance!(ping_answers);
 
+mod accounts;
 mod attributes;
 mod limits;
 mod model;
