@@ -11,12 +11,13 @@ use tonic::{Code, Request};
 
 use crate::{
     both,
-    harness::{Backend, TestServer, assert_error, authed},
+    harness::{Backend, TestServer, assert_error, authed, violated_fields},
     smtp::SmtpSink,
 };
 
 both!(
     sign_up_is_refused_when_off,
+    sign_up_refuses_bad_input_and_writes_nothing,
     sign_up_confirm_by_mail_then_log_in,
     approval_mode_needs_confirmation_and_approval,
     a_taken_username_answers_the_same_and_tells_its_owner,
@@ -134,6 +135,73 @@ async fn sign_up_is_refused_when_off(backend: Backend) {
     assert_error(&status, Code::PermissionDenied, "SIGNUP_DISABLED");
     // Nothing was written: the name is free for an administrator.
     user_with_email(&server, "hopeful").await;
+}
+
+async fn sign_up_refuses_bad_input_and_writes_nothing(backend: Backend) {
+    let sink = SmtpSink::start().await;
+    let server = TestServer::start_with(backend, |config| {
+        mailing(config, &sink, SignUpSetting::Open)
+    })
+    .await;
+    let base = || sign_up_request("careless");
+    let cases = [
+        (
+            proto::SignUpRequest {
+                username: "care\u{200b}less".into(),
+                ..base()
+            },
+            Code::InvalidArgument,
+            "INVALID_ARGUMENT",
+            Some("username"),
+        ),
+        (
+            proto::SignUpRequest {
+                username: "x".repeat(500),
+                ..base()
+            },
+            Code::InvalidArgument,
+            "LIMIT_EXCEEDED",
+            Some("username"),
+        ),
+        (
+            proto::SignUpRequest {
+                display_name: "d".repeat(5000),
+                ..base()
+            },
+            Code::InvalidArgument,
+            "LIMIT_EXCEEDED",
+            Some("display_name"),
+        ),
+        (
+            proto::SignUpRequest {
+                remote_addr: "bad\u{0}addr".into(),
+                ..base()
+            },
+            Code::InvalidArgument,
+            "INVALID_ARGUMENT",
+            Some("remote_addr"),
+        ),
+        (
+            proto::SignUpRequest {
+                password: "short".into(),
+                ..base()
+            },
+            Code::InvalidArgument,
+            "PASSWORD_TOO_WEAK",
+            None,
+        ),
+    ];
+    for (request, code, expected_reason, field) in cases {
+        let status = sign_up(&server, Request::new(request))
+            .await
+            .expect_err("refused");
+        assert_error(&status, code, expected_reason);
+        if let Some(field) = field {
+            assert_eq!(violated_fields(&status), [field], "{status:?}");
+        }
+    }
+    // Nothing was written: the name is free.
+    user_with_email(&server, "careless").await;
 }
 
 async fn sign_up_confirm_by_mail_then_log_in(backend: Backend) {

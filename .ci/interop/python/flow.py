@@ -1,12 +1,18 @@
 #!/usr/bin/env python3
 """The ssod interop flow with grpcio and stubs generated from proto/ at run time.
 
-Env (set by .ci/interop/run): SSOD_ADDR, SSOD_ADMIN_USER, SSOD_ADMIN_PASSWORD.
+Env (set by .ci/interop/run): SSOD_ADDR, SSOD_ADMIN_USER, SSOD_ADMIN_PASSWORD, and
+SSOD_INTEROP_SMTP_PORT, where this flow runs the SMTP server (aiosmtpd) that ssod mails
+sign-up and reset tokens to.
 Prints one line per check and exits 1 at the first mismatch.
 """
+import email
+import email.policy
 import json
 import os
 import pathlib
+import queue
+import re
 import shutil
 import sys
 import time
@@ -120,7 +126,88 @@ def expect_error(method, request, metadata, code, reason, what):
     fail(f"{what}: succeeded, want {code.name}")
 
 
+class MailSink:
+    """An SMTP server on SSOD_INTEROP_SMTP_PORT; received mails wait in a queue."""
+
+    def __init__(self):
+        from aiosmtpd.controller import Controller
+
+        self.mails = queue.Queue()
+        self.controller = Controller(self, hostname="127.0.0.1",
+                                     port=int(os.environ["SSOD_INTEROP_SMTP_PORT"]))
+        self.controller.start()
+
+    async def handle_DATA(self, server, session, envelope):
+        self.mails.put((envelope.rcpt_tos, envelope.content))
+        return "250 OK"
+
+    def token_for(self, address, what):
+        """The account token of the next mail, which must go to `address`."""
+        try:
+            rcpt, content = self.mails.get(timeout=30)
+        except queue.Empty:
+            fail(f"{what}: no mail within 30 s")
+        check(rcpt == [address], f"{what}: mail to {rcpt}")
+        body = email.message_from_bytes(content, policy=email.policy.default).get_body(("plain",))
+        found = re.search(r"ssod_act_[A-Za-z0-9_-]{43}", body.get_content())
+        check(found is not None, f"{what}: the mail carries a token")
+        return found.group(0)
+
+    def stop(self):
+        self.controller.stop()
+
+
+def remember_secrets(*secrets):
+    """Run checks that the server log holds none of these."""
+    if os.environ.get("SSOD_INTEROP_SECRETS"):
+        with open(os.environ["SSOD_INTEROP_SECRETS"], "a") as f:
+            f.writelines(f"{secret}\n" for secret in secrets)
+
+
+def sign_up_and_reset(users, login, mails):
+    """Sign-up, confirmation by the mailed token, login; reset by mail, login again."""
+    username = f"python-signup-{int(time.time())}-{os.getpid()}"
+    address = f"{username}@example.invalid"
+    password = f"Interop-signup-{uuid.uuid4().hex[:8]}-Pa55!"
+    new_password = f"Interop-reset-{uuid.uuid4().hex[:8]}-Pa55!"
+    remember_secrets(password, new_password)
+    signed_up = call(users.SignUp, upb.SignUpRequest(
+        username=username, password=password, email=address, current_app="interop",
+        remote_addr="127.0.0.1", user_agent=UA))[0]
+    check(signed_up.user.username == username and not signed_up.user.is_confirmed
+          and signed_up.confirmation_token == "", f"SignUp {username}: unconfirmed, token mailed")
+    expect_error(users.Login, upb.LoginRequest(username=username, password=password, current_app="interop",
+                                               remote_addr="127.0.0.1", user_agent=UA),
+                 (), grpc.StatusCode.UNAUTHENTICATED, "INVALID_CREDENTIALS", "Login before confirmation")
+    token = mails.token_for(address, "sign-up mail")
+    remember_secrets(token)
+    confirmed = call(users.ConfirmSignUp, upb.ConfirmSignUpRequest(confirmation_token=token))[0]
+    check(confirmed.user.user_id == signed_up.user.user_id and confirmed.user.is_confirmed, "ConfirmSignUp")
+    expect_error(users.ConfirmSignUp, upb.ConfirmSignUpRequest(confirmation_token=token), (),
+                 grpc.StatusCode.INVALID_ARGUMENT, "TOKEN_INVALID", "ConfirmSignUp twice")
+    first = login(username, password)
+    check(first.user.is_confirmed, "Login after confirmation")
+    remember_secrets(first.ust)
+
+    reset_request = upb.RequestPasswordResetRequest(username=username, current_app="interop",
+                                                    remote_addr="127.0.0.1", user_agent=UA)
+    check(call(users.RequestPasswordReset, reset_request)[0].reset_token == "", "RequestPasswordReset")
+    unknown = upb.RequestPasswordResetRequest(username=f"{username}-unknown", current_app="interop")
+    check(call(users.RequestPasswordReset, unknown)[0].reset_token == "",
+          "RequestPasswordReset of an unknown name answers the same")
+    token = mails.token_for(address, "reset mail")
+    remember_secrets(token)
+    call(users.ResetPassword, upb.ResetPasswordRequest(reset_token=token, new_password=new_password))
+    print("ok: ResetPassword")
+    expect_error(users.GetCurrentUser, upb.GetCurrentUserRequest(), bearer(first.ust),
+                 grpc.StatusCode.UNAUTHENTICATED, "UST_INVALID", "the reset ended the earlier session")
+    again = login(username, new_password)
+    check(again.user.user_id == signed_up.user.user_id, "Login with the new password")
+    remember_secrets(again.ust)
+
+
 def main():
+    mails = MailSink()
     channel = grpc.insecure_channel(os.environ["SSOD_ADDR"])
     users = user_pb2_grpc.UserServiceStub(channel)
     sessions = session_pb2_grpc.SessionServiceStub(channel)
@@ -210,6 +297,9 @@ def main():
     print("ok: Logout")
     expect_error(users.GetCurrentUser, upb.GetCurrentUserRequest(), user_md, grpc.StatusCode.UNAUTHENTICATED,
                  "UST_INVALID", "GetCurrentUser after Logout")
+
+    sign_up_and_reset(users, login, mails)
+    mails.stop()
     channel.close()
     print("python flow: all checks passed")
 
