@@ -231,11 +231,14 @@ impl Sso {
         metrics::counter!("ssod_swept_total", "kind" => "attributes").increment(counts.attributes);
         metrics::counter!("ssod_swept_total", "kind" => "login_failures")
             .increment(counts.login_failures);
+        metrics::counter!("ssod_swept_total", "kind" => "account_tokens")
+            .increment(counts.account_tokens);
         if counts != PurgeCounts::default() {
             tracing::info!(
                 sessions = counts.sessions,
                 attributes = counts.attributes,
                 login_failures = counts.login_failures,
+                account_tokens = counts.account_tokens,
                 "expired rows swept"
             );
         }
