@@ -115,3 +115,28 @@ impl fmt::Debug for MailConfig {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+    use super::*;
+
+    #[test]
+    fn a_relay_is_required_only_where_mail_must_go() {
+        let mut mail = Config::defaults().mail;
+        assert!(mail.smtp(true).is_err(), "sign-up by mail with no relay");
+        assert!(
+            matches!(mail.smtp(false), Ok(None)),
+            "reset mails are dropped"
+        );
+        mail.smtp_url = Some("smtp://127.0.0.1:2525".into());
+        assert!(mail.smtp(false).is_err(), "a relay needs a sender");
+        mail.from = Some("ssod@example.test".into());
+        assert!(matches!(mail.smtp(true), Ok(Some(_))));
+        mail.delivery = DeliverySetting::Caller;
+        assert!(
+            matches!(mail.smtp(true), Ok(None)),
+            "caller delivery mails nothing"
+        );
+    }
+}

@@ -25,6 +25,7 @@ both!(
     reset_tokens_expire_and_are_invalidated,
     caller_delivery_returns_tokens_to_super_users_only,
     a_refused_mail_is_retried,
+    a_dead_relay_never_loses_the_sign_up,
 );
 
 const PASSWORD: &str = "first-password-1";
@@ -492,4 +493,42 @@ async fn a_refused_mail_is_retried(backend: Backend) {
         .expect("delivered on the third try");
     assert_eq!(sink.refused(), 2);
     reset(&server, &token, NEW_PASSWORD).await.expect("reset");
+}
+
+async fn a_dead_relay_never_loses_the_sign_up(backend: Backend) {
+    // A port nobody listens on: every send fails.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("address");
+    let server = TestServer::start_with(backend, |config| {
+        config.accounts.signup = SignUpSetting::Open;
+        config.mail.smtp_url = Some(format!("smtp://{dead}"));
+        config.mail.from = Some("ssod@example.test".into());
+        config.mail.max_attempts = 2;
+        config.mail.retry_delay = Duration::from_millis(10);
+    })
+    .await;
+    let signed_up = sign_up(&server, Request::new(sign_up_request("stranded")))
+        .await
+        .expect("the sign-up does not wait for the relay")
+        .user
+        .expect("user");
+    let admin = server.admin().await;
+    let stored = server
+        .users()
+        .get_user(authed(
+            &admin,
+            proto::GetUserRequest {
+                username: "stranded".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("the user was stored")
+        .into_inner()
+        .user
+        .expect("user");
+    assert_eq!(stored.user_id, signed_up.user_id);
+    assert!(!stored.is_confirmed);
 }
