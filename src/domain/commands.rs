@@ -131,10 +131,11 @@ pub struct SignUp {
     pub confirmation: super::NewAccountToken,
 }
 
-/// Issues a password reset token to the user with this username key, if it may reset its
-/// password (confirmed, approved, not locked), replacing any reset token it had: one statement
-/// whether or not the user exists, so a request for an unknown name does the same work. The
-/// token is bound to the user's password at this moment: once the password changes, by any
+/// Issues a password reset token under a username key, replacing the key's older reset
+/// token, and bound to the password of the key's user if that user may reset its password
+/// (confirmed, approved, not locked). For any other key the token is written all the same,
+/// bound to no password, and never redeems: one write whether or not the user exists, so a
+/// request for an unknown name does the same work. Once the bound password changes, by any
 /// path, the token no longer redeems.
 #[derive(Clone, Debug)]
 pub struct IssuePasswordReset {

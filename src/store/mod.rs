@@ -196,24 +196,25 @@ pub trait ThrottleStore: Send + Sync + 'static {
     async fn forget_login_failures(&self, write: Write<ForgetLoginFailures>) -> StoreResult<()>;
 }
 
-/// Sign-up confirmation and password reset tokens, stored only as hashes. A token is live
-/// until its expiry and is consumed by its redemption; a user holds at most one token of each
-/// purpose (a new one replaces the old). Expired tokens are deleted by
-/// [`SessionStore::purge_expired`], the one sweep.
+/// Sign-up confirmation and password reset tokens, stored only as hashes. A token belongs to
+/// a username key and is bound to the password hash its user had when it was issued: it
+/// redeems only before its expiry and while the user under that key still has that hash (so
+/// a password change or the user's deletion invalidates it), and its redemption consumes it.
+/// A key holds at most one token of each purpose (a new one replaces the old). Expired tokens
+/// are deleted by [`SessionStore::purge_expired`], the one sweep.
 #[async_trait]
 pub trait AccountTokenStore: Send + Sync + 'static {
     /// Inserts the unconfirmed user and its confirmation token in one transaction; when the
     /// username key is taken, inserts nothing and names the owner.
     async fn sign_up(&self, write: Write<SignUp>) -> StoreResult<SignedUp>;
-    /// Issues a reset token to the user named by the key, if it may reset its password
-    /// (confirmed, approved, not locked); returns that user. The same one statement for a
-    /// known and an unknown username.
+    /// Issues a reset token under the key (see [`IssuePasswordReset`]); returns the key's
+    /// user if it may reset its password (confirmed, approved, not locked), the one whose
+    /// password the token is bound to. The same one write for a known and an unknown name.
     async fn issue_password_reset(
         &self,
         write: Write<IssuePasswordReset>,
     ) -> StoreResult<Option<User>>;
-    /// The user a live token of `purpose` belongs to (for a reset token, only while the
-    /// user's password is still the one it was issued against); nothing is consumed.
+    /// The user of a token of `purpose` that redeems at `now`; nothing is consumed.
     async fn account_token_user(
         &self,
         hash: &TokenHash,
@@ -222,8 +223,8 @@ pub trait AccountTokenStore: Send + Sync + 'static {
     ) -> StoreResult<Option<UserRecord>>;
     /// Consumes the token and applies the redemption in one transaction: confirms the user,
     /// or sets its password and ends all its sessions. `None` (nothing written) when the
-    /// token is unknown, used, expired, of the other purpose or (a reset token) issued
-    /// against a password that has changed since.
+    /// token is unknown, used, expired, of the other purpose, or bound to a password its
+    /// user no longer has (or to none).
     async fn redeem_account_token(
         &self,
         write: Write<RedeemAccountToken>,

@@ -1,6 +1,6 @@
 //! Sign-up confirmation and password reset tokens in memory.
 
-use std::time::SystemTime;
+use std::{collections::HashMap, time::SystemTime};
 
 use async_trait::async_trait;
 
@@ -8,31 +8,34 @@ use super::{MemoryStore, State};
 use crate::{
     domain::{
         AccountTokenPurpose, IssuePasswordReset, RedeemAccountToken, Redemption, SessionSelector,
-        SignUp, SignedUp, TokenHash, User, UserId, UserRecord, Username, Write,
+        SignUp, SignedUp, TokenHash, User, UserRecord, Username, Write,
     },
     store::{AccountTokenStore, StoreResult},
 };
 
-/// A token as stored: whose, what for, until when, and (a reset token) the password hash it
-/// was issued against.
+/// A token as stored: under which username key, what for, until when, and the password hash
+/// it was issued against (none: it never redeems).
 pub(super) struct StoredAccountToken {
-    user: UserId,
+    user_key: String,
     purpose: AccountTokenPurpose,
     expires_at: SystemTime,
     issued_for_password: Option<String>,
 }
 
-/// The tokens, by hash, with the one-per-user-and-purpose index that lets a new token
+/// The tokens, by hash, with the one-per-key-and-purpose index that lets a new token
 /// replace the old.
 #[derive(Default)]
 pub(super) struct AccountTokens {
-    by_hash: std::collections::HashMap<TokenHash, StoredAccountToken>,
-    by_user: std::collections::HashMap<(UserId, AccountTokenPurpose), TokenHash>,
+    by_hash: HashMap<TokenHash, StoredAccountToken>,
+    by_key: HashMap<(String, AccountTokenPurpose), TokenHash>,
 }
 
 impl AccountTokens {
     fn insert(&mut self, hash: TokenHash, token: StoredAccountToken) {
-        if let Some(old) = self.by_user.insert((token.user, token.purpose), hash) {
+        if let Some(old) = self
+            .by_key
+            .insert((token.user_key.clone(), token.purpose), hash)
+        {
             self.by_hash.remove(&old);
         }
         self.by_hash.insert(hash, token);
@@ -40,20 +43,8 @@ impl AccountTokens {
 
     fn remove(&mut self, hash: &TokenHash) -> Option<StoredAccountToken> {
         let token = self.by_hash.remove(hash)?;
-        self.by_user.remove(&(token.user, token.purpose));
+        self.by_key.remove(&(token.user_key.clone(), token.purpose));
         Some(token)
-    }
-
-    /// Every token of a user that is being deleted.
-    pub(super) fn remove_user(&mut self, user: UserId) {
-        for purpose in [
-            AccountTokenPurpose::ConfirmSignUp,
-            AccountTokenPurpose::ResetPassword,
-        ] {
-            if let Some(hash) = self.by_user.remove(&(user, purpose)) {
-                self.by_hash.remove(&hash);
-            }
-        }
     }
 
     /// Deletes the tokens expired at `now`; how many.
@@ -72,7 +63,8 @@ impl AccountTokens {
 }
 
 impl State {
-    /// The user of a live token of `purpose` that still redeems, and the token's hash.
+    /// The user of a token of `purpose` that redeems at `now`: unexpired, and the user under
+    /// its key still has the password it was issued against.
     fn redeemable(
         &self,
         hash: &TokenHash,
@@ -84,11 +76,11 @@ impl State {
             .by_hash
             .get(hash)
             .filter(|token| token.purpose == purpose && token.expires_at > now)?;
-        let record = self.users.get(&token.user)?;
-        match &token.issued_for_password {
-            Some(password) if *password != record.password_hash => None,
-            _ => Some(record),
-        }
+        let record = self
+            .usernames
+            .get(&token.user_key)
+            .and_then(|id| self.users.get(id))?;
+        (token.issued_for_password.as_ref() == Some(&record.password_hash)).then_some(record)
     }
 }
 
@@ -110,17 +102,17 @@ impl AccountTokenStore for MemoryStore {
             });
         }
         let user = record.user.clone();
-        state.usernames.insert(key, user.id);
-        state.users.insert(user.id, record);
         state.account_tokens.insert(
             confirmation.hash,
             StoredAccountToken {
-                user: user.id,
+                user_key: key.clone(),
                 purpose: AccountTokenPurpose::ConfirmSignUp,
                 expires_at: confirmation.expires_at,
-                issued_for_password: None,
+                issued_for_password: Some(record.password_hash.clone()),
             },
         );
+        state.usernames.insert(key, user.id);
+        state.users.insert(user.id, record);
         Ok(SignedUp::Created(user))
     }
 
@@ -133,26 +125,25 @@ impl AccountTokenStore for MemoryStore {
             ..
         } = write;
         let mut state = self.lock()?;
-        let Some(record) = state
+        let target = state
             .usernames
             .get(&user_key)
             .and_then(|id| state.users.get(id))
-            .filter(|record| record.user.may_reset_password())
-        else {
-            return Ok(None);
-        };
-        let user = record.user.clone();
-        let issued_for_password = Some(record.password_hash.clone());
+            .filter(|record| record.user.may_reset_password());
+        let user = target.map(|record| record.user.clone());
+        let issued_for_password = target.map(|record| record.password_hash.clone());
+        // Written whoever the key names, as PostgreSQL does: without a password it never
+        // redeems.
         state.account_tokens.insert(
             token.hash,
             StoredAccountToken {
-                user: user.id,
+                user_key,
                 purpose: AccountTokenPurpose::ResetPassword,
                 expires_at: token.expires_at,
                 issued_for_password,
             },
         );
-        Ok(Some(user))
+        Ok(user)
     }
 
     async fn account_token_user(

@@ -110,7 +110,6 @@ impl UserStore for MemoryStore {
             .usernames
             .remove(&Username::key_of(&record.user.username));
         state.attributes.remove(&Owner::User(id));
-        state.account_tokens.remove_user(id);
         let doomed = state.selected_sessions(SessionSelector::User(id));
         state.remove_sessions(SystemTime::UNIX_EPOCH, doomed);
         Ok(true)

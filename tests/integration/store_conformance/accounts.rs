@@ -23,7 +23,7 @@ conformance!(
     a_later_reset_request_replaces_the_older_token,
     a_password_change_invalidates_a_reset_token,
     a_token_of_one_purpose_never_redeems_the_other,
-    expired_tokens_are_swept_and_go_with_their_user,
+    expired_tokens_are_swept_and_a_deleted_users_never_redeem,
 );
 
 /// A fresh token's text and hash, expiring at `expires`.
@@ -229,8 +229,14 @@ async fn a_reset_goes_only_to_a_user_who_may_reset(store: Arc<dyn Store>) {
     ] {
         let user = create_user(&store, username).await;
         update(&store, &user, patch).await;
-        let (issued, _) = issue_reset(&store, username, 0, 100).await;
+        let (issued, hash) = issue_reset(&store, username, 0, 100).await;
         assert!(issued.is_none(), "{username} gets nothing");
+        assert!(
+            token_user(&store, hash, AccountTokenPurpose::ResetPassword, 10)
+                .await
+                .is_none(),
+            "{username}'s token never redeems"
+        );
     }
 
     let user = create_user(&store, "Forgetful").await;
@@ -418,12 +424,12 @@ async fn a_token_of_one_purpose_never_redeems_the_other(store: Arc<dyn Store>) {
     );
 }
 
-async fn expired_tokens_are_swept_and_go_with_their_user(store: Arc<dyn Store>) {
+async fn expired_tokens_are_swept_and_a_deleted_users_never_redeem(store: Arc<dyn Store>) {
     sign_up(&store, "expiring", 50).await;
     sign_up(&store, "lasting", 500).await;
     create_user(&store, "resets").await;
     issue_reset(&store, "resets", 0, 60).await;
-    let (doomed, _) = sign_up(&store, "doomed", 500).await;
+    let (doomed, doomed_token) = sign_up(&store, "doomed", 500).await;
     assert_eq!(
         store
             .purge_expired(write(at(60), purge(1)))
@@ -443,13 +449,29 @@ async fn expired_tokens_are_swept_and_go_with_their_user(store: Arc<dyn Store>) 
         ))
         .await
         .expect("deleted");
+    // A new user of the same name has another (salted) password hash: the old token is not
+    // its.
+    let mut successor = user_record("doomed");
+    successor.password_hash = "$argon2id$v=19$fake$another-salt".into();
+    store
+        .create_user(write(at(80), successor))
+        .await
+        .expect("the name is free again");
+    assert!(
+        redeem(&store, doomed_token, Redemption::ConfirmSignUp, 90)
+            .await
+            .is_none()
+    );
+    // A reset request for a name nobody may reset is stored like any other, until swept.
+    let (issued, _) = issue_reset(&store, "nobody", 90, 100).await;
+    assert!(issued.is_none());
     let left = leftovers(&store).await;
     assert_eq!(
         left,
         PurgeCounts {
-            account_tokens: 1,
+            account_tokens: 3,
             ..left
         },
-        "only the lasting token is left"
+        "the lasting, the deleted user's and the unknown name's tokens are left"
     );
 }
