@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime};
 use uuid::Uuid;
 
 pub mod commands;
+pub mod events;
 pub mod limits;
 pub mod throttle;
 pub mod username;
@@ -13,6 +14,9 @@ pub use commands::{ClaimLogin, ForgetLoginFailures};
 pub use commands::{
     DeleteAttributes, DeleteSession, DeleteSessions, DeleteUser, OpenSession, PurgeExpired,
     RenewSession, SetAttributeExpiry, SetAttributes, UpdateUser, Write,
+};
+pub use events::{
+    Event, EventContext, EventFeed, EventId, EventQuery, EventType, NewEvent, SessionEndReason,
 };
 pub use limits::Limits;
 pub use throttle::{AddressClaim, LoginClaim, ThrottleKind, ThrottleLimits};

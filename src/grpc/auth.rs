@@ -132,6 +132,7 @@ mod tests {
             })
             .unwrap(),
             policy: Config::defaults().policy(),
+            event_wakeups: None,
         }));
         let calls = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&calls);

@@ -20,6 +20,7 @@ use crate::{
 
 mod attributes;
 mod error;
+mod events;
 mod login;
 mod passwords;
 mod sessions;
@@ -32,6 +33,7 @@ mod redaction_tests;
 
 pub use attributes::{AttributeWrite, OwnerRef, Scope, WriteDefaults};
 pub use error::{FieldViolation, ServiceError, ServiceResult};
+pub use events::{EventFilter, EventStream, EventsPage, with_cid};
 pub use login::{LoginOutcome, LoginRequest};
 pub use passwords::ChangePassword;
 pub use sessions::SessionsPage;
@@ -186,6 +188,9 @@ pub struct Dependencies {
     pub keys: KeyRing,
     pub passwords: PasswordHasherPool,
     pub policy: Policy,
+    /// Bumped whenever events may have been recorded (by any replica): wakes event watches.
+    /// `None`: watches poll.
+    pub event_wakeups: Option<tokio::sync::watch::Receiver<u64>>,
 }
 
 /// The service: every RPC's rules, over an injectable store, clock and key ring.
@@ -195,6 +200,9 @@ pub struct Sso {
     keys: KeyRing,
     passwords: PasswordHasherPool,
     policy: Policy,
+    event_wakeups: Option<tokio::sync::watch::Receiver<u64>>,
+    /// Acts (events that change nothing) waiting for the background writer.
+    acts: events::ActQueue,
 }
 
 impl Sso {
@@ -205,6 +213,7 @@ impl Sso {
             keys,
             passwords,
             policy,
+            event_wakeups,
         } = dependencies;
         Self {
             stores,
@@ -212,6 +221,8 @@ impl Sso {
             keys,
             passwords,
             policy,
+            event_wakeups,
+            acts: events::ActQueue::new(),
         }
     }
 

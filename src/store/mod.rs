@@ -9,10 +9,11 @@ use std::{sync::Arc, time::SystemTime};
 use async_trait::async_trait;
 
 use crate::domain::{
-    ClaimLogin, DeleteAttributes, DeleteSession, DeleteSessions, DeleteUser, ForgetLoginFailures,
-    LoginClaim, OpenSession, Owner, PurgeCounts, PurgeExpired, RenewOnUse, RenewSession, Session,
-    SessionId, SessionWithUser, SetAttributeExpiry, SetAttributes, StoredAttribute, TokenHash,
-    UpdateUser, User, UserId, UserPage, UserQuery, UserRecord, Username, Write,
+    ClaimLogin, DeleteAttributes, DeleteSession, DeleteSessions, DeleteUser, Event, EventFeed,
+    EventId, EventQuery, ForgetLoginFailures, LoginClaim, NewEvent, OpenSession, Owner,
+    PurgeCounts, PurgeExpired, RenewOnUse, RenewSession, Session, SessionId, SessionWithUser,
+    SetAttributeExpiry, SetAttributes, StoredAttribute, TokenHash, UpdateUser, User, UserId,
+    UserPage, UserQuery, UserRecord, Username, Write,
 };
 
 pub mod cache;
@@ -195,13 +196,39 @@ pub trait ThrottleStore: Send + Sync + 'static {
     async fn forget_login_failures(&self, write: Write<ForgetLoginFailures>) -> StoreResult<()>;
 }
 
+/// The audit log. The events of a change are written by the change's own write (see
+/// [`Write`]); this records the rest and reads them all back.
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Records events that change nothing else (a failed login, a super-user's read of a
+    /// session), each batch with its own time and context, in one write.
+    async fn append_events(&self, batches: Vec<Write<Vec<NewEvent>>>) -> StoreResult<()>;
+    /// Committed events matching `query`, in id order, at most `query.limit`.
+    async fn list_events(&self, query: &EventQuery) -> StoreResult<Vec<Event>>;
+    /// A watcher's next read: at most `limit` settled events after `after`, in id order.
+    /// Settled: no event with a smaller id can commit later, so a watcher that passes an id
+    /// never misses one below it.
+    async fn event_feed(&self, after: EventId, limit: usize) -> StoreResult<EventFeed>;
+    /// The last settled event's id (a zero id for an empty log): where "from now on" starts.
+    async fn event_head(&self) -> StoreResult<EventId>;
+    /// A counter the store bumps whenever it records events, when it can tell (the memory
+    /// store); `None` when wake-ups come from elsewhere (PostgreSQL: `NOTIFY` through the
+    /// process's listener).
+    fn event_wakeups(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
+}
+
 /// A whole store: every capability. `now` is always the caller's clock: rows whose expiry is
 /// at or before it are treated as absent by every read, count and limit, even before a sweep.
-/// The coming `EventStore` (the audit log) joins this sum.
-pub trait Store: StoreHealth + UserStore + SessionStore + AttributeStore + ThrottleStore {}
+pub trait Store:
+    StoreHealth + UserStore + SessionStore + AttributeStore + ThrottleStore + EventStore
+{
+}
 
-impl<T: StoreHealth + UserStore + SessionStore + AttributeStore + ThrottleStore + ?Sized> Store
-    for T
+impl<
+    T: StoreHealth + UserStore + SessionStore + AttributeStore + ThrottleStore + EventStore + ?Sized,
+> Store for T
 {
 }
 
@@ -215,6 +242,7 @@ pub struct Stores {
     pub sessions: Arc<dyn SessionStore>,
     pub attributes: Arc<dyn AttributeStore>,
     pub throttle: Arc<dyn ThrottleStore>,
+    pub events: Arc<dyn EventStore>,
 }
 
 impl Stores {
@@ -225,7 +253,8 @@ impl Stores {
             users: store.clone(),
             sessions: store.clone(),
             attributes: store.clone(),
-            throttle: store,
+            throttle: store.clone(),
+            events: store,
         }
     }
 }

@@ -4,6 +4,7 @@
 mod abuse;
 mod attributes;
 mod auth_cache;
+mod events;
 mod failover;
 mod fuzz;
 mod gate;

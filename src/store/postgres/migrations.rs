@@ -53,6 +53,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "auth_notify",
         sql: include_str!("migrations/0007_auth_notify.sql"),
     },
+    Migration {
+        version: 8,
+        name: "events",
+        sql: include_str!("migrations/0008_events.sql"),
+    },
 ];
 
 /// Adds `users.username_key`; its SQL backfill is completed in Rust ([`rekey_usernames`]).

@@ -80,6 +80,7 @@ use super::{PoolStatus, StoreError, StoreHealth, StoreResult};
 
 mod attributes;
 mod error;
+pub mod events;
 pub mod listener;
 mod migrations;
 mod rows;

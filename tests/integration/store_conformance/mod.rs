@@ -44,6 +44,7 @@ macro_rules! conformance {
 conformance!(ping_answers);
 
 mod attributes;
+mod events;
 mod limits;
 mod model;
 mod postgres_only;
@@ -80,7 +81,7 @@ const NEVER: u64 = 1_000_000_000;
 
 /// A store write at `now`.
 pub fn write<C>(now: SystemTime, command: C) -> Write<C> {
-    Write { now, command }
+    Write::new(now, command)
 }
 
 pub fn user_record(username: &str) -> UserRecord {

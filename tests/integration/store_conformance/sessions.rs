@@ -1,6 +1,7 @@
 //! Sessions: opening (rotation, carried attributes, logins), look-up, renewal, listing,
 //! deletion, the sweep.
 
+use ssod::domain::SessionEndReason;
 use std::{sync::Arc, time::Duration};
 
 use super::{
@@ -669,7 +670,13 @@ async fn delete_session_counts_only_live_sessions(store: Arc<dyn Store>) {
 
     assert!(
         store
-            .delete_session(write(at(20), DeleteSession { id: live.id }))
+            .delete_session(write(
+                at(20),
+                DeleteSession {
+                    id: live.id,
+                    reason: SessionEndReason::Revoked
+                }
+            ))
             .await
             .expect("deleted")
     );
@@ -683,13 +690,25 @@ async fn delete_session_counts_only_live_sessions(store: Arc<dyn Store>) {
     assert!(names(&store, Owner::Session(live.id), 20).await.is_empty());
     assert!(
         !store
-            .delete_session(write(at(20), DeleteSession { id: live.id }))
+            .delete_session(write(
+                at(20),
+                DeleteSession {
+                    id: live.id,
+                    reason: SessionEndReason::Revoked
+                }
+            ))
             .await
             .expect("deleted twice")
     );
     assert!(
         !store
-            .delete_session(write(at(20), DeleteSession { id: expired.id }))
+            .delete_session(write(
+                at(20),
+                DeleteSession {
+                    id: expired.id,
+                    reason: SessionEndReason::Revoked
+                }
+            ))
             .await
             .expect("deleted"),
         "an expired session does not count"
@@ -699,7 +718,8 @@ async fn delete_session_counts_only_live_sessions(store: Arc<dyn Store>) {
             .delete_session(write(
                 at(20),
                 DeleteSession {
-                    id: SessionId::generate()
+                    id: SessionId::generate(),
+                    reason: SessionEndReason::Revoked,
                 }
             ))
             .await

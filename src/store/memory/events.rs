@@ -1,0 +1,138 @@
+//! The audit log in memory: a bounded log written under the store's one lock, by the same
+//! method call that makes the change, so a change and its events are seen together or not
+//! at all. Every event is settled at once (no transaction stays open), and the oldest go
+//! first once the log holds [`CAPACITY`] events.
+
+use std::{collections::VecDeque, time::SystemTime};
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+
+use super::MemoryStore;
+use crate::{
+    domain::{
+        Event, EventContext, EventFeed, EventId, EventQuery, NewEvent, SessionId, UserId, Write,
+    },
+    store::{EventStore, StoreResult},
+};
+
+/// Events kept; the oldest are dropped beyond it.
+pub const CAPACITY: usize = 100_000;
+
+pub(super) struct EventLog {
+    events: VecDeque<Event>,
+    /// The last write's number: each write's events share one, as a transaction's do.
+    last_write: u64,
+    last_sequence: u64,
+    /// Bumped after every write that recorded events: wakes the watchers.
+    wakeups: watch::Sender<u64>,
+}
+
+impl Default for EventLog {
+    fn default() -> Self {
+        Self {
+            events: VecDeque::new(),
+            last_write: 0,
+            last_sequence: 0,
+            wakeups: watch::Sender::new(0),
+        }
+    }
+}
+
+impl EventLog {
+    /// Appends the events of one write at `now` by `context`.
+    pub(super) fn record(
+        &mut self,
+        now: SystemTime,
+        context: &EventContext,
+        events: Vec<NewEvent>,
+    ) {
+        if events.is_empty() {
+            return;
+        }
+        self.last_write += 1;
+        for event in events {
+            self.last_sequence += 1;
+            if self.events.len() == CAPACITY {
+                self.events.pop_front();
+            }
+            self.events.push_back(Event {
+                id: EventId {
+                    transaction: self.last_write,
+                    sequence: self.last_sequence,
+                },
+                time: now,
+                context: context.clone(),
+                event,
+            });
+        }
+        self.wakeups.send_modify(|count| *count += 1);
+    }
+
+    /// Fills each template in once per deleted session (with its user) and records them.
+    pub(super) fn record_for_sessions(
+        &mut self,
+        now: SystemTime,
+        context: &EventContext,
+        templates: &[NewEvent],
+        sessions: &[(SessionId, Option<UserId>)],
+    ) {
+        let events = sessions
+            .iter()
+            .flat_map(|(session, user)| {
+                templates
+                    .iter()
+                    .map(|template| template.clone().session(Some(*session)).user(*user))
+            })
+            .collect();
+        self.record(now, context, events);
+    }
+}
+
+#[async_trait]
+impl EventStore for MemoryStore {
+    async fn append_events(&self, batches: Vec<Write<Vec<NewEvent>>>) -> StoreResult<()> {
+        let mut state = self.lock()?;
+        for batch in batches {
+            state
+                .events
+                .record(batch.now, &batch.context, batch.command);
+        }
+        Ok(())
+    }
+
+    async fn list_events(&self, query: &EventQuery) -> StoreResult<Vec<Event>> {
+        let state = self.lock()?;
+        Ok(state
+            .events
+            .events
+            .iter()
+            .filter(|event| query.matches(event))
+            .take(query.limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn event_feed(&self, after: EventId, limit: usize) -> StoreResult<EventFeed> {
+        let state = self.lock()?;
+        let log = &state.events.events;
+        let start = log.partition_point(|event| event.id <= after);
+        Ok(EventFeed {
+            events: log.range(start..).take(limit).cloned().collect(),
+            pending: false,
+        })
+    }
+
+    async fn event_head(&self) -> StoreResult<EventId> {
+        let state = self.lock()?;
+        Ok(EventId {
+            transaction: state.events.last_write,
+            sequence: state.events.last_sequence,
+        })
+    }
+
+    fn event_wakeups(&self) -> Option<watch::Receiver<u64>> {
+        let state = self.lock().ok()?;
+        Some(state.events.wakeups.subscribe())
+    }
+}
