@@ -237,6 +237,9 @@ pub fn build_service(
     background
         .lifecycle
         .spawn(sso.act_writer(background.lifecycle.token()));
+    background
+        .lifecycle
+        .spawn(sso.audit_log(background.lifecycle.token()));
     Ok(sso)
 }
 

@@ -16,6 +16,7 @@ mod bootstrap;
 mod cache;
 mod database;
 mod encryption;
+mod events;
 mod limits;
 mod lockout;
 mod passwords;
@@ -31,6 +32,7 @@ pub use bootstrap::BootstrapConfig;
 pub use cache::CacheConfig;
 pub use database::{DatabaseConfig, SchemaMode};
 pub use encryption::EncryptionConfig;
+pub use events::{EventRules, EventsConfig};
 pub use limits::LimitsConfig;
 pub use lockout::LockoutConfig;
 pub use passwords::{PasswordRules, PasswordsConfig};
@@ -91,7 +93,9 @@ pub struct Config {
     pub lockout: LockoutConfig,
     #[command(flatten)]
     pub cache: CacheConfig,
-    // Groups still to come, each a file of its own: mail, events.
+    #[command(flatten)]
+    pub events: EventsConfig,
+    // Groups still to come, each a file of its own: mail.
 }
 
 impl Config {
@@ -119,6 +123,10 @@ impl Config {
             password_expiry_warning,
             reveal_login_failures,
         } = self.passwords.policy();
+        let EventRules {
+            event_retention,
+            event_heartbeat,
+        } = self.events.policy();
         Policy {
             sessions,
             limits: self.limits.policy(),
@@ -133,6 +141,8 @@ impl Config {
             max_guest_sessions,
             session_limit,
             renew_on_use,
+            event_retention,
+            event_heartbeat,
         }
     }
 }

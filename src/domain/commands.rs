@@ -94,11 +94,21 @@ pub struct DeleteSessions {
 }
 
 /// Deletes what expired at the write's `now`, at most `batch` rows per statement: sessions,
-/// attributes, and the failed-login counters `throttle` says are forgotten.
+/// attributes, the failed-login counters `throttle` says are forgotten, and events older
+/// than `event_retention`.
 #[derive(Clone, Copy, Debug)]
 pub struct PurgeExpired {
     pub batch: usize,
     pub throttle: super::ThrottleLimits,
+    pub event_retention: std::time::Duration,
+}
+
+impl PurgeExpired {
+    /// Events recorded before this are past their retention at `now`; `None` while the
+    /// retention reaches back before the epoch.
+    pub fn events_before(&self, now: SystemTime) -> Option<SystemTime> {
+        now.checked_sub(self.event_retention)
+    }
 }
 
 /// Upserts an owner's attributes, all or none, within `max_per_owner` live ones holding at

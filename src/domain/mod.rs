@@ -416,6 +416,8 @@ pub struct PurgeCounts {
     pub attributes: u64,
     /// Forgotten failed-login counters, of usernames and addresses together.
     pub login_failures: u64,
+    /// Events past their retention.
+    pub events: u64,
 }
 
 /// At most `max` live sessions per user; what a login does when its user has them all.

@@ -8,7 +8,7 @@ use tonic::{Request, Response};
 use super::{Reply, caller, convert};
 use crate::{
     proto::{self, event_service_server::EventService},
-    service::{EventFilter, PageRequest, Sso},
+    service::{EventFilter, PageRequest, Sso, WatchMessage},
 };
 
 pub struct EventApi {
@@ -62,10 +62,13 @@ impl EventService for EventApi {
         let after = convert::optional_event_id("after_event_id", &message.after_event_id)?;
         let types = convert::event_types("types", &message.types)?;
         let events = self.sso.watch_events(&caller, after, types).await?;
-        let messages = events.map(|event| {
-            event
-                .map(|event| proto::WatchEventsResponse {
-                    event: Some(event.into()),
+        let messages = events.map(|message| {
+            message
+                .map(|message| proto::WatchEventsResponse {
+                    event: match message {
+                        WatchMessage::Event(event) => Some((*event).into()),
+                        WatchMessage::Heartbeat => None,
+                    },
                 })
                 .map_err(Into::into)
         });

@@ -70,6 +70,9 @@ pub enum ServiceError {
     /// The user holds as many live sessions as allowed, under the `refuse` policy.
     #[error("the user has the most sessions allowed; end one first")]
     SessionLimitReached,
+    /// A watch's cursor names an event past the retention (or none this server recorded).
+    #[error("the cursor is older than the event retention; start again from a later event")]
+    CursorExpired,
     /// The cause is logged, never sent.
     #[error("store unavailable")]
     StoreUnavailable(String),
@@ -112,6 +115,7 @@ impl ServiceError {
             Self::Overloaded => "OVERLOADED",
             Self::TooManyGuestSessions => "LIMIT_EXCEEDED",
             Self::SessionLimitReached => "SESSION_LIMIT_REACHED",
+            Self::CursorExpired => "CURSOR_EXPIRED",
             Self::StoreUnavailable(_) => "STORE_UNAVAILABLE",
             Self::Internal(_) => "INTERNAL",
         }

@@ -18,6 +18,7 @@ use std::{
 use futures::Stream;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use super::{Caller, ClientInfo, PageRequest, ServiceError, ServiceResult, Sso, page_token};
 use crate::domain::{
@@ -72,8 +73,15 @@ impl ActQueue {
     }
 }
 
-/// The events a watch sends: each once, in id order.
-pub type EventStream = Pin<Box<dyn Stream<Item = ServiceResult<Event>> + Send>>;
+/// What a watch sends: each event once, in id order, and a heartbeat after a quiet spell.
+#[derive(Debug)]
+pub enum WatchMessage {
+    Event(Box<Event>),
+    /// Nothing happened for the heartbeat interval; keeps proxies from closing the stream.
+    Heartbeat,
+}
+
+pub type EventStream = Pin<Box<dyn Stream<Item = ServiceResult<WatchMessage>> + Send>>;
 
 /// A page of events.
 #[derive(Debug)]
@@ -269,10 +277,12 @@ impl Sso {
     }
 
     /// The events after `after` (none: from now on), then live ones as they settle, of the
-    /// given types (empty: all); each once, in id order (super-user). The stream reads the
-    /// log a page at a time, only when its consumer has taken the last page, so a slow
-    /// consumer costs one page of memory and catches up from the store. It ends with
-    /// `UstInvalid` once the caller's session no longer stands.
+    /// given types (empty: all); each once, in id order (super-user), with a heartbeat after
+    /// each quiet spell of the configured length. The stream reads the log a page at a time,
+    /// only when its consumer has taken the last page, so a slow consumer costs one page of
+    /// memory and catches up from the store. A cursor whose event is gone is past the
+    /// retention (`CursorExpired`). It ends with `UstInvalid` once the caller's session no
+    /// longer stands.
     pub async fn watch_events(
         self: &Arc<Self>,
         caller: &Caller,
@@ -281,20 +291,59 @@ impl Sso {
     ) -> ServiceResult<EventStream> {
         caller.require_super_user()?;
         let cursor = match after {
-            Some(after) => after,
+            // The zero id is before every event: everything still stored.
+            Some(after) if after == EventId::default() => after,
+            Some(after) => {
+                if !self.stores.events.event_stored(after).await? {
+                    return Err(ServiceError::CursorExpired);
+                }
+                after
+            }
             None => self.stores.events.event_head().await?,
         };
-        let watch = Watch {
-            sso: Arc::clone(self),
-            caller: caller.clone(),
-            cursor,
-            types,
-            page: Vec::new().into_iter(),
-            wakeups: self.event_wakeups.clone(),
-            last_recheck: tokio::time::Instant::now(),
-            failed: false,
-        };
+        let watch = Watch::new(Arc::clone(self), caller.clone(), cursor, types);
         Ok(Box::pin(futures::stream::unfold(watch, Watch::next)))
+    }
+
+    /// Writes every event recorded from now on (by any replica) as a log line of target
+    /// `ssod::audit`, and counts it, until `stop`. It reads the log like a watch, so a line
+    /// shows exactly what is stored; with several replicas each writes every event (its
+    /// `event_id` tells duplicates apart).
+    pub fn audit_log(
+        self: &Arc<Self>,
+        stop: CancellationToken,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let sso = Arc::clone(self);
+        async move {
+            let start = tokio::select! {
+                head = sso.stores.events.event_head() => head,
+                _ = stop.cancelled() => return,
+            };
+            let mut follower = Follower::new(sso, start.unwrap_or_default());
+            loop {
+                let page = tokio::select! {
+                    page = follower.next_page(WATCH_RECHECK) => page,
+                    _ = stop.cancelled() => break,
+                };
+                match page {
+                    Ok(page) => page.iter().flatten().for_each(log_event),
+                    Err(error) => {
+                        tracing::warn!(error = %error, "audit log lines paused: the event log cannot be read");
+                        if stop
+                            .run_until_cancelled(tokio::time::sleep(ACT_RETRY))
+                            .await
+                            .is_none()
+                        {
+                            break;
+                        }
+                    }
+                }
+            }
+            // Shutting down: what has settled by now is still written.
+            while let Ok(Some(page)) = follower.next_page(Duration::ZERO).await {
+                page.iter().for_each(log_event);
+            }
+        }
     }
 
     /// `session.read`: a super-user looked at a session.
@@ -314,46 +363,54 @@ impl Sso {
     }
 }
 
-/// One watch's state between the messages it sends.
-struct Watch {
-    sso: Arc<Sso>,
-    caller: Caller,
-    cursor: EventId,
-    types: Vec<EventType>,
-    /// Read but not sent yet.
-    page: std::vec::IntoIter<Event>,
-    wakeups: Option<watch::Receiver<u64>>,
-    last_recheck: tokio::time::Instant,
-    /// An error was sent: the stream ends.
-    failed: bool,
+/// One event as a log line of target `ssod::audit`, and in the count of recorded events.
+fn log_event(event: &Event) {
+    let id = |id: Option<Uuid>| id.map(|id| id.to_string()).unwrap_or_default();
+    let context = &event.context;
+    tracing::info!(
+        target: "ssod::audit",
+        event_id = %event.id,
+        time = %humantime::format_rfc3339_micros(event.time),
+        r#type = event.event.kind.as_str(),
+        cid = %context.cid,
+        actor_user_id = %id(context.actor_user.map(|user| user.0)),
+        actor_session_id = %id(context.actor_session.map(|session| session.0)),
+        user_id = %id(event.event.user.map(|user| user.0)),
+        session_id = %id(event.event.session.map(|session| session.0)),
+        current_app = %context.current_app,
+        remote_addr = %context.remote_addr,
+        user_agent = %context.user_agent,
+        reason = %event.event.reason,
+        details = %serde_json::Value::Object(event.event.details.clone()),
+        "event"
+    );
+    metrics::counter!("ssod_events_recorded_total", "type" => event.event.kind.as_str())
+        .increment(1);
 }
 
-impl Watch {
-    async fn next(mut self) -> Option<(ServiceResult<Event>, Self)> {
-        if self.failed {
-            return None;
-        }
-        loop {
-            for event in self.page.by_ref() {
-                self.cursor = event.id;
-                if self.types.is_empty() || self.types.contains(&event.event.kind) {
-                    return Some((Ok(event), self));
-                }
-            }
-            if let Err(error) = self.refill().await {
-                self.failed = true;
-                return Some((Err(error), self));
-            }
+/// Reads the log after a cursor, a page at a time, waiting for new events: what a watch
+/// and the audit log line writer share.
+struct Follower {
+    sso: Arc<Sso>,
+    cursor: EventId,
+    wakeups: Option<watch::Receiver<u64>>,
+}
+
+impl Follower {
+    fn new(sso: Arc<Sso>, cursor: EventId) -> Self {
+        let wakeups = sso.event_wakeups.clone();
+        Self {
+            sso,
+            cursor,
+            wakeups,
         }
     }
 
-    /// Reads the next page, waiting until there is one.
-    async fn refill(&mut self) -> ServiceResult<()> {
+    /// The next settled events after the cursor, which moves past them; waits for some, but
+    /// not beyond `within` (then `None`).
+    async fn next_page(&mut self, within: Duration) -> ServiceResult<Option<Vec<Event>>> {
+        let deadline = tokio::time::Instant::now() + within;
         loop {
-            if self.last_recheck.elapsed() >= WATCH_RECHECK {
-                self.sso.recheck(&self.caller).await?.require_super_user()?;
-                self.last_recheck = tokio::time::Instant::now();
-            }
             // Marks the wake-ups seen before reading, so one that comes during the read is
             // not lost.
             if let Some(wakeups) = &mut self.wakeups {
@@ -365,23 +422,102 @@ impl Watch {
                 .events
                 .event_feed(self.cursor, WATCH_PAGE)
                 .await?;
-            if !feed.events.is_empty() {
-                self.page = feed.events.into_iter();
-                return Ok(());
+            if let Some(last) = feed.events.last() {
+                self.cursor = last.id;
+                return Ok(Some(feed.events));
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return Ok(None);
             }
             let wait = if feed.pending {
                 UNSETTLED_RETRY
             } else {
                 WATCH_POLL
-            };
+            }
+            .min(left);
             match &mut self.wakeups {
                 Some(wakeups) => {
                     if let Ok(Err(_)) = tokio::time::timeout(wait, wakeups.changed()).await {
-                        // Nobody wakes this watch any more: it polls.
+                        // Nobody wakes this follower any more: it polls.
                         self.wakeups = None;
                     }
                 }
                 None => tokio::time::sleep(wait).await,
+            }
+        }
+    }
+}
+
+/// One watch's state between the messages it sends.
+struct Watch {
+    follower: Follower,
+    caller: Caller,
+    types: Vec<EventType>,
+    /// Read but not sent yet.
+    page: std::vec::IntoIter<Event>,
+    last_recheck: tokio::time::Instant,
+    /// An error was sent: the stream ends.
+    failed: bool,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        metrics::gauge!("ssod_event_streams_open").decrement(1.0);
+    }
+}
+
+impl Watch {
+    fn new(sso: Arc<Sso>, caller: Caller, cursor: EventId, types: Vec<EventType>) -> Self {
+        metrics::gauge!("ssod_event_streams_open").increment(1.0);
+        Self {
+            follower: Follower::new(sso, cursor),
+            caller,
+            types,
+            page: Vec::new().into_iter(),
+            last_recheck: tokio::time::Instant::now(),
+            failed: false,
+        }
+    }
+
+    async fn next(mut self) -> Option<(ServiceResult<WatchMessage>, Self)> {
+        if self.failed {
+            return None;
+        }
+        let message = self.next_message().await;
+        self.failed = message.is_err();
+        Some((message, self))
+    }
+
+    async fn next_message(&mut self) -> ServiceResult<WatchMessage> {
+        let sso = Arc::clone(&self.follower.sso);
+        let heartbeat = sso.policy.event_heartbeat;
+        let quiet_since = tokio::time::Instant::now();
+        loop {
+            for event in self.page.by_ref() {
+                if self.types.is_empty() || self.types.contains(&event.event.kind) {
+                    let lag = sso
+                        .clock
+                        .now()
+                        .duration_since(event.time)
+                        .unwrap_or_default();
+                    metrics::histogram!("ssod_event_stream_lag_seconds").record(lag.as_secs_f64());
+                    return Ok(WatchMessage::Event(Box::new(event)));
+                }
+            }
+            if self.last_recheck.elapsed() >= WATCH_RECHECK {
+                sso.recheck(&self.caller).await?.require_super_user()?;
+                self.last_recheck = tokio::time::Instant::now();
+            }
+            let quiet_for = heartbeat.saturating_sub(quiet_since.elapsed());
+            match self
+                .follower
+                .next_page(quiet_for.min(WATCH_RECHECK))
+                .await?
+            {
+                Some(page) => self.page = page.into_iter(),
+                None if quiet_since.elapsed() >= heartbeat => return Ok(WatchMessage::Heartbeat),
+                None => {}
             }
         }
     }

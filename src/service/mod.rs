@@ -33,7 +33,7 @@ mod redaction_tests;
 
 pub use attributes::{AttributeWrite, OwnerRef, Scope, WriteDefaults};
 pub use error::{FieldViolation, ServiceError, ServiceResult};
-pub use events::{EventFilter, EventStream, EventsPage, with_cid};
+pub use events::{EventFilter, EventStream, EventsPage, WatchMessage, with_cid};
 pub use login::{LoginOutcome, LoginRequest};
 pub use passwords::ChangePassword;
 pub use sessions::SessionsPage;
@@ -68,6 +68,10 @@ pub struct Policy {
     /// Use renews: the least time between two renewals of one session by the calls its UST
     /// authenticates; `None`: use never renews (only `RenewSession` does).
     pub renew_on_use: Option<Duration>,
+    /// Events older than this are deleted by the sweep.
+    pub event_retention: Duration,
+    /// An idle event watch sends a heartbeat after this long without a message.
+    pub event_heartbeat: Duration,
 }
 
 /// Who is calling: the session its UST names, and that session's user (none for a guest).

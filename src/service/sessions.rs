@@ -258,6 +258,7 @@ impl Sso {
         let purge = PurgeExpired {
             batch: self.policy.sweep_batch,
             throttle: self.policy.throttle,
+            event_retention: self.policy.event_retention,
         };
         let counts = self
             .stores
@@ -268,11 +269,13 @@ impl Sso {
         metrics::counter!("ssod_swept_total", "kind" => "attributes").increment(counts.attributes);
         metrics::counter!("ssod_swept_total", "kind" => "login_failures")
             .increment(counts.login_failures);
+        metrics::counter!("ssod_swept_total", "kind" => "events").increment(counts.events);
         if counts != PurgeCounts::default() {
             tracing::info!(
                 sessions = counts.sessions,
                 attributes = counts.attributes,
                 login_failures = counts.login_failures,
+                events = counts.events,
                 "expired rows swept"
             );
         }

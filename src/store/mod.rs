@@ -211,6 +211,9 @@ pub trait EventStore: Send + Sync + 'static {
     async fn event_feed(&self, after: EventId, limit: usize) -> StoreResult<EventFeed>;
     /// The last settled event's id (a zero id for an empty log): where "from now on" starts.
     async fn event_head(&self) -> StoreResult<EventId>;
+    /// Whether the event is still stored: a watcher's cursor whose event is gone has passed
+    /// the retention.
+    async fn event_stored(&self, id: EventId) -> StoreResult<bool>;
     /// A counter the store bumps whenever it records events, when it can tell (the memory
     /// store); `None` when wake-ups come from elsewhere (PostgreSQL: `NOTIFY` through the
     /// process's listener).

@@ -674,15 +674,19 @@ async fn listing_pages_and_filters(backend: Backend) {
     assert_error(&refused, Code::PermissionDenied, "SUPER_USER_REQUIRED");
 }
 
-/// The next event of a watch, within the bound.
+/// The next event of a watch, within the bound; heartbeats are skipped.
 async fn next_event(stream: &mut Streaming<proto::WatchEventsResponse>) -> proto::Event {
-    tokio::time::timeout(BOUND, stream.message())
-        .await
-        .expect("an event within the bound")
-        .expect("the stream stays open")
-        .expect("a message")
-        .event
-        .expect("an event")
+    let deadline = tokio::time::Instant::now() + BOUND;
+    loop {
+        let message = tokio::time::timeout_at(deadline, stream.message())
+            .await
+            .expect("an event within the bound")
+            .expect("the stream stays open")
+            .expect("a message");
+        if let Some(event) = message.event {
+            return event;
+        }
+    }
 }
 
 async fn watch(
@@ -870,4 +874,212 @@ async fn events_carry_the_time_of_their_write() {
     .await;
     assert_eq!(created.len(), 1);
     assert_eq!(created[0].time, Some(at.into()));
+}
+
+/// Events past the retention are swept; a watch from a cursor whose event was swept is
+/// refused, and one from the zero cursor gets what is left.
+async fn retention_trims_events_and_expires_cursors(backend: Backend) {
+    let server = TestServer::start_with(backend, |config| {
+        config.events.retention = Duration::from_secs(3600);
+    })
+    .await;
+    let admin = server.admin().await;
+    let old = list_all(&server, &admin, proto::ListEventsRequest::default()).await;
+    server.advance(Duration::from_secs(3601));
+    let admin = server.admin().await;
+    server
+        .sessions()
+        .purge_expired(authed(&admin, proto::PurgeExpiredRequest {}))
+        .await
+        .expect("sweep");
+    let kept = list_all(&server, &admin, proto::ListEventsRequest::default()).await;
+    for event in &old {
+        assert!(!kept.contains(event), "{event:?} outlived the retention");
+    }
+    assert!(!kept.is_empty(), "the new login is kept");
+
+    let refused = events(&server)
+        .watch_events(authed(
+            &admin,
+            proto::WatchEventsRequest {
+                after_event_id: old[0].event_id.clone(),
+                types: Vec::new(),
+            },
+        ))
+        .await
+        .expect_err("an expired cursor");
+    assert_error(&refused, Code::FailedPrecondition, "CURSOR_EXPIRED");
+    let mut stream = watch(
+        &server,
+        &admin,
+        "00000000000000000000-00000000000000000000",
+        &[],
+    )
+    .await;
+    assert_eq!(next_event(&mut stream).await, kept[0]);
+}
+
+/// An idle watch hears a heartbeat (a message without an event), then events again.
+async fn idle_watches_get_heartbeats(backend: Backend) {
+    let server = TestServer::start_with(backend, |config| {
+        config.events.heartbeat = Duration::from_secs(1);
+    })
+    .await;
+    let admin = server.admin().await;
+    let mut stream = watch(&server, &admin, "", &[]).await;
+    let heartbeat = tokio::time::timeout(BOUND, stream.message())
+        .await
+        .expect("a heartbeat within the bound")
+        .expect("the stream stays open")
+        .expect("a message");
+    assert_eq!(heartbeat.event, None);
+    let user = server
+        .create_user(&admin, "after-quiet", "user-password-1")
+        .await;
+    assert_eq!(next_event(&mut stream).await.user_id, user.user_id);
+}
+
+/// At shutdown a watch ends with UNAVAILABLE `SHUTTING_DOWN` rather than holding the drain.
+async fn watches_end_at_shutdown(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let admin = server.admin().await;
+    let mut stream = watch(&server, &admin, "", &[]).await;
+    let stopping = tokio::spawn(server.stop());
+    let ended = loop {
+        match tokio::time::timeout(BOUND, stream.message())
+            .await
+            .expect("the watch ends within the bound")
+        {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the watch ended without a status"),
+            Err(status) => break status,
+        }
+    };
+    assert_error(&ended, Code::Unavailable, "SHUTTING_DOWN");
+    stopping.await.expect("stopped");
+}
+
+both!(
+    retention_trims_events_and_expires_cursors,
+    idle_watches_get_heartbeats,
+    watches_end_at_shutdown,
+);
+
+/// A watch resumed from its last cursor on a restarted ssod (the real binary, PostgreSQL)
+/// gets every event it had not received, including those written while it was away, each
+/// once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_resumes_across_a_restart() {
+    use crate::process::{Process, connect, free_address};
+    let url = crate::pg::fresh_database_url().await;
+    let start = || {
+        let address = free_address();
+        let process = Process::start(&[
+            ("SSOD_LISTEN", address.to_string()),
+            ("SSOD_DATABASE_URL", url.clone()),
+            ("SSOD_SUPER_USER", "admin".into()),
+            ("SSOD_SUPER_USER_PASSWORD", "admin-password-1".into()),
+            ("SSOD_LOG", "warn".into()),
+        ]);
+        (process, address)
+    };
+    let admin_login = |channel: Channel| async move {
+        proto::user_service_client::UserServiceClient::new(channel)
+            .login(login_request("admin", "admin-password-1"))
+            .await
+            .expect("admin login")
+            .into_inner()
+            .ust
+    };
+    let create = |channel: Channel, admin: String, name: String| async move {
+        proto::user_service_client::UserServiceClient::new(channel)
+            .create_user(authed(
+                &admin,
+                proto::CreateUserRequest {
+                    username: name,
+                    password: Some("user-password-1".into()),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("create user");
+    };
+
+    let (first, address) = start();
+    let channel = connect(address).await;
+    let admin = admin_login(channel.clone()).await;
+    for index in 0..3 {
+        create(channel.clone(), admin.clone(), format!("before-{index}")).await;
+    }
+    let mut stream = EventServiceClient::new(channel.clone())
+        .watch_events(authed(
+            &admin,
+            proto::WatchEventsRequest {
+                after_event_id: "00000000000000000000-00000000000000000000".into(),
+                types: Vec::new(),
+            },
+        ))
+        .await
+        .expect("watch")
+        .into_inner();
+    let mut received = Vec::new();
+    for _ in 0..3 {
+        received.push(next_event(&mut stream).await);
+    }
+    // Written while the watch is not reading, then the server goes away.
+    for index in 0..3 {
+        create(channel.clone(), admin.clone(), format!("unread-{index}")).await;
+    }
+    let (exited, logs) = first.terminate();
+    assert!(exited, "{logs}");
+    drop(stream);
+
+    let (second, address) = start();
+    let channel = connect(address).await;
+    let admin = admin_login(channel.clone()).await;
+    for index in 0..3 {
+        create(channel.clone(), admin.clone(), format!("after-{index}")).await;
+    }
+    let cursor = received.last().expect("received").event_id.clone();
+    let mut resumed = EventServiceClient::new(channel.clone())
+        .watch_events(authed(
+            &admin,
+            proto::WatchEventsRequest {
+                after_event_id: cursor,
+                types: Vec::new(),
+            },
+        ))
+        .await
+        .expect("resumed watch")
+        .into_inner();
+    let mut events = EventServiceClient::new(channel);
+    let mut stored = Vec::new();
+    let mut request = proto::ListEventsRequest::default();
+    loop {
+        let page = events
+            .list_events(authed(&admin, request.clone()))
+            .await
+            .expect("list")
+            .into_inner();
+        stored.extend(page.events);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        request.page_token = page.next_page_token;
+    }
+    while received.len() < stored.len() {
+        received.push(next_event(&mut resumed).await);
+    }
+    assert_eq!(
+        received, stored,
+        "every event once, in order, across the restart"
+    );
+    let created: Vec<String> = received
+        .iter()
+        .filter(|event| event.r#type == "user.created")
+        .map(|event| event.user_id.clone())
+        .collect();
+    assert_eq!(created.len(), 10, "the bootstrap admin and nine users");
+    let (exited, logs) = second.terminate();
+    assert!(exited, "{logs}");
 }

@@ -69,6 +69,13 @@ impl EventLog {
         self.wakeups.send_modify(|count| *count += 1);
     }
 
+    /// Deletes the events recorded before `before`; how many.
+    pub(super) fn trim(&mut self, before: SystemTime) -> u64 {
+        let kept = self.events.len();
+        self.events.retain(|event| event.time >= before);
+        (kept - self.events.len()) as u64
+    }
+
     /// Fills each template in once per deleted session (with its user) and records them.
     pub(super) fn record_for_sessions(
         &mut self,
@@ -129,6 +136,12 @@ impl EventStore for MemoryStore {
             transaction: state.events.last_write,
             sequence: state.events.last_sequence,
         })
+    }
+
+    async fn event_stored(&self, id: EventId) -> StoreResult<bool> {
+        let state = self.lock()?;
+        let log = &state.events.events;
+        Ok(log.binary_search_by(|event| event.id.cmp(&id)).is_ok())
     }
 
     fn event_wakeups(&self) -> Option<watch::Receiver<u64>> {

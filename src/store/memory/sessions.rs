@@ -266,10 +266,14 @@ impl SessionStore for MemoryStore {
     async fn purge_expired(&self, write: Write<PurgeExpired>) -> StoreResult<PurgeCounts> {
         let Write {
             now,
-            command: PurgeExpired { throttle, .. },
+            command: purge,
             context,
         } = write;
+        let throttle = purge.throttle;
         let mut state = self.lock()?;
+        let events = purge
+            .events_before(now)
+            .map_or(0, |before| state.events.trim(before));
         let login_failures = state.throttle.purge(&throttle, now);
         let mut attributes = 0;
         for map in state.attributes.values_mut() {
@@ -298,6 +302,7 @@ impl SessionStore for MemoryStore {
             sessions: expired.len() as u64,
             attributes,
             login_failures,
+            events,
         })
     }
 }

@@ -130,6 +130,18 @@ impl EventStore for PostgresStore {
         Ok(feed)
     }
 
+    async fn event_stored(&self, id: EventId) -> StoreResult<bool> {
+        let (transaction, sequence) = id_parameters(id);
+        let row = self
+            .query_one(
+                Retry::Safe,
+                sql::events::EVENT_EXISTS,
+                &[&transaction, &sequence],
+            )
+            .await?;
+        row.try_get(0).map_err(from_pg)
+    }
+
     async fn event_head(&self) -> StoreResult<EventId> {
         let row = self.query_opt(Retry::Safe, sql::events::HEAD, &[]).await?;
         let Some(row) = row else {

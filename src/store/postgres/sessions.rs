@@ -396,9 +396,12 @@ impl SessionStore for PostgresStore {
     async fn purge_expired(&self, write: Write<PurgeExpired>) -> StoreResult<PurgeCounts> {
         let templates = events::write_records(&write, &PurgeExpired::templates());
         let templates = &templates;
+        let events_before = write.command.events_before(write.now);
         let Write {
             now,
-            command: PurgeExpired { batch, throttle },
+            command: PurgeExpired {
+                batch, throttle, ..
+            },
             ..
         } = write;
         // Each batch is its own statement, so locks are held for one batch at a time.
@@ -435,6 +438,16 @@ impl SessionStore for PostgresStore {
                         if sessions < batch {
                             break;
                         }
+                    }
+                    if let Some(before) = events_before {
+                        counts.events = delete_in_batches(
+                            &client,
+                            sql::events::TRIM_EVENTS,
+                            before,
+                            batch,
+                            &[],
+                        )
+                        .await?;
                     }
                     Ok(counts)
                 }

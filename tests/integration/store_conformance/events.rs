@@ -419,3 +419,30 @@ async fn settled(store: &Arc<dyn Store>, after: EventId, limit: usize, count: us
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+conformance!(the_sweep_trims_events_past_their_retention);
+
+async fn the_sweep_trims_events_past_their_retention(store: Arc<dyn Store>) {
+    create_user(&store, "ivan").await;
+    store
+        .append_events(vec![Write::new(
+            at(100),
+            vec![NewEvent::new(EventType::SessionRead)],
+        )])
+        .await
+        .expect("appended");
+    let log = all(&store).await;
+    assert_eq!(log.len(), 2);
+    let sweep = ssod::domain::PurgeExpired {
+        event_retention: Duration::from_secs(100),
+        ..purge(1)
+    };
+    let counts = store
+        .purge_expired(write(at(150), sweep))
+        .await
+        .expect("swept");
+    assert_eq!(counts.events, 1, "the event at 0, not the one at 100");
+    assert_eq!(all(&store).await, log[1..]);
+    assert!(!store.event_stored(log[0].id).await.expect("asked"));
+    assert!(store.event_stored(log[1].id).await.expect("asked"));
+}

@@ -269,6 +269,7 @@ async fn open_session_is_all_or_nothing(store: Arc<dyn Store>) {
             sessions: 1,
             attributes: 0,
             login_failures: 0,
+            events: 0,
         }
     );
 }
@@ -943,6 +944,7 @@ async fn purge_expired_counts_and_batches(store: Arc<dyn Store>) {
             // 5 + 2 + 3 expired attributes, and the 5 live ones of the expired sessions.
             attributes: 15,
             login_failures: 0,
+            events: 0,
         }
     );
     assert_eq!(
@@ -978,6 +980,7 @@ async fn purge_expired_counts_and_batches(store: Arc<dyn Store>) {
             sessions: 2,
             attributes: 3,
             login_failures: 0,
+            events: 0,
         }
     );
 }

@@ -99,3 +99,13 @@ pub const FEED: &str = join!(
 pub const HEAD: &str = "SELECT e.xact, e.sequence FROM events e \
      WHERE e.xact < pg_snapshot_xmin(pg_current_snapshot())::text::int8 \
      ORDER BY e.xact DESC, e.sequence DESC LIMIT 1";
+
+/// One batch of retention: deletes up to `$2` events recorded before `$1`. Rows another
+/// sweeper holds are skipped.
+pub const TRIM_EVENTS: &str = "DELETE FROM events WHERE (xact, sequence) IN \
+     (SELECT xact, sequence FROM events WHERE time < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)";
+
+/// Whether the event (`$1`, `$2`) is still stored: a cursor whose event is gone is past the
+/// retention.
+pub const EVENT_EXISTS: &str =
+    "SELECT EXISTS (SELECT 1 FROM events WHERE xact = $1 AND sequence = $2)";

@@ -261,4 +261,6 @@ pub const STATEMENTS: &[Statement] = statements![
     events::LIST_EVENTS => [EVENT],
     events::FEED => [PENDING, EVENT],
     events::HEAD => [],
+    events::TRIM_EVENTS => [],
+    events::EVENT_EXISTS => [],
 ];
