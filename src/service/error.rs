@@ -146,6 +146,7 @@ impl From<StoreError> for ServiceError {
                 tracing::info!(limit, "login refused at the user's session limit");
                 Self::SessionLimitReached
             }
+            StoreError::CursorExpired => Self::CursorExpired,
             StoreError::Unavailable(cause) => Self::StoreUnavailable(cause),
             StoreError::Internal(cause) => Self::Internal(cause),
         }

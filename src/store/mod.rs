@@ -39,6 +39,9 @@ pub enum StoreError {
     TooManyGuestSessions { limit: usize },
     #[error("the user holds {limit} live sessions, the limit")]
     SessionLimitReached { limit: usize },
+    /// Events after a watcher's cursor are no longer all stored.
+    #[error("events after the cursor have been dropped")]
+    CursorExpired,
     #[error("store unavailable: {0}")]
     Unavailable(String),
     #[error("store failure: {0}")]
@@ -207,7 +210,8 @@ pub trait EventStore: Send + Sync + 'static {
     async fn list_events(&self, query: &EventQuery) -> StoreResult<Vec<Event>>;
     /// A watcher's next read: at most `limit` settled events after `after`, in id order.
     /// Settled: no event with a smaller id can commit later, so a watcher that passes an id
-    /// never misses one below it.
+    /// never misses one below it. `CursorExpired` when events after `after` have been
+    /// dropped (the memory store's bound), so the watcher would miss them.
     async fn event_feed(&self, after: EventId, limit: usize) -> StoreResult<EventFeed>;
     /// The last settled event's id (a zero id for an empty log): where "from now on" starts.
     async fn event_head(&self) -> StoreResult<EventId>;

@@ -13,7 +13,7 @@ use crate::{
     domain::{
         Event, EventContext, EventFeed, EventId, EventQuery, NewEvent, SessionId, UserId, Write,
     },
-    store::{EventStore, StoreResult},
+    store::{EventStore, StoreError, StoreResult},
 };
 
 /// Events kept; the oldest are dropped beyond it.
@@ -24,6 +24,9 @@ pub(super) struct EventLog {
     /// The last write's number: each write's events share one, as a transaction's do.
     last_write: u64,
     last_sequence: u64,
+    /// The newest event dropped (past the capacity or the retention): a watcher whose
+    /// cursor is below it may have missed it.
+    dropped_through: EventId,
     /// Bumped after every write that recorded events: wakes the watchers.
     wakeups: watch::Sender<u64>,
 }
@@ -34,6 +37,7 @@ impl Default for EventLog {
             events: VecDeque::new(),
             last_write: 0,
             last_sequence: 0,
+            dropped_through: EventId::default(),
             wakeups: watch::Sender::new(0),
         }
     }
@@ -53,8 +57,10 @@ impl EventLog {
         self.last_write += 1;
         for event in events {
             self.last_sequence += 1;
-            if self.events.len() == CAPACITY {
-                self.events.pop_front();
+            if self.events.len() == CAPACITY
+                && let Some(dropped) = self.events.pop_front()
+            {
+                self.dropped_through = self.dropped_through.max(dropped.id);
             }
             self.events.push_back(Event {
                 id: EventId {
@@ -72,7 +78,15 @@ impl EventLog {
     /// Deletes the events recorded before `before`; how many.
     pub(super) fn trim(&mut self, before: SystemTime) -> u64 {
         let kept = self.events.len();
-        self.events.retain(|event| event.time >= before);
+        let mut dropped_through = self.dropped_through;
+        self.events.retain(|event| {
+            let keep = event.time >= before;
+            if !keep {
+                dropped_through = dropped_through.max(event.id);
+            }
+            keep
+        });
+        self.dropped_through = dropped_through;
         (kept - self.events.len()) as u64
     }
 
@@ -122,6 +136,10 @@ impl EventStore for MemoryStore {
 
     async fn event_feed(&self, after: EventId, limit: usize) -> StoreResult<EventFeed> {
         let state = self.lock()?;
+        // The zero id asks for whatever is kept.
+        if after != EventId::default() && after < state.events.dropped_through {
+            return Err(StoreError::CursorExpired);
+        }
         let log = &state.events.events;
         let start = log.partition_point(|event| event.id <= after);
         Ok(EventFeed {
@@ -147,5 +165,46 @@ impl EventStore for MemoryStore {
     fn event_wakeups(&self) -> Option<watch::Receiver<u64>> {
         let state = self.lock().ok()?;
         Some(state.events.wakeups.subscribe())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::domain::EventType;
+
+    #[tokio::test]
+    async fn a_watcher_behind_the_dropped_events_is_told_so() {
+        let store = MemoryStore::new();
+        let act = || {
+            Write::new(
+                SystemTime::UNIX_EPOCH,
+                vec![NewEvent::new(EventType::SessionRead)],
+            )
+        };
+        store.append_events(vec![act()]).await.unwrap();
+        let first = store.event_head().await.unwrap();
+        store.append_events(vec![act()]).await.unwrap();
+        let second = store.event_head().await.unwrap();
+        store
+            .append_events((0..CAPACITY).map(|_| act()).collect())
+            .await
+            .unwrap();
+        assert!(
+            !store.event_stored(second).await.unwrap(),
+            "dropped at the bound"
+        );
+        assert!(
+            matches!(
+                store.event_feed(first, 1).await,
+                Err(StoreError::CursorExpired)
+            ),
+            "the second event is gone after it"
+        );
+        let from_second = store.event_feed(second, 1).await.unwrap();
+        let from_zero = store.event_feed(EventId::default(), 1).await.unwrap();
+        assert_eq!(from_second.events, from_zero.events, "the oldest kept");
+        assert_eq!(from_zero.events.len(), 1);
     }
 }
