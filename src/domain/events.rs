@@ -4,6 +4,14 @@
 //! [`super::Write`] envelope; each store derives the events of a command from what it did
 //! (one `session.ended` per session it deleted, say) and inserts them in the write's own
 //! transaction. Details never hold a secret: ids, counts, reasons and field names only.
+//!
+//! A new flow records its events the same way: the service stamps the write
+//! (`Write::new(now, command).by(self.context(caller, client))`); the command says what it
+//! records (a method in `commands.rs`, shared by both stores); the memory store passes them
+//! to its log under its lock, and the PostgreSQL store folds them into the write's statement
+//! with `sql::events::listed!` (events it knows) or `for_rows!` (one per row a CTE returns),
+//! the records made by `postgres::events::write_records`. An act that changes nothing goes
+//! through `Sso::record_act` instead.
 
 use std::time::SystemTime;
 
