@@ -53,7 +53,7 @@ use crate::{
         Store,
         cache::AuthCache,
         memory::MemoryStore,
-        postgres::{PostgresStore, listener::Listener},
+        postgres::{PostgresStore, events, listener::Listener},
     },
 };
 
@@ -209,6 +209,16 @@ pub fn build_service(
     };
     let passwords = PasswordHasherPool::new(config.passwords.hasher_settings())
         .map_err(|error| AppError::Startup(error.to_string()))?;
+    // Event watches wake when the store records events (memory) or when a NOTIFY says some
+    // replica did (PostgreSQL); without either they poll.
+    let event_wakeups = store.event_wakeups().or_else(|| {
+        background.listener.as_ref().map(|listener| {
+            let (wakeups, follow) =
+                events::follow_notifications(listener, background.lifecycle.token());
+            background.lifecycle.spawn(follow);
+            wakeups
+        })
+    });
     let mut stores = store::Stores::new(store);
     let cache = config.cache.settings().map_err(AppError::Config)?;
     if let (Some(settings), Some(listener)) = (cache, &background.listener) {
@@ -230,14 +240,22 @@ pub fn build_service(
             Mailer::without_relay()
         }
     };
-    Ok(Arc::new(Sso::new(Dependencies {
+    let sso = Arc::new(Sso::new(Dependencies {
         stores,
         clock,
         keys,
         passwords,
         policy,
+        event_wakeups,
         mailer,
-    })))
+    }));
+    background
+        .lifecycle
+        .spawn(sso.act_writer(background.lifecycle.token()));
+    background
+        .lifecycle
+        .spawn(sso.audit_log(background.lifecycle.token()));
+    Ok(sso)
 }
 
 /// Creates the configured start-up super-user if it does not exist yet.

@@ -17,6 +17,7 @@ mod bootstrap;
 mod cache;
 mod database;
 mod encryption;
+mod events;
 mod limits;
 mod lockout;
 mod mail;
@@ -34,6 +35,7 @@ pub use bootstrap::BootstrapConfig;
 pub use cache::CacheConfig;
 pub use database::{DatabaseConfig, SchemaMode};
 pub use encryption::EncryptionConfig;
+pub use events::{EventRules, EventsConfig};
 pub use limits::LimitsConfig;
 pub use lockout::LockoutConfig;
 pub use mail::{DeliverySetting, MailConfig};
@@ -96,10 +98,11 @@ pub struct Config {
     #[command(flatten)]
     pub cache: CacheConfig,
     #[command(flatten)]
+    pub events: EventsConfig,
+    #[command(flatten)]
     pub accounts: AccountsConfig,
     #[command(flatten)]
     pub mail: MailConfig,
-    // Groups still to come, each a file of its own: events.
 }
 
 impl Config {
@@ -127,6 +130,10 @@ impl Config {
             password_expiry_warning,
             reveal_login_failures,
         } = self.passwords.policy();
+        let EventRules {
+            event_retention,
+            event_heartbeat,
+        } = self.events.policy();
         Policy {
             sessions,
             limits: self.limits.policy(),
@@ -141,6 +148,8 @@ impl Config {
             max_guest_sessions,
             session_limit,
             renew_on_use,
+            event_retention,
+            event_heartbeat,
             accounts: self.accounts.policy(self.mail.delivery()),
         }
     }

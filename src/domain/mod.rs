@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 pub mod accounts;
 pub mod commands;
+pub mod events;
 pub mod limits;
 pub mod throttle;
 pub mod username;
@@ -17,6 +18,9 @@ pub use commands::{
 pub use commands::{
     DeleteAttributes, DeleteSession, DeleteSessions, DeleteUser, OpenSession, PurgeExpired,
     RenewSession, SetAttributeExpiry, SetAttributes, UpdateUser, Write,
+};
+pub use events::{
+    Event, EventContext, EventFeed, EventId, EventQuery, EventType, NewEvent, SessionEndReason,
 };
 pub use limits::Limits;
 pub use throttle::{AddressClaim, LoginClaim, ThrottleKind, ThrottleLimits};
@@ -424,6 +428,8 @@ pub struct PurgeCounts {
     pub attributes: u64,
     /// Forgotten failed-login counters, of usernames and addresses together.
     pub login_failures: u64,
+    /// Events past their retention.
+    pub events: u64,
     /// Expired sign-up confirmation and password reset tokens.
     pub account_tokens: u64,
 }

@@ -39,7 +39,8 @@ impl From<ServiceError> for Status {
             | ServiceError::AppNotAllowed => Code::PermissionDenied,
             ServiceError::PasswordExpired
             | ServiceError::PasswordMustChange
-            | ServiceError::EncryptionUnavailable => Code::FailedPrecondition,
+            | ServiceError::EncryptionUnavailable
+            | ServiceError::CursorExpired => Code::FailedPrecondition,
             ServiceError::UsernameTaken => Code::AlreadyExists,
             ServiceError::UserNotFound
             | ServiceError::SessionNotFound

@@ -22,6 +22,7 @@ use crate::{
 mod accounts;
 mod attributes;
 mod error;
+mod events;
 mod login;
 mod passwords;
 mod sessions;
@@ -35,6 +36,7 @@ mod redaction_tests;
 pub use accounts::{AccountsPolicy, SignUpMode, SignUpOutcome, SignUpRequest, TokenDelivery};
 pub use attributes::{AttributeWrite, OwnerRef, Scope, WriteDefaults};
 pub use error::{FieldViolation, ServiceError, ServiceResult};
+pub use events::{EventFilter, EventStream, EventsPage, WatchMessage, with_cid};
 pub use login::{LoginOutcome, LoginRequest};
 pub use passwords::ChangePassword;
 pub use sessions::SessionsPage;
@@ -69,6 +71,10 @@ pub struct Policy {
     /// Use renews: the least time between two renewals of one session by the calls its UST
     /// authenticates; `None`: use never renews (only `RenewSession` does).
     pub renew_on_use: Option<Duration>,
+    /// Events older than this are deleted by the sweep.
+    pub event_retention: Duration,
+    /// An idle event watch sends a heartbeat after this long without a message.
+    pub event_heartbeat: Duration,
     /// Sign-up, and the tokens of its confirmation and of password reset.
     pub accounts: AccountsPolicy,
 }
@@ -191,6 +197,9 @@ pub struct Dependencies {
     pub keys: KeyRing,
     pub passwords: PasswordHasherPool,
     pub policy: Policy,
+    /// Bumped whenever events may have been recorded (by any replica): wakes event watches.
+    /// `None`: watches poll.
+    pub event_wakeups: Option<tokio::sync::watch::Receiver<u64>>,
     /// Where sign-up and reset mails go.
     pub mailer: Mailer,
 }
@@ -202,6 +211,9 @@ pub struct Sso {
     keys: KeyRing,
     passwords: PasswordHasherPool,
     policy: Policy,
+    event_wakeups: Option<tokio::sync::watch::Receiver<u64>>,
+    /// Acts (events that change nothing) waiting for the background writer.
+    acts: events::ActQueue,
     mailer: Mailer,
 }
 
@@ -213,6 +225,7 @@ impl Sso {
             keys,
             passwords,
             policy,
+            event_wakeups,
             mailer,
         } = dependencies;
         Self {
@@ -221,6 +234,8 @@ impl Sso {
             keys,
             passwords,
             policy,
+            event_wakeups,
+            acts: events::ActQueue::new(),
             mailer,
         }
     }

@@ -140,15 +140,15 @@ fn secrets_never_show_in_debug() {
         ),
         format!(
             "{:?}",
-            Write {
-                now: SystemTime::UNIX_EPOCH,
-                command: SetAttributes {
+            Write::new(
+                SystemTime::UNIX_EPOCH,
+                SetAttributes {
                     owner: Owner::User(UserId(Uuid::nil())),
                     items: vec![new_attribute()],
                     max_per_owner: 1,
                     max_bytes_per_owner: 1,
                 },
-            }
+            )
         ),
         format!(
             "{:?}",

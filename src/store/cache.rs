@@ -694,7 +694,10 @@ mod tests {
     use super::*;
     use crate::{
         crypto,
-        domain::{ApprovalStatus, EndSessions, NewSession, Profile, SessionPolicy, UserPatch},
+        domain::{
+            ApprovalStatus, EndSessions, NewSession, Profile, SessionEndReason, SessionPolicy,
+            UserPatch,
+        },
         store::memory::MemoryStore,
     };
 
@@ -735,10 +738,7 @@ mod tests {
         };
         store
             .users
-            .create_user(Write {
-                now: at(0),
-                command: record,
-            })
+            .create_user(Write::new(at(0), record))
             .await
             .unwrap()
     }
@@ -758,9 +758,9 @@ mod tests {
         };
         let opened = store
             .sessions
-            .open_session(Write {
-                now: at(0),
-                command: OpenSession {
+            .open_session(Write::new(
+                at(0),
+                OpenSession {
                     new: NewSession {
                         session,
                         token_hash,
@@ -771,7 +771,7 @@ mod tests {
                     max_guest_sessions: 100,
                     session_limit: None,
                 },
-            })
+            ))
             .await
             .unwrap();
         (opened, token_hash)
@@ -781,10 +781,13 @@ mod tests {
     async fn delete_behind(store: &Stores, id: SessionId) {
         let deleted = store
             .sessions
-            .delete_session(Write {
-                now: at(1),
-                command: DeleteSession { id },
-            })
+            .delete_session(Write::new(
+                at(1),
+                DeleteSession {
+                    id,
+                    reason: SessionEndReason::Revoked,
+                },
+            ))
             .await
             .unwrap();
         assert!(deleted);
@@ -956,9 +959,9 @@ mod tests {
         // Locked through the cache: the entry goes, and the next look-up reads the store.
         cached
             .users
-            .update_user(Write {
-                now: at(1),
-                command: UpdateUser {
+            .update_user(Write::new(
+                at(1),
+                UpdateUser {
                     id: owner.id,
                     patch: UserPatch {
                         is_locked: Some(true),
@@ -966,7 +969,7 @@ mod tests {
                     },
                     end_sessions: EndSessions::None,
                 },
-            })
+            ))
             .await
             .unwrap();
         let found = cache

@@ -5,6 +5,7 @@ mod abuse;
 mod accounts;
 mod attributes;
 mod auth_cache;
+mod events;
 mod failover;
 mod fuzz;
 mod gate;

@@ -47,6 +47,8 @@ from grpc_status import rpc_status  # noqa: E402
 from sso.v1 import attribute_pb2 as apb  # noqa: E402
 from sso.v1 import attribute_pb2_grpc  # noqa: E402
 from sso.v1 import common_pb2 as cpb  # noqa: E402
+from sso.v1 import event_pb2 as epb  # noqa: E402
+from sso.v1 import event_pb2_grpc  # noqa: E402
 from sso.v1 import session_pb2 as spb  # noqa: E402
 from sso.v1 import session_pb2_grpc  # noqa: E402
 from sso.v1 import user_pb2 as upb  # noqa: E402
@@ -297,11 +299,52 @@ def main():
     print("ok: Logout")
     expect_error(users.GetCurrentUser, upb.GetCurrentUserRequest(), user_md, grpc.StatusCode.UNAUTHENTICATED,
                  "UST_INVALID", "GetCurrentUser after Logout")
+    check_events(event_pb2_grpc.EventServiceStub(channel), admin_md, user_id)
 
     sign_up_and_reset(users, login, mails)
     mails.stop()
     channel.close()
     print("python flow: all checks passed")
+
+
+def check_events(events, admin_md, user_id):
+    """The audit trail of this flow's user: listed, watched from a cursor, resumed."""
+    wanted = {"user.created", "login.succeeded", "session.read", "login.failed", "logout"}
+    deadline = time.time() + TIMEOUT
+    while True:  # a failed login is recorded a moment after its call returns
+        mine = list(call(events.ListEvents, epb.ListEventsRequest(user_id=user_id, page_size=100),
+                         admin_md)[0].events)
+        if wanted <= {e.type for e in mine} or time.time() > deadline:
+            break
+        time.sleep(0.1)
+    check(wanted <= {e.type for e in mine}, f"ListEvents of the user: {[e.type for e in mine]}")
+    check([e.event_id for e in mine] == sorted(e.event_id for e in mine), "ListEvents oldest first")
+    failed = next(e for e in mine if e.type == "login.failed")
+    check(failed.reason == "INVALID_CREDENTIALS", "login.failed carries its reason")
+
+    def watch(after, count):
+        """The next `count` events of this user after the cursor `after`, heartbeats skipped."""
+        stream = events.WatchEvents(epb.WatchEventsRequest(after_event_id=after),
+                                    metadata=admin_md, timeout=TIMEOUT * 3)
+        seen = []
+        try:
+            for message in stream:
+                if message.HasField("event") and message.event.user_id == user_id:
+                    seen.append(message.event)
+                    if len(seen) == count:
+                        break
+        finally:
+            stream.cancel()
+        return seen
+
+    seen = watch(mine[0].event_id, len(mine) - 1)
+    check([e.event_id for e in seen] == [e.event_id for e in mine[1:]],
+          f"WatchEvents replays the user's {len(seen)} events after the first, in order")
+    resumed = watch(seen[0].event_id, len(mine) - 2)
+    check([e.event_id for e in resumed] == [e.event_id for e in mine[2:]],
+          "WatchEvents resumed from a cursor: no event lost or repeated")
+    expect_error(events.ListEvents, epb.ListEventsRequest(types=["no.such.type"]), admin_md,
+                 grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", "ListEvents with an unknown type")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ use crate::domain::{
 
 mod accounts;
 mod attributes;
+mod events;
 mod sessions;
 mod throttle;
 mod users;
@@ -48,6 +49,7 @@ struct State {
     /// Owner → its attributes by name.
     attributes: HashMap<Owner, BTreeMap<String, StoredAttribute>>,
     throttle: throttle::Throttle,
+    events: events::EventLog,
     account_tokens: accounts::AccountTokens,
 }
 
@@ -131,12 +133,27 @@ impl State {
         }
     }
 
-    /// Removes the given sessions; counts those that had not expired at `now`.
-    fn remove_sessions(&mut self, now: SystemTime, ids: Vec<SessionId>) -> u64 {
+    /// Records each template once per session in `ended` (with its user).
+    fn record_ended(
+        &mut self,
+        now: SystemTime,
+        context: &crate::domain::EventContext,
+        templates: &[crate::domain::NewEvent],
+        ended: &[Session],
+    ) {
+        let sessions: Vec<(SessionId, Option<UserId>)> = ended
+            .iter()
+            .map(|session| (session.id, session.user_id))
+            .collect();
+        self.events
+            .record_for_sessions(now, context, templates, &sessions);
+    }
+
+    /// Removes the given sessions; those it removed.
+    fn remove_sessions(&mut self, ids: Vec<SessionId>) -> Vec<Session> {
         ids.into_iter()
             .filter_map(|id| self.remove_session(id))
-            .filter(|session| session.expires_at > now)
-            .count() as u64
+            .collect()
     }
 }
 

@@ -81,6 +81,7 @@ use super::{PoolStatus, StoreError, StoreHealth, StoreResult};
 mod accounts;
 mod attributes;
 mod error;
+pub mod events;
 pub mod listener;
 mod migrations;
 mod rows;

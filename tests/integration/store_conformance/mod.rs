@@ -45,6 +45,7 @@ conformance!(ping_answers);
 
 mod accounts;
 mod attributes;
+mod events;
 mod limits;
 mod model;
 mod postgres_only;
@@ -81,7 +82,7 @@ const NEVER: u64 = 1_000_000_000;
 
 /// A store write at `now`.
 pub fn write<C>(now: SystemTime, command: C) -> Write<C> {
-    Write { now, command }
+    Write::new(now, command)
 }
 
 pub fn user_record(username: &str) -> UserRecord {
@@ -229,11 +230,16 @@ async fn leftovers(store: &Arc<dyn Store>) -> PurgeCounts {
         .expect("purge")
 }
 
-/// A sweep of at most `batch` rows per statement, with the throttle suite's limits.
+/// A retention longer than any clock reaches back: the sweep deletes no event.
+pub const KEEP_EVENTS: Duration = Duration::MAX;
+
+/// A sweep of at most `batch` rows per statement, with the throttle suite's limits, keeping
+/// every event.
 pub fn purge(batch: usize) -> PurgeExpired {
     PurgeExpired {
         batch,
         throttle: throttle::limits(),
+        event_retention: KEEP_EVENTS,
     }
 }
 

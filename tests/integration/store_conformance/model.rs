@@ -3,6 +3,7 @@
 //! hand-written conformance tests pin what each operation means; this finds the
 //! combinations nobody wrote down (rotation after a sweep, limits after deletes, ...).
 
+use ssod::domain::SessionEndReason;
 use std::{sync::Arc, time::Duration};
 
 use proptest::{prelude::*, test_runner::TestRunner};
@@ -305,6 +306,7 @@ async fn apply(store: &Arc<dyn Store>, world: &World, operation: &Operation) -> 
         Operation::DeleteSession(session) => {
             let command = DeleteSession {
                 id: world.session(*session),
+                reason: SessionEndReason::Revoked,
             };
             answer(store.delete_session(write(now, command)).await)
         }

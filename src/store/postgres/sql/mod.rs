@@ -26,6 +26,8 @@ macro_rules! join {
 
 pub mod accounts;
 pub mod attributes;
+#[macro_use]
+pub mod events;
 pub mod sessions;
 pub mod throttle;
 pub mod users;
@@ -157,6 +159,35 @@ pub const LOCKED_UNTIL: Columns = Columns {
     types: &[Type::TIMESTAMPTZ],
 };
 
+/// An event of the audit log (`rows::event`).
+pub const EVENT: Columns = Columns {
+    list: "e.xact, e.sequence, e.time, e.type, e.cid, e.actor_user_id, \
+           e.actor_session_id, e.user_id, e.session_id, e.current_app, e.remote_addr, \
+           e.user_agent, e.reason, e.details",
+    types: &[
+        Type::INT8,
+        Type::INT8,
+        Type::TIMESTAMPTZ,
+        Type::TEXT,
+        Type::TEXT,
+        Type::UUID,
+        Type::UUID,
+        Type::UUID,
+        Type::UUID,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::JSONB,
+    ],
+};
+
+/// Before [`EVENT`] in a watcher's feed: whether later events are not settled yet.
+pub const PENDING: Columns = Columns {
+    list: "pending",
+    types: &[Type::BOOL],
+};
+
 pub const PING: &str = "SELECT 1";
 
 /// A statement and the columns its rows are decoded from, in order; `returns` is empty for a
@@ -228,6 +259,12 @@ pub const STATEMENTS: &[Statement] = statements![
     throttle::FORGET_USER => [],
     throttle::PURGE_USERS => [],
     throttle::PURGE_ADDRESSES => [],
+    events::APPEND_EVENTS => [],
+    events::LIST_EVENTS => [EVENT],
+    events::FEED => [PENDING, EVENT],
+    events::HEAD => [],
+    events::TRIM_EVENTS => [],
+    events::EVENT_EXISTS => [],
     accounts::SIGN_UP_USER => [USER],
     accounts::ISSUE_PASSWORD_RESET => [USER],
     accounts::TOKEN_USER => [USER, PASSWORD_HASH],
