@@ -370,3 +370,35 @@ pub struct RedeemAccountToken {
     pub hash: super::TokenHash,
     pub redemption: super::Redemption,
 }
+
+impl SignUp {
+    /// `signup.requested` of the user it creates.
+    pub fn event(&self) -> NewEvent {
+        let user = &self.record.user;
+        NewEvent::new(EventType::SignupRequested)
+            .user(Some(user.id))
+            .detail("approval_status", user.approval_status.as_str())
+    }
+}
+
+impl IssuePasswordReset {
+    /// The template of `password.reset_requested`, recorded for every request: the store
+    /// fills in the user the name belongs to, none for an unknown name. So the log shows
+    /// requests for unknown names too, and every request costs the same write.
+    pub fn templates() -> Vec<NewEvent> {
+        vec![NewEvent::new(EventType::PasswordResetRequested)]
+    }
+}
+
+impl RedeemAccountToken {
+    /// The template of the redemption's event, `signup.confirmed` or `password.reset`; the
+    /// store fills in the user. A reset also ends the user's sessions
+    /// ([`user_changed_template`]).
+    pub fn templates(&self) -> Vec<NewEvent> {
+        let kind = match self.redemption {
+            super::Redemption::ConfirmSignUp => EventType::SignupConfirmed,
+            super::Redemption::ResetPassword(_) => EventType::PasswordReset,
+        };
+        vec![NewEvent::new(kind)]
+    }
+}

@@ -125,6 +125,7 @@ impl Sso {
             SignUpMode::Approval => ApprovalStatus::Pending,
         };
         self.check_client(&request.client)?;
+        let context = self.context(caller, Some(&request.client));
         let username = self.username(&request.username)?.into_string();
         self.check_profile(&request.profile)?;
         self.check_password_strength(&request.password, &username)?;
@@ -147,19 +148,22 @@ impl Sso {
         let signed_up = self
             .stores
             .account_tokens
-            .sign_up(Write {
-                now,
-                command: SignUp {
-                    record: UserRecord {
-                        user: user.clone(),
-                        password_hash,
+            .sign_up(
+                Write::new(
+                    now,
+                    SignUp {
+                        record: UserRecord {
+                            user: user.clone(),
+                            password_hash,
+                        },
+                        confirmation: NewAccountToken {
+                            hash: token.hash,
+                            expires_at: now + self.policy.accounts.token_ttl,
+                        },
                     },
-                    confirmation: NewAccountToken {
-                        hash: token.hash,
-                        expires_at: now + self.policy.accounts.token_ttl,
-                    },
-                },
-            })
+                )
+                .by(context),
+            )
             .await?;
         let route = self.token_route(caller);
         match signed_up {
@@ -221,6 +225,7 @@ impl Sso {
         client: ClientInfo,
     ) -> ServiceResult<Option<Zeroizing<String>>> {
         self.check_client(&client)?;
+        let context = self.context(caller, Some(&client));
         // A name no user can have is looked up all the same, under a key no user has.
         let user_key = Username::parse(username, self.policy.limits.max_username_chars)
             .map(|username| username.key().to_owned())
@@ -230,16 +235,19 @@ impl Sso {
         let issued = self
             .stores
             .account_tokens
-            .issue_password_reset(Write {
-                now,
-                command: IssuePasswordReset {
-                    user_key,
-                    token: NewAccountToken {
-                        hash: token.hash,
-                        expires_at: now + self.policy.accounts.token_ttl,
+            .issue_password_reset(
+                Write::new(
+                    now,
+                    IssuePasswordReset {
+                        user_key,
+                        token: NewAccountToken {
+                            hash: token.hash,
+                            expires_at: now + self.policy.accounts.token_ttl,
+                        },
                     },
-                },
-            })
+                )
+                .by(context),
+            )
             .await?;
         let Some(user) = issued else {
             return Ok(None);
@@ -296,10 +304,10 @@ impl Sso {
             .ok_or(ServiceError::TokenInvalid)?;
         let redemption = decide(record).await?;
         store
-            .redeem_account_token(Write {
-                now: self.clock.now(),
-                command: RedeemAccountToken { hash, redemption },
-            })
+            .redeem_account_token(
+                Write::new(self.clock.now(), RedeemAccountToken { hash, redemption })
+                    .by(self.context(None, None)),
+            )
             .await?
             .ok_or(ServiceError::TokenInvalid)
     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use ssod::{
     config::{Config, DeliverySetting, SignUpSetting},
-    proto,
+    proto::{self, event_service_client::EventServiceClient},
 };
 use tonic::{Code, Request};
 
@@ -26,6 +26,7 @@ both!(
     caller_delivery_returns_tokens_to_super_users_only,
     a_refused_mail_is_retried,
     a_dead_relay_never_loses_the_sign_up,
+    every_flow_records_its_events,
 );
 
 const PASSWORD: &str = "first-password-1";
@@ -531,4 +532,146 @@ async fn a_dead_relay_never_loses_the_sign_up(backend: Backend) {
         .expect("user");
     assert_eq!(stored.user_id, signed_up.user_id);
     assert!(!stored.is_confirmed);
+}
+
+/// `request` carrying `x-request-id: cid`.
+fn with_cid<T>(cid: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert("x-request-id", cid.parse().expect("cid"));
+    request
+}
+
+/// The stored events of `kind` that call `cid` recorded.
+async fn events_of(server: &TestServer, admin: &str, kind: &str, cid: &str) -> Vec<proto::Event> {
+    let listed = EventServiceClient::new(server.channel.clone())
+        .list_events(authed(
+            admin,
+            proto::ListEventsRequest {
+                types: vec![kind.into()],
+                page_size: 1000,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("events listed")
+        .into_inner();
+    listed
+        .events
+        .into_iter()
+        .filter(|event| event.cid == cid)
+        .collect()
+}
+
+async fn every_flow_records_its_events(backend: Backend) {
+    let mut sink = SmtpSink::start().await;
+    let server = TestServer::start_with(backend, |config| {
+        mailing(config, &sink, SignUpSetting::Open)
+    })
+    .await;
+    let admin = server.admin().await;
+    let user = sign_up(&server, with_cid("cid-signup", sign_up_request("eventful")))
+        .await
+        .expect("signed up")
+        .user
+        .expect("user");
+    let [requested] = events_of(&server, &admin, "signup.requested", "cid-signup")
+        .await
+        .try_into()
+        .expect("one signup.requested");
+    assert_eq!(requested.user_id, user.user_id);
+    assert_eq!(requested.remote_addr, "127.0.0.1");
+    let confirmation = sink.next().await.token().expect("token");
+    server
+        .users()
+        .confirm_sign_up(with_cid(
+            "cid-confirm",
+            proto::ConfirmSignUpRequest {
+                confirmation_token: confirmation.clone(),
+            },
+        ))
+        .await
+        .expect("confirmed");
+    let [confirmed] = events_of(&server, &admin, "signup.confirmed", "cid-confirm")
+        .await
+        .try_into()
+        .expect("one signup.confirmed");
+    assert_eq!(confirmed.user_id, user.user_id);
+
+    let first = server
+        .login("eventful", PASSWORD)
+        .await
+        .session
+        .expect("session");
+    let second = server
+        .login("eventful", PASSWORD)
+        .await
+        .session
+        .expect("session");
+    for (cid, username, user_id) in [
+        ("cid-known", "eventful", user.user_id.as_str()),
+        ("cid-unknown", "nobody-at-all", ""),
+    ] {
+        server
+            .users()
+            .request_password_reset(with_cid(cid, reset_request(username)))
+            .await
+            .expect("answered");
+        let [requested] = events_of(&server, &admin, "password.reset_requested", cid)
+            .await
+            .try_into()
+            .expect("one password.reset_requested per request");
+        assert_eq!(requested.user_id, user_id, "{cid}");
+    }
+    let reset_token = sink.next().await.token().expect("token");
+    server
+        .users()
+        .reset_password(with_cid(
+            "cid-reset",
+            proto::ResetPasswordRequest {
+                reset_token: reset_token.clone(),
+                new_password: NEW_PASSWORD.into(),
+            },
+        ))
+        .await
+        .expect("reset");
+    let [reset] = events_of(&server, &admin, "password.reset", "cid-reset")
+        .await
+        .try_into()
+        .expect("one password.reset");
+    assert_eq!(reset.user_id, user.user_id);
+    let ended = events_of(&server, &admin, "session.ended", "cid-reset").await;
+    let mut ended_sessions: Vec<&str> = ended
+        .iter()
+        .inspect(|event| {
+            assert_eq!(event.reason, "user_changed");
+            assert_eq!(event.user_id, user.user_id);
+        })
+        .map(|event| event.session_id.as_str())
+        .collect();
+    ended_sessions.sort_unstable();
+    let mut expected = vec![first.session_id.as_str(), second.session_id.as_str()];
+    expected.sort_unstable();
+    assert_eq!(
+        ended_sessions, expected,
+        "one session.ended per session the reset ended"
+    );
+
+    // No event carries a token.
+    let everything = EventServiceClient::new(server.channel.clone())
+        .list_events(authed(
+            &admin,
+            proto::ListEventsRequest {
+                page_size: 1000,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("events listed")
+        .into_inner();
+    let printed = format!("{:?}", everything.events);
+    for token in [&confirmation, &reset_token] {
+        assert!(!printed.contains(token.as_str()), "a token in an event");
+    }
 }

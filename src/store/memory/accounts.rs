@@ -9,6 +9,7 @@ use crate::{
     domain::{
         AccountTokenPurpose, IssuePasswordReset, RedeemAccountToken, Redemption, SessionSelector,
         SignUp, SignedUp, TokenHash, User, UserRecord, Username, Write,
+        commands::user_changed_template,
     },
     store::{AccountTokenStore, StoreResult},
 };
@@ -87,12 +88,14 @@ impl State {
 #[async_trait]
 impl AccountTokenStore for MemoryStore {
     async fn sign_up(&self, write: Write<SignUp>) -> StoreResult<SignedUp> {
+        let event = write.command.event();
         let Write {
+            now,
             command: SignUp {
                 record,
                 confirmation,
             },
-            ..
+            context,
         } = write;
         let mut state = self.lock()?;
         let key = Username::key_of(&record.user.username);
@@ -113,6 +116,7 @@ impl AccountTokenStore for MemoryStore {
         );
         state.usernames.insert(key, user.id);
         state.users.insert(user.id, record);
+        state.events.record(now, &context, vec![event]);
         Ok(SignedUp::Created(user))
     }
 
@@ -121,15 +125,17 @@ impl AccountTokenStore for MemoryStore {
         write: Write<IssuePasswordReset>,
     ) -> StoreResult<Option<User>> {
         let Write {
+            now,
             command: IssuePasswordReset { user_key, token },
-            ..
+            context,
         } = write;
         let mut state = self.lock()?;
-        let target = state
+        let named = state
             .usernames
             .get(&user_key)
-            .and_then(|id| state.users.get(id))
-            .filter(|record| record.user.may_reset_password());
+            .and_then(|id| state.users.get(id));
+        let named_id = named.map(|record| record.user.id);
+        let target = named.filter(|record| record.user.may_reset_password());
         let user = target.map(|record| record.user.clone());
         let issued_for_password = target.map(|record| record.password_hash.clone());
         // Written whoever the key names, as PostgreSQL does: without a password it never
@@ -143,6 +149,11 @@ impl AccountTokenStore for MemoryStore {
                 issued_for_password,
             },
         );
+        let requested = IssuePasswordReset::templates()
+            .into_iter()
+            .map(|template| template.user(named_id))
+            .collect();
+        state.events.record(now, &context, requested);
         Ok(user)
     }
 
@@ -159,9 +170,11 @@ impl AccountTokenStore for MemoryStore {
         &self,
         write: Write<RedeemAccountToken>,
     ) -> StoreResult<Option<User>> {
+        let templates = write.command.templates();
         let Write {
             now,
             command: RedeemAccountToken { hash, redemption },
+            context,
         } = write;
         let mut state = self.lock()?;
         let Some(id) = state
@@ -187,9 +200,15 @@ impl AccountTokenStore for MemoryStore {
             }
         };
         let user = record.user.clone();
+        let redeemed = templates
+            .into_iter()
+            .map(|template| template.user(Some(id)))
+            .collect();
+        state.events.record(now, &context, redeemed);
         if ends_sessions {
             let doomed = state.selected_sessions(SessionSelector::User(id));
-            state.remove_sessions(now, doomed);
+            let ended = state.remove_sessions(doomed);
+            state.record_ended(now, &context, &user_changed_template(), &ended);
         }
         Ok(Some(user))
     }

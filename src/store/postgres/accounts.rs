@@ -4,11 +4,11 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 
-use super::{PostgresStore, Retry, error::from_pg, rows, sql};
+use super::{PostgresStore, Retry, error::from_pg, events, rows, sql};
 use crate::{
     domain::{
         AccountTokenPurpose, IssuePasswordReset, RedeemAccountToken, Redemption, SignUp, SignedUp,
-        TokenHash, User, UserRecord, Username, Write,
+        TokenHash, User, UserRecord, Username, Write, commands::user_changed_template,
     },
     store::{AccountTokenStore, StoreResult},
 };
@@ -16,13 +16,11 @@ use crate::{
 #[async_trait]
 impl AccountTokenStore for PostgresStore {
     async fn sign_up(&self, write: Write<SignUp>) -> StoreResult<SignedUp> {
-        let Write {
-            command: SignUp {
-                record,
-                confirmation,
-            },
-            ..
-        } = write;
+        let recorded = events::write_records(&write, &[write.command.event()]);
+        let SignUp {
+            record,
+            confirmation,
+        } = &write.command;
         let user = &record.user;
         let key = Username::key_of(&user.username);
         // Never: a second run would find the name taken by the first.
@@ -50,6 +48,7 @@ impl AccountTokenStore for PostgresStore {
                     &user.is_confirmed,
                     &confirmation.hash.0.as_slice(),
                     &confirmation.expires_at,
+                    &recorded,
                 ],
                 |row| rows::user(row, 0),
             )
@@ -70,15 +69,23 @@ impl AccountTokenStore for PostgresStore {
         &self,
         write: Write<IssuePasswordReset>,
     ) -> StoreResult<Option<User>> {
+        let requested = events::write_records(&write, &IssuePasswordReset::templates());
         let Write {
             now,
             command: IssuePasswordReset { user_key, token },
+            ..
         } = write;
-        // Safe: a second run replaces the token with itself.
+        // Never: a second run would record the request twice.
         self.query_opt_decoded(
-            Retry::Safe,
+            Retry::Never,
             sql::accounts::ISSUE_PASSWORD_RESET,
-            &[&user_key, &token.hash.0.as_slice(), &now, &token.expires_at],
+            &[
+                &user_key,
+                &token.hash.0.as_slice(),
+                &now,
+                &token.expires_at,
+                &requested,
+            ],
             |row| rows::user(row, 0),
         )
         .await
@@ -103,11 +110,14 @@ impl AccountTokenStore for PostgresStore {
         &self,
         write: Write<RedeemAccountToken>,
     ) -> StoreResult<Option<User>> {
+        let redeemed = events::write_records(&write, &write.command.templates());
+        let ended = events::write_records(&write, &user_changed_template());
         let Write {
             now,
             command: RedeemAccountToken { hash, redemption },
+            ..
         } = write;
-        let redemption = &redemption;
+        let (redemption, redeemed, ended) = (&redemption, &redeemed, &ended);
         // Never: a second run would find the token used.
         let row = self
             .with_client(Retry::Never, move |mut client| async move {
@@ -129,7 +139,7 @@ impl AccountTokenStore for PostgresStore {
                                 .await
                                 .map_err(from_pg)?;
                             transaction
-                                .query_opt(&statement, &[&hash, &now])
+                                .query_opt(&statement, &[&hash, &now, redeemed])
                                 .await
                                 .map_err(from_pg)?
                         }
@@ -147,6 +157,7 @@ impl AccountTokenStore for PostgresStore {
                                         &change.password_hash,
                                         &change.password_must_change,
                                         &change.password_expiry,
+                                        redeemed,
                                     ],
                                 )
                                 .await
@@ -158,7 +169,7 @@ impl AccountTokenStore for PostgresStore {
                                     .await
                                     .map_err(from_pg)?;
                                 transaction
-                                    .execute(&end, &[&user, &None::<uuid::Uuid>])
+                                    .execute(&end, &[&user, &None::<uuid::Uuid>, ended])
                                     .await
                                     .map_err(from_pg)?;
                             }

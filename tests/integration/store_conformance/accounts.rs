@@ -7,9 +7,10 @@ use super::{at, create_user, leftovers, open, purge, user_record, write};
 use ssod::{
     crypto,
     domain::{
-        AccountTokenPurpose, ApprovalStatus, DeleteUser, EndSessions, IssuePasswordReset,
-        NewAccountToken, PasswordChange, PurgeCounts, RedeemAccountToken, Redemption, SignUp,
-        SignedUp, TokenHash, UpdateUser, User, UserPatch, UserRecord, Username,
+        AccountTokenPurpose, ApprovalStatus, DeleteUser, EndSessions, EventContext, EventQuery,
+        EventType, IssuePasswordReset, NewAccountToken, PasswordChange, PurgeCounts,
+        RedeemAccountToken, Redemption, SessionEndReason, SessionId, SignUp, SignedUp, TokenHash,
+        UpdateUser, User, UserId, UserPatch, UserRecord, Username,
     },
     store::Store,
 };
@@ -24,6 +25,8 @@ conformance!(
     a_password_change_invalidates_a_reset_token,
     a_token_of_one_purpose_never_redeems_the_other,
     expired_tokens_are_swept_and_a_deleted_users_never_redeem,
+    account_writes_record_their_events,
+    a_taken_name_or_a_used_token_records_nothing,
 );
 
 /// A fresh token's text and hash, expiring at `expires`.
@@ -474,4 +477,171 @@ async fn expired_tokens_are_swept_and_a_deleted_users_never_redeem(store: Arc<dy
         },
         "the lasting, the deleted user's and the unknown name's tokens are left"
     );
+}
+
+/// The events of call `cid`: (type, user, session, reason).
+async fn events_of(
+    store: &Arc<dyn Store>,
+    cid: &str,
+) -> Vec<(EventType, Option<UserId>, Option<SessionId>, String)> {
+    let mut found: Vec<_> = store
+        .list_events(&EventQuery {
+            limit: 10_000,
+            ..EventQuery::default()
+        })
+        .await
+        .expect("listed")
+        .into_iter()
+        .filter(|event| event.context.cid == cid)
+        .map(|event| {
+            (
+                event.event.kind,
+                event.event.user,
+                event.event.session,
+                event.event.reason,
+            )
+        })
+        .collect();
+    // Within one write the order of per-session events is the store's.
+    found.sort_by_key(|(_, _, session, _)| *session);
+    found
+}
+
+fn by(cid: &str) -> EventContext {
+    EventContext {
+        cid: cid.into(),
+        remote_addr: "192.0.2.9".into(),
+        ..EventContext::default()
+    }
+}
+
+async fn account_writes_record_their_events(store: Arc<dyn Store>) {
+    let (_, confirmation) = token(100);
+    let record = unconfirmed("chronicled");
+    let id = record.user.id;
+    store
+        .sign_up(
+            write(
+                at(0),
+                SignUp {
+                    record,
+                    confirmation,
+                },
+            )
+            .by(by("sign-up")),
+        )
+        .await
+        .expect("signed up");
+    assert_eq!(
+        events_of(&store, "sign-up").await,
+        [(EventType::SignupRequested, Some(id), None, String::new())]
+    );
+    store
+        .redeem_account_token(
+            write(
+                at(10),
+                RedeemAccountToken {
+                    hash: confirmation.hash,
+                    redemption: Redemption::ConfirmSignUp,
+                },
+            )
+            .by(by("confirm")),
+        )
+        .await
+        .expect("runs")
+        .expect("confirmed");
+    assert_eq!(
+        events_of(&store, "confirm").await,
+        [(EventType::SignupConfirmed, Some(id), None, String::new())]
+    );
+
+    for (cid, name, user) in [
+        ("known", "chronicled", Some(id)),
+        ("unknown", "nobody", None),
+    ] {
+        let (_, token) = token(100);
+        store
+            .issue_password_reset(
+                write(
+                    at(20),
+                    IssuePasswordReset {
+                        user_key: Username::key_of(name),
+                        token,
+                    },
+                )
+                .by(by(cid)),
+            )
+            .await
+            .expect("runs");
+        assert_eq!(
+            events_of(&store, cid).await,
+            [(EventType::PasswordResetRequested, user, None, String::new())],
+            "{cid}"
+        );
+    }
+    let (first, _) = open(&store, Some(id), 30, 500).await;
+    let (second, _) = open(&store, Some(id), 30, 500).await;
+    let (_, hash) = issue_reset(&store, "chronicled", 40, 100).await;
+    store
+        .redeem_account_token(
+            write(
+                at(50),
+                RedeemAccountToken {
+                    hash,
+                    redemption: new_password("new-hash"),
+                },
+            )
+            .by(by("reset")),
+        )
+        .await
+        .expect("runs")
+        .expect("reset");
+    let ended = |session: SessionId| {
+        (
+            EventType::SessionEnded,
+            Some(id),
+            Some(session),
+            SessionEndReason::UserChanged.as_str().to_owned(),
+        )
+    };
+    let mut expected = vec![
+        (EventType::PasswordReset, Some(id), None, String::new()),
+        ended(first.id),
+        ended(second.id),
+    ];
+    expected.sort_by_key(|(_, _, session, _)| *session);
+    assert_eq!(events_of(&store, "reset").await, expected);
+}
+
+async fn a_taken_name_or_a_used_token_records_nothing(store: Arc<dyn Store>) {
+    create_user(&store, "occupied").await;
+    let (_, confirmation) = token(100);
+    store
+        .sign_up(
+            write(
+                at(0),
+                SignUp {
+                    record: unconfirmed("occupied"),
+                    confirmation,
+                },
+            )
+            .by(by("taken")),
+        )
+        .await
+        .expect("runs");
+    assert_eq!(events_of(&store, "taken").await, []);
+    store
+        .redeem_account_token(
+            write(
+                at(0),
+                RedeemAccountToken {
+                    hash: confirmation.hash,
+                    redemption: Redemption::ConfirmSignUp,
+                },
+            )
+            .by(by("unknown token")),
+        )
+        .await
+        .expect("runs");
+    assert_eq!(events_of(&store, "unknown token").await, []);
 }

@@ -24,10 +24,11 @@ macro_rules! join {
     }};
 }
 
-pub mod accounts;
 pub mod attributes;
 #[macro_use]
 pub mod events;
+// After `events`, whose macros it uses.
+pub mod accounts;
 pub mod sessions;
 pub mod throttle;
 pub mod users;
