@@ -101,6 +101,7 @@ impl Sso {
         let hidden = matches!(
             error,
             ServiceError::UserLocked
+                | ServiceError::UserNotConfirmed
                 | ServiceError::UserNotApproved
                 | ServiceError::PasswordExpired
                 | ServiceError::TooManyAttempts { .. }

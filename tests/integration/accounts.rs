@@ -268,6 +268,12 @@ async fn approval_mode_needs_confirmation_and_approval(backend: Backend) {
         .user
         .expect("user");
     assert_eq!(user.approval_status, proto::ApprovalStatus::Pending as i32);
+    // Unconfirmed: refused like a wrong password, as failures are not revealed.
+    let status = server
+        .try_login("applicant", PASSWORD, None)
+        .await
+        .expect_err("unconfirmed");
+    assert_error(&status, Code::Unauthenticated, "INVALID_CREDENTIALS");
     let token = sink.next().await.token().expect("token");
     confirm(&server, &token).await.expect("confirmed");
     // Confirmed but pending: refused like a wrong password, as failures are not revealed.
