@@ -54,6 +54,8 @@ const WATCH_PAGE: usize = 256;
 const UNSETTLED_RETRY: Duration = Duration::from_millis(50);
 /// How often a watcher looks anyway: notifications are hints and can be lost.
 const WATCH_POLL: Duration = Duration::from_secs(1);
+/// Longest the audit log lines wait at shutdown for committed events to settle.
+const AUDIT_DRAIN: Duration = Duration::from_secs(5);
 /// How often a watch checks that its caller's session still stands.
 const WATCH_RECHECK: Duration = Duration::from_secs(30);
 
@@ -339,8 +341,10 @@ impl Sso {
                     }
                 }
             }
-            // Shutting down: what has settled by now is still written.
-            while let Ok(Some(page)) = follower.next_page(Duration::ZERO).await {
+            // Shutting down: what has committed by now is still written, once it settles
+            // (an older transaction of the cluster may hold it back a moment).
+            let deadline = tokio::time::Instant::now() + AUDIT_DRAIN;
+            while let Ok(Some(page)) = follower.next_before(deadline).await {
                 page.iter().for_each(log_event);
             }
         }
@@ -403,6 +407,30 @@ impl Follower {
             sso,
             cursor,
             wakeups,
+        }
+    }
+
+    /// The next events after the cursor, waiting only while some are stored but not settled
+    /// yet, and not past `deadline`; `None` when there is nothing more to wait for.
+    async fn next_before(
+        &mut self,
+        deadline: tokio::time::Instant,
+    ) -> ServiceResult<Option<Vec<Event>>> {
+        loop {
+            let feed = self
+                .sso
+                .stores
+                .events
+                .event_feed(self.cursor, WATCH_PAGE)
+                .await?;
+            if let Some(last) = feed.events.last() {
+                self.cursor = last.id;
+                return Ok(Some(feed.events));
+            }
+            if !feed.pending || tokio::time::Instant::now() >= deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(UNSETTLED_RETRY).await;
         }
     }
 

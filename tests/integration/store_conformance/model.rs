@@ -10,8 +10,8 @@ use proptest::{prelude::*, test_runner::TestRunner};
 use ssod::{
     crypto,
     domain::{
-        DeleteAttributes, DeleteSession, DeleteSessions, DeleteUser, EndSessions, NewAttribute,
-        NewSession, OpenSession, Owner, RenewOnUse, RenewSession, Session, SessionId,
+        DeleteAttributes, DeleteSession, DeleteSessions, DeleteUser, EndSessions, EventQuery,
+        NewAttribute, NewSession, OpenSession, Owner, RenewOnUse, RenewSession, Session, SessionId,
         SessionPolicy, SessionSelector, SetAttributeExpiry, SetAttributes, StoredAttribute,
         StoredValue, UpdateUser, UserId, UserPatch, UserQuery,
     },
@@ -410,7 +410,39 @@ async fn run_on_both(operations: Vec<Operation>) -> Result<(), TestCaseError> {
             operation
         );
     }
+    // Both recorded the same events. Sorted: events of one statement (the sessions one delete
+    // ended) may come in another order.
+    prop_assert_eq!(
+        recorded(&postgres).await,
+        recorded(&model).await,
+        "the event logs differ (postgres left, memory right)"
+    );
     Ok(())
+}
+
+/// Every event of a store as text, sorted.
+async fn recorded(store: &Arc<dyn Store>) -> Vec<String> {
+    let query = EventQuery {
+        limit: 100_000,
+        ..EventQuery::default()
+    };
+    let events = store.list_events(&query).await.expect("listed");
+    let mut shown: Vec<String> = events
+        .into_iter()
+        .map(|event| {
+            format!(
+                "{:?} {:?} {:?} {:?} {:?} {:?}",
+                event.time,
+                event.event.kind,
+                event.event.user,
+                event.event.session,
+                event.event.reason,
+                event.event.details
+            )
+        })
+        .collect();
+    shown.sort();
+    shown
 }
 
 #[test]
