@@ -24,7 +24,8 @@ impl From<ServiceError> for Status {
         let code = match &error {
             ServiceError::InvalidArgument(_)
             | ServiceError::LimitExceeded(_)
-            | ServiceError::PasswordTooWeak(_) => Code::InvalidArgument,
+            | ServiceError::PasswordTooWeak(_)
+            | ServiceError::TokenInvalid => Code::InvalidArgument,
             ServiceError::InvalidCredentials
             | ServiceError::TooManyAttempts { .. }
             | ServiceError::UstMissing
@@ -33,10 +34,13 @@ impl From<ServiceError> for Status {
             | ServiceError::NotOwner
             | ServiceError::UserLocked
             | ServiceError::UserNotApproved
+            | ServiceError::UserNotConfirmed
+            | ServiceError::SignUpDisabled
             | ServiceError::AppNotAllowed => Code::PermissionDenied,
             ServiceError::PasswordExpired
             | ServiceError::PasswordMustChange
-            | ServiceError::EncryptionUnavailable => Code::FailedPrecondition,
+            | ServiceError::EncryptionUnavailable
+            | ServiceError::CursorExpired => Code::FailedPrecondition,
             ServiceError::UsernameTaken => Code::AlreadyExists,
             ServiceError::UserNotFound
             | ServiceError::SessionNotFound

@@ -55,13 +55,14 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{
-    SessionStore, StoreResult, Stores, UserStore,
+    AccountTokenStore, SessionStore, StoreResult, Stores, UserStore,
     postgres::listener::{Listener, Listening, Notification},
 };
 use crate::domain::{
-    DeleteSession, DeleteSessions, DeleteUser, OpenSession, PurgeCounts, PurgeExpired, RenewOnUse,
-    RenewSession, Session, SessionId, SessionSelector, SessionWithUser, TokenHash, UpdateUser,
-    User, UserId, UserPage, UserQuery, UserRecord, Username, Write,
+    AccountTokenPurpose, DeleteSession, DeleteSessions, DeleteUser, IssuePasswordReset,
+    OpenSession, PurgeCounts, PurgeExpired, RedeemAccountToken, RenewOnUse, RenewSession, Session,
+    SessionId, SessionSelector, SessionWithUser, SignUp, SignedUp, TokenHash, UpdateUser, User,
+    UserId, UserPage, UserQuery, UserRecord, Username, Write,
 };
 
 /// The `NOTIFY` channel of migration 7's triggers.
@@ -227,6 +228,7 @@ impl Book {
 pub struct AuthCache {
     sessions: Arc<dyn SessionStore>,
     users: Arc<dyn UserStore>,
+    account_tokens: Arc<dyn AccountTokenStore>,
     entries: Cache<TokenHash, Arc<SessionWithUser>>,
     book: Mutex<Book>,
     /// Filled by moka's eviction listener, which must not take `book`: moka may call it
@@ -263,6 +265,7 @@ impl AuthCache {
         Self {
             sessions: Arc::clone(&stores.sessions),
             users: Arc::clone(&stores.users),
+            account_tokens: Arc::clone(&stores.account_tokens),
             entries,
             book: Mutex::default(),
             evicted,
@@ -271,11 +274,13 @@ impl AuthCache {
         }
     }
 
-    /// `stores` with this cache in place of its sessions and users.
+    /// `stores` with this cache in place of its sessions, users and account tokens (whose
+    /// redemption changes a user and may end its sessions).
     pub fn wrap(self: &Arc<Self>, stores: Stores) -> Stores {
         Stores {
             sessions: Arc::clone(self) as Arc<dyn SessionStore>,
             users: Arc::clone(self) as Arc<dyn UserStore>,
+            account_tokens: Arc::clone(self) as Arc<dyn AccountTokenStore>,
             ..stores
         }
     }
@@ -641,6 +646,46 @@ impl UserStore for AuthCache {
     }
 }
 
+#[async_trait]
+impl AccountTokenStore for AuthCache {
+    async fn sign_up(&self, write: Write<SignUp>) -> StoreResult<SignedUp> {
+        self.account_tokens.sign_up(write).await
+    }
+
+    async fn issue_password_reset(
+        &self,
+        write: Write<IssuePasswordReset>,
+    ) -> StoreResult<Option<User>> {
+        self.account_tokens.issue_password_reset(write).await
+    }
+
+    async fn account_token_user(
+        &self,
+        hash: &TokenHash,
+        purpose: AccountTokenPurpose,
+        now: SystemTime,
+    ) -> StoreResult<Option<UserRecord>> {
+        self.account_tokens
+            .account_token_user(hash, purpose, now)
+            .await
+    }
+
+    /// A redemption changes its user (and a reset ends the user's sessions): the user's
+    /// entries go, whatever the outcome, since a failure may still have committed.
+    async fn redeem_account_token(
+        &self,
+        write: Write<RedeemAccountToken>,
+    ) -> StoreResult<Option<User>> {
+        let redeemed = self.account_tokens.redeem_account_token(write).await;
+        match &redeemed {
+            Ok(Some(user)) => self.invalidate(Invalidation::User(user.id), Origin::Local),
+            Ok(None) => {}
+            Err(_) => self.invalidate(Invalidation::All, Origin::Local),
+        }
+        redeemed
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -649,7 +694,10 @@ mod tests {
     use super::*;
     use crate::{
         crypto,
-        domain::{ApprovalStatus, EndSessions, NewSession, Profile, SessionPolicy, UserPatch},
+        domain::{
+            ApprovalStatus, EndSessions, NewSession, Profile, SessionEndReason, SessionPolicy,
+            UserPatch,
+        },
         store::memory::MemoryStore,
     };
 
@@ -684,15 +732,13 @@ mod tests {
                 password_expiry,
                 created_at: at(0),
                 last_login_at: None,
+                is_confirmed: true,
             },
             password_hash: "$argon2id$fake".into(),
         };
         store
             .users
-            .create_user(Write {
-                now: at(0),
-                command: record,
-            })
+            .create_user(Write::new(at(0), record))
             .await
             .unwrap()
     }
@@ -712,9 +758,9 @@ mod tests {
         };
         let opened = store
             .sessions
-            .open_session(Write {
-                now: at(0),
-                command: OpenSession {
+            .open_session(Write::new(
+                at(0),
+                OpenSession {
                     new: NewSession {
                         session,
                         token_hash,
@@ -725,7 +771,7 @@ mod tests {
                     max_guest_sessions: 100,
                     session_limit: None,
                 },
-            })
+            ))
             .await
             .unwrap();
         (opened, token_hash)
@@ -735,10 +781,13 @@ mod tests {
     async fn delete_behind(store: &Stores, id: SessionId) {
         let deleted = store
             .sessions
-            .delete_session(Write {
-                now: at(1),
-                command: DeleteSession { id },
-            })
+            .delete_session(Write::new(
+                at(1),
+                DeleteSession {
+                    id,
+                    reason: SessionEndReason::Revoked,
+                },
+            ))
             .await
             .unwrap();
         assert!(deleted);
@@ -910,9 +959,9 @@ mod tests {
         // Locked through the cache: the entry goes, and the next look-up reads the store.
         cached
             .users
-            .update_user(Write {
-                now: at(1),
-                command: UpdateUser {
+            .update_user(Write::new(
+                at(1),
+                UpdateUser {
                     id: owner.id,
                     patch: UserPatch {
                         is_locked: Some(true),
@@ -920,7 +969,7 @@ mod tests {
                     },
                     end_sessions: EndSessions::None,
                 },
-            })
+            ))
             .await
             .unwrap();
         let found = cache

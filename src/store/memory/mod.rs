@@ -2,7 +2,8 @@
 //! held across an `.await` (no method awaits while holding it), so a std mutex is cheaper
 //! than tokio's and cannot deadlock the runtime.
 //!
-//! One file per capability (`users.rs`, `sessions.rs`, `attributes.rs`, `throttle.rs`); this one holds the
+//! One file per capability (`users.rs`, `sessions.rs`, `attributes.rs`, `throttle.rs`,
+//! `accounts.rs`); this one holds the
 //! state, its lock, health, and the session helpers that more than one area needs.
 
 use std::{
@@ -18,7 +19,9 @@ use crate::domain::{
     Owner, Session, SessionId, SessionSelector, StoredAttribute, TokenHash, UserId, UserRecord,
 };
 
+mod accounts;
 mod attributes;
+mod events;
 mod sessions;
 mod throttle;
 mod users;
@@ -46,6 +49,8 @@ struct State {
     /// Owner → its attributes by name.
     attributes: HashMap<Owner, BTreeMap<String, StoredAttribute>>,
     throttle: throttle::Throttle,
+    events: events::EventLog,
+    account_tokens: accounts::AccountTokens,
 }
 
 struct StoredSession {
@@ -128,12 +133,27 @@ impl State {
         }
     }
 
-    /// Removes the given sessions; counts those that had not expired at `now`.
-    fn remove_sessions(&mut self, now: SystemTime, ids: Vec<SessionId>) -> u64 {
+    /// Records each template once per session in `ended` (with its user).
+    fn record_ended(
+        &mut self,
+        now: SystemTime,
+        context: &crate::domain::EventContext,
+        templates: &[crate::domain::NewEvent],
+        ended: &[Session],
+    ) {
+        let sessions: Vec<(SessionId, Option<UserId>)> = ended
+            .iter()
+            .map(|session| (session.id, session.user_id))
+            .collect();
+        self.events
+            .record_for_sessions(now, context, templates, &sessions);
+    }
+
+    /// Removes the given sessions; those it removed.
+    fn remove_sessions(&mut self, ids: Vec<SessionId>) -> Vec<Session> {
         ids.into_iter()
             .filter_map(|id| self.remove_session(id))
-            .filter(|session| session.expires_at > now)
-            .count() as u64
+            .collect()
     }
 }
 

@@ -53,6 +53,16 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "auth_notify",
         sql: include_str!("migrations/0007_auth_notify.sql"),
     },
+    Migration {
+        version: 8,
+        name: "events",
+        sql: include_str!("migrations/0008_events.sql"),
+    },
+    Migration {
+        version: 10,
+        name: "account_tokens",
+        sql: include_str!("migrations/0010_account_tokens.sql"),
+    },
 ];
 
 /// Adds `users.username_key`; its SQL backfill is completed in Rust ([`rekey_usernames`]).

@@ -78,8 +78,10 @@ use tokio_postgres::{Row, types::ToSql};
 
 use super::{PoolStatus, StoreError, StoreHealth, StoreResult};
 
+mod accounts;
 mod attributes;
 mod error;
+pub mod events;
 pub mod listener;
 mod migrations;
 mod rows;
