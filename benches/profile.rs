@@ -9,8 +9,9 @@
 //! Starts `--ssod` (any build of it, e.g. one from before the hot-path work) under
 //! `valgrind --tool=callgrind` on a fresh PostgreSQL database (the integration tests'
 //! throwaway cluster, or `SSOD_TEST_DATABASE_URL`'s server), logs a super-user and one user
-//! session in, warms every RPC up, and then, for each of `VerifySession` (the super-user
-//! verifying the user's UST), `GetAttribute` and `SetAttribute` (on the user's own session),
+//! session in, warms every RPC up, and then, for each of `Health/Check` (the floor: what any
+//! call costs in HTTP/2, tonic and tokio), `VerifySession` (the super-user verifying the
+//! user's UST), `GetAttribute` and `SetAttribute` (on the user's own session),
 //! zeroes callgrind's counters, makes `--calls` calls from `--concurrency` tasks over one
 //! HTTP/2 connection, and dumps the counts to `<out>/<rpc>.callgrind`. Each dump holds the
 //! instructions ssod executed, on every thread, while that RPC's calls ran (PostgreSQL and
@@ -37,6 +38,7 @@ use ssod::proto::{
 };
 use support::{ADMIN_PASSWORD, Server, pg};
 use tonic::{Request, transport::Channel};
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 const ADMIN: &str = "profile-admin";
 const USER: &str = "profile-user";
@@ -47,7 +49,13 @@ const WARM_UP_CALLS: usize = 200;
 /// seconds): bounds for it to start and for one call.
 const READY_WITHIN: Duration = Duration::from_secs(300);
 const CALL_WITHIN: Duration = Duration::from_secs(300);
-const RPCS: [&str; 3] = ["verify_session", "get_attribute", "set_attribute"];
+/// `health_check` (service "") is the floor: what any call costs in HTTP/2, tonic and tokio.
+const RPCS: [&str; 4] = [
+    "health_check",
+    "verify_session",
+    "get_attribute",
+    "set_attribute",
+];
 
 struct Args {
     ssod: PathBuf,
@@ -173,6 +181,12 @@ async fn call(channel: &Channel, sessions: &Sessions, rpc: &str, k: usize) {
         kind: Some(prost_types::value::Kind::NumberValue(k as f64)),
     };
     match rpc {
+        "health_check" => {
+            HealthClient::new(channel.clone())
+                .check(HealthCheckRequest::default())
+                .await
+                .expect("Health/Check");
+        }
         "verify_session" => {
             let valid = SessionServiceClient::new(channel.clone())
                 .verify_session(authed(

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Where ssod's instructions go on the hot path, now and before the hot-path work (issue 9
-# item 5): VerifySession, GetAttribute and SetAttribute on PostgreSQL, each a fixed number of
-# calls under `valgrind --tool=callgrind` (benches/profile.rs). Instruction counts do not
+# item 5): VerifySession, GetAttribute and SetAttribute on PostgreSQL, and Health/Check as the
+# floor, each a fixed number of calls under `valgrind --tool=callgrind` (benches/profile.rs). Instruction counts do not
 # depend on the machine's load, so the comparison holds on a busy machine.
 #
 # Usage: benches/profile.sh [BEFORE_COMMIT]      (from anywhere in the repository)
@@ -27,7 +27,8 @@ before_tree=${BEFORE_WORKTREE:-$root-before}
 command -v valgrind >/dev/null || { echo "profile: needs valgrind (apt-get install valgrind)"; exit 1; }
 
 echo "== release builds: this checkout ($(git rev-parse --short HEAD)) and $before"
-cargo build --locked --release --bin ssod
+# Builds target/release/ssod too (the bench's CARGO_BIN_EXE_ssod).
+cargo bench --locked --bench profile --no-run
 if [ ! -d "$before_tree" ]; then
   git worktree add --detach "$before_tree" "$before"
   # Its dependencies are this checkout's, mostly: start from this build's.
@@ -35,7 +36,6 @@ if [ ! -d "$before_tree" ]; then
 fi
 git -C "$before_tree" checkout --quiet --detach "$before"
 (cd "$before_tree" && cargo build --locked --release --bin ssod)
-cargo bench --locked --bench profile --no-run
 
 profile() {
   local name=$1 binary=$2
@@ -45,7 +45,7 @@ profile() {
   rm -rf "${out:?}/$name"
   cargo bench --locked --bench profile -- --ssod "$binary" --out "$out/$name" --calls "$calls" "$@" \
     | tee "$out/$name.summary"
-  for rpc in verify_session get_attribute set_attribute; do
+  for rpc in health_check verify_session get_attribute set_attribute; do
     python3 benches/callgrind_top.py "$out/$name/$rpc.callgrind" "$calls" 12 >"$out/$name/$rpc.txt"
   done
 }
@@ -58,11 +58,11 @@ echo
 echo "== summary: instructions ssod executed per call ($calls calls of each RPC per profile)"
 for name in before after-no-cache after; do
   printf '%-15s' "$name"
-  awk '$1 ~ /^(verify_session|get_attribute|set_attribute)$/ { printf "  %s %s", $1, $3 }' "$out/$name.summary"
+  awk '$1 ~ /^(health_check|verify_session|get_attribute|set_attribute)$/ { printf "  %s %s", $1, $3 }' "$out/$name.summary"
   echo
 done
 for name in before after-no-cache after; do
-  for rpc in verify_session get_attribute set_attribute; do
+  for rpc in health_check verify_session get_attribute set_attribute; do
     echo
     echo "-- $name, $rpc"
     cat "$out/$name/$rpc.txt"
