@@ -2,7 +2,7 @@
 //! `cargo bench --bench load`.
 //!
 //! ```sh
-//! cargo bench --bench load                                        # the issue's sizes (~10 min)
+//! cargo bench --bench load                                        # the issue's sizes (~6 min)
 //! cargo bench --bench load -- --store postgres --sessions 20000 --cache-capacity 10000 --seconds 2
 //! ```
 //!
