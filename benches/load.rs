@@ -1,57 +1,82 @@
-//! Load figures for the README: `cargo bench --bench load`.
+//! Load figures for the README, and the comparisons of issue 9 in one command:
+//! `cargo bench --bench load`.
 //!
 //! ```sh
-//! cargo bench --bench load                                   # both stores, defaults
-//! cargo bench --bench load -- --seconds 5 --concurrency 32 --store postgres
+//! cargo bench --bench load                                        # the issue's sizes (~6 min)
+//! cargo bench --bench load -- --store postgres --sessions 20000 --cache-capacity 10000 --seconds 2
 //! ```
 //!
 //! Starts the real `ssod` binary (built by cargo for this bench, release profile) as a
-//! subprocess on a free 127.0.0.1 port, once per store, and drives it with `--concurrency`
-//! tasks spread over `--channels` HTTP/2 connections. Every workload runs for a 1 s warm-up
-//! and then `--seconds` measured; only calls that start and finish inside the measured
-//! window count. `req/s` counts successful calls; latencies are of every counted call.
+//! subprocess on a free 127.0.0.1 port and drives it with `--concurrency` tasks spread over
+//! `--channels` HTTP/2 connections. Every timed workload runs for a 1 s warm-up and then
+//! `--seconds` measured; only calls that start and finish inside the measured window count.
+//! `req/s` counts successful calls; latencies are of every counted call.
 //!
-//! Workloads: `Health/Check` (service ""), `VerifySession` (a super-user's UST verifying a
-//! logged-in user's UST), `GetAttribute` and `SetAttribute` on the caller's own session
-//! (each task has its own session; names cycle over 100 so the per-owner limit is never
-//! hit), `SetAttribute` with every task on one shared session, and `Login` (Argon2id-bound,
-//! at `--login-concurrency`, at most 3 s). On PostgreSQL, raw baselines run through
-//! tokio-postgres at the same concurrency with a pool of ssod's default size (16), against
-//! the same database, table and sessions:
+//! Workloads: `Health/Check` (service ""); `VerifySession` (a super-user's UST verifying a
+//! logged-in user's UST, one per task, or a bulk-loaded session's UST picked at random);
+//! `GetAttribute` and `SetAttribute` on the caller's own session (each task has its own
+//! session; names cycle over 100 so the per-owner limit is never hit); `SetAttribute` with
+//! every task writing one row of one session (the hot row); `SetAttributes` of 100 items on
+//! the caller's own session; `Login` (Argon2id-bound, at `--login-concurrency`, at most 3 s);
+//! and a mixed run of all of these.
 //!
-//! - `raw_upsert`: one autocommitted single-row `INSERT … ON CONFLICT DO UPDATE` of the same
-//!   columns (the target's denominator);
-//! - `raw_write`: what ssod's store runs per write (`ssod::store::postgres::sql`): one
-//!   statement calling the `ssod_set_session_attributes` function, which locks the owner row,
-//!   counts its other live attributes and upserts;
-//! - `raw_write_auth`: the same plus the UST look-up (renewing when due) that ssod's auth
-//!   layer does first on its own pooled connection: all the database work of one
-//!   `SetAttribute`.
+//! On PostgreSQL one run measures, side by side, what issue 9 compares, and prints the
+//! ratios with their targets at the end:
+//!
+//! - database "1k": `deploy/capacity/load.sql` bulk-loads 1,000 sessions (with their users
+//!   and attributes). Two ssod processes serve it: one with the defaults (the UST cache on:
+//!   `SSOD_AUTH_CACHE_TTL=10s`, `SSOD_AUTH_CACHE_CAPACITY=100000`), one with
+//!   `SSOD_AUTH_CACHE_TTL=0` (no cache: every UST is looked up in PostgreSQL). The raw
+//!   baselines run through tokio-postgres at the same concurrency with a pool of ssod's
+//!   default size (16), against the same database, table and sessions:
+//!   - `raw_upsert`: one autocommitted single-row `INSERT … ON CONFLICT DO UPDATE` of the
+//!     same columns (the targets' denominator), each task on its own session, and
+//!     `raw_upsert_hot_row`, every task on one row;
+//!   - `raw_write`: what ssod's store runs per write (`ssod::store::postgres::sql`): one
+//!     statement calling `ssod_set_session_attributes`, which locks the owner row, counts
+//!     its other live attributes and upserts;
+//!   - `raw_write_auth`: the same plus the UST look-up (renewing when due) that ssod's auth
+//!     layer does first without the cache: all the database work of one uncached
+//!     `SetAttribute`.
+//! - database "large": `--sessions` (1,000,000) bulk-loaded the same way. An ssod with
+//!   `SSOD_AUTH_CACHE_TTL=0` verifies random loaded sessions (p50 against the same on "1k");
+//!   then an ssod with the cache at `--cache-capacity` (ssod's default, 100,000) and
+//!   `SSOD_AUTH_CACHE_TTL=1h` (so entries stay while the bench fills it on a slow machine)
+//!   verifies that many distinct loaded sessions once each, runs the mixed workload, and
+//!   reports its peak resident memory (`VmHWM` in `/proc`) and cache entries.
 //!
 //! The `cpu` columns are cores used during the measured window, from `/proc`: the ssod
 //! process, this bench process, and everything else on the machine (PostgreSQL mostly).
 //!
-//! PostgreSQL is `SSOD_BENCH_DATABASE_URL` when set (the bench creates uniquely named users
-//! there and leaves them behind: use a disposable database), else a fresh database on the
-//! integration tests' throwaway cluster (`tests/integration/pg.rs`; `fsync=off`,
-//! `synchronous_commit=off`, so writes are not durable-write figures).
+//! PostgreSQL: two fresh databases on the integration tests' throwaway cluster
+//! (`tests/integration/pg.rs`; `fsync=off`, `synchronous_commit=off`, so writes are not
+//! durable-write figures), or on `SSOD_TEST_DATABASE_URL`'s server (its user may
+//! `CREATE DATABASE`; the databases are left behind). The bulk load runs `psql` (from
+//! PostgreSQL's bin directory, else PATH).
 //!
-//! All traffic goes to 127.0.0.1; every loop is bounded by time; the server subprocess is
-//! stopped with SIGTERM at the end of its store's run and killed by a drop guard otherwise.
+//! All traffic goes to 127.0.0.1; every loop is bounded by time; each server subprocess is
+//! stopped with SIGTERM at the end of its part and killed by a drop guard otherwise.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 
 use support::{
-    ADDR, ADMIN_PASSWORD, CALL_TIMEOUT, Server, Window, command_output, database_url, drive,
+    ADDR, ADMIN_PASSWORD, CALL_TIMEOUT, Server, Window, command_output, drive, free_address,
+    load_average, metric, pg, scrape,
 };
 
 use std::{
     future::Future,
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant, SystemTime},
 };
 
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
@@ -80,9 +105,25 @@ const LOGIN_SECONDS: u64 = 3;
 const POOL_SIZE: usize = 16;
 /// Attribute names cycle over this many, far below the per-owner limit of 1,000.
 const NAMES: u64 = 100;
+/// Items per `SetAttributes` call.
+const BATCH: u64 = 100;
+/// Sessions bulk-loaded into the small table, the denominator of the table-size comparison.
+const SMALL_TABLE: u64 = 1000;
+/// The cache's entry lifetime while it is filled and measured for memory (ssod's maximum).
+const FILL_TTL: &str = "1h";
+/// A bound for filling the cache, for a machine far slower than expected.
+const FILL_WITHIN: Duration = Duration::from_secs(1800);
 const APP: &str = "bench";
 const AGENT: &str = "ssod-load-bench";
 const USER_PASSWORD: &str = "bench-user-password-1";
+
+// The issue's targets.
+const VERIFY_CACHED_PER_HEALTH: f64 = 0.8;
+const PER_HEALTH: f64 = 0.5;
+const PER_RAW_UPSERT: f64 = 0.8;
+const BATCH_SPEED_UP: f64 = 20.0;
+const LARGE_TABLE_P50: f64 = 1.25;
+const PEAK_RSS_MIB: f64 = 128.0;
 
 // The raw baselines run the statements ssod's PostgreSQL store runs for a SetAttribute on a
 // session (`ssod::store::postgres::sql`): the auth layer's `SESSION_BY_TOKEN_RENEWING`, then
@@ -106,15 +147,6 @@ enum StoreKind {
     Postgres,
 }
 
-impl StoreKind {
-    fn name(self) -> &'static str {
-        match self {
-            StoreKind::Memory => "memory",
-            StoreKind::Postgres => "postgres",
-        }
-    }
-}
-
 #[derive(Clone, Debug)]
 struct Args {
     seconds: u64,
@@ -122,11 +154,16 @@ struct Args {
     channels: usize,
     login_concurrency: usize,
     stores: Vec<StoreKind>,
+    /// Sessions bulk-loaded into the large table.
+    sessions: u64,
+    /// `SSOD_AUTH_CACHE_CAPACITY` of the memory run, and how many USTs fill it.
+    cache_capacity: u64,
 }
 
 const USAGE: &str = "usage: cargo bench --bench load [-- [--seconds N (5)] \
      [--concurrency N (32)] [--channels N (4)] [--login-concurrency N (4)] \
-     [--store memory|postgres|both (both)]]";
+     [--store memory|postgres|both (both)] [--sessions N (1000000)] \
+     [--cache-capacity N (100000)]]";
 
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
     let mut parsed = Args {
@@ -135,6 +172,8 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
         channels: 4,
         login_concurrency: 4,
         stores: vec![StoreKind::Memory, StoreKind::Postgres],
+        sessions: 1_000_000,
+        cache_capacity: 100_000,
     };
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -160,6 +199,12 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
             "--login-concurrency" => {
                 parsed.login_concurrency = number(&flag, &value()?, 1, 64)?;
             }
+            "--sessions" => {
+                parsed.sessions = number(&flag, &value()?, SMALL_TABLE, 100_000_000)?;
+            }
+            "--cache-capacity" => {
+                parsed.cache_capacity = number(&flag, &value()?, 1, 10_000_000)?;
+            }
             "--store" => {
                 parsed.stores = match value()?.as_str() {
                     "memory" => vec![StoreKind::Memory],
@@ -170,6 +215,9 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
             }
             other => return Err(format!("unknown argument {other:?}")),
         }
+    }
+    if parsed.concurrency <= parsed.login_concurrency {
+        return Err("--concurrency must exceed --login-concurrency (the mixed run)".into());
     }
     Ok(parsed)
 }
@@ -211,13 +259,18 @@ fn main() -> std::process::ExitCode {
 
 async fn bench(args: Args) {
     print_machine(&args);
+    println!("load average at the start: {}", load_average());
     for store in args.stores.clone() {
-        let database_url = match store {
-            StoreKind::Memory => None,
-            StoreKind::Postgres => Some(database_url().await),
-        };
-        run_store(&args, store, database_url.as_deref()).await;
+        match store {
+            StoreKind::Memory => run_memory(&args).await,
+            StoreKind::Postgres => run_postgres(&args).await,
+        }
     }
+    println!();
+    println!(
+        "load average at the end (other work on the machine counts): {}",
+        load_average()
+    );
 }
 
 fn print_machine(args: &Args) {
@@ -274,18 +327,22 @@ fn cpu_sample(server_pid: u32) -> Option<CpuSample> {
     })
 }
 
-/// A process's resident memory now, in MiB, from `/proc`.
-fn rss(pid: u32) -> Option<String> {
+/// A field of `/proc/<pid>/status` in KiB: `VmRSS` (resident now) or `VmHWM` (its peak).
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: u64 = status
+    status
         .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))?
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))?
         .trim()
         .trim_end_matches("kB")
         .trim()
         .parse()
-        .ok()?;
-    Some(format!("{} MiB", kib / 1024))
+        .ok()
+}
+
+/// A process's resident memory now, in MiB.
+fn rss(pid: u32) -> Option<String> {
+    status_kib(pid, "VmRSS").map(|kib| format!("{} MiB", kib / 1024))
 }
 
 fn clock_ticks_per_second() -> f64 {
@@ -426,6 +483,684 @@ where
     row
 }
 
+// The workloads.
+
+/// A call in flight.
+type Call = futures::future::BoxFuture<'static, Result<(), String>>;
+/// What one task does on its `k`th call.
+type Op = Box<dyn FnMut(u64) -> Call + Send>;
+
+/// Whose UST a `VerifySession` workload verifies.
+#[derive(Clone, Copy)]
+enum Verified {
+    /// The task's own logged-in session (so always the same few: cached when the cache is on).
+    Fixture,
+    /// A bulk-loaded session picked at random among the first so many.
+    Loaded(u64),
+}
+
+/// Which row a `SetAttribute` workload writes.
+#[derive(Clone, Copy)]
+enum Rows {
+    /// The task's own session, names cycling over [`NAMES`].
+    Spread,
+    /// One name of one session, for every task.
+    HotRow,
+}
+
+/// One ssod process under load: its clients and the sessions its tasks use.
+struct Target {
+    server: Server,
+    channels: Vec<Channel>,
+    fixture: Fixture,
+    context: Context,
+    seconds: u64,
+    concurrency: usize,
+    login_concurrency: usize,
+}
+
+impl Target {
+    /// Starts ssod with `settings` on `database_url` (the embedded store when `None`), logs
+    /// one session per task in and prints what it is.
+    async fn start(
+        args: &Args,
+        database_url: Option<&str>,
+        settings: &[(&str, &str)],
+        what: &str,
+    ) -> Target {
+        let suffix = format!(
+            "{}-{}",
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|elapsed| elapsed.subsec_micros())
+                .unwrap_or_default()
+        );
+        let admin = format!("bench-admin-{suffix}");
+        let server = Server::start(database_url, &admin, settings).await;
+        let mut channels = Vec::with_capacity(args.channels);
+        for _ in 0..args.channels {
+            channels.push(server.channel().await.expect("connect to ssod"));
+        }
+        let fixture = setup(&channels[0], &admin, args, &suffix).await;
+        println!();
+        println!(
+            "-- ssod {what}: pid {} on {}, SSOD_LOG=warn; {} sessions of one user, one per \
+             task; rss after set-up {}; load average {}",
+            server.pid(),
+            server.address,
+            fixture.sessions.len(),
+            rss(server.pid()).unwrap_or_else(|| "?".into()),
+            load_average()
+        );
+        println!("{HEADER}");
+        let context = Context {
+            server_pid: server.pid(),
+            ticks_per_second: clock_ticks_per_second(),
+        };
+        Target {
+            server,
+            channels,
+            fixture,
+            context,
+            seconds: args.seconds,
+            concurrency: args.concurrency,
+            login_concurrency: args.login_concurrency,
+        }
+    }
+
+    fn channel(&self, task: usize) -> Channel {
+        self.channels[task % self.channels.len()].clone()
+    }
+
+    fn session(&self, task: usize) -> &UserSession {
+        &self.fixture.sessions[task % self.fixture.sessions.len()]
+    }
+
+    /// `make(task)` at `--concurrency` for `--seconds`; prints and returns the row.
+    async fn run(&self, name: &str, make: impl FnMut(usize) -> Op) -> Row {
+        run(&self.context, name, self.concurrency, self.seconds, make).await
+    }
+
+    fn health_op(&self, task: usize) -> Op {
+        let client = HealthClient::new(self.channel(task));
+        Box::new(move |_| {
+            let mut client = client.clone();
+            Box::pin(async move {
+                let response = client
+                    .check(HealthCheckRequest {
+                        service: String::new(),
+                    })
+                    .await
+                    .map_err(status_text)?;
+                if response.into_inner().status == ServingStatus::Serving as i32 {
+                    Ok(())
+                } else {
+                    Err("not SERVING".into())
+                }
+            })
+        })
+    }
+
+    fn verify_op(&self, task: usize, verified: Verified) -> Op {
+        let client = SessionServiceClient::new(self.channel(task));
+        let admin = self.fixture.admin.clone();
+        let own = self.session(task).ust.clone();
+        Box::new(move |_| {
+            let target = match verified {
+                Verified::Fixture => own.clone(),
+                Verified::Loaded(count) => loaded_ust(rand::random::<u64>() % count + 1),
+            };
+            Box::pin(verify(client.clone(), admin.clone(), target))
+        })
+    }
+
+    fn get_attribute_op(&self, task: usize) -> Op {
+        let client = AttributeServiceClient::new(self.channel(task));
+        let header = self.session(task).header.clone();
+        Box::new(move |_| {
+            let mut client = client.clone();
+            let request = authed(
+                &header,
+                proto::GetAttributeRequest {
+                    scope: AttributeScope::Session as i32,
+                    owner_id: String::new(),
+                    name: "profile".into(),
+                },
+            );
+            Box::pin(async move {
+                client
+                    .get_attribute(request)
+                    .await
+                    .map(drop)
+                    .map_err(status_text)
+            })
+        })
+    }
+
+    fn set_attribute_op(&self, task: usize, rows: Rows) -> Op {
+        let client = AttributeServiceClient::new(self.channel(task));
+        let header = match rows {
+            Rows::Spread => self.session(task),
+            Rows::HotRow => self.session(0),
+        }
+        .header
+        .clone();
+        Box::new(move |k| {
+            let mut client = client.clone();
+            let name = match rows {
+                Rows::Spread => attribute_name(task, k),
+                Rows::HotRow => "hot".into(),
+            };
+            let request = authed(
+                &header,
+                proto::SetAttributeRequest {
+                    scope: AttributeScope::Session as i32,
+                    name,
+                    value: Some(small_object(k)),
+                    ..Default::default()
+                },
+            );
+            Box::pin(async move {
+                client
+                    .set_attribute(request)
+                    .await
+                    .map(drop)
+                    .map_err(status_text)
+            })
+        })
+    }
+
+    /// `SetAttributes` of [`BATCH`] items (the same names each time) on the task's session.
+    fn set_attributes_op(&self, task: usize) -> Op {
+        let client = AttributeServiceClient::new(self.channel(task));
+        let header = self.session(task).header.clone();
+        Box::new(move |k| {
+            let mut client = client.clone();
+            let request = authed(
+                &header,
+                proto::SetAttributesRequest {
+                    scope: AttributeScope::Session as i32,
+                    attributes: (0..BATCH)
+                        .map(|n| proto::AttributeWrite {
+                            name: format!("batch-{n:02}"),
+                            value: Some(small_object(k)),
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                },
+            );
+            Box::pin(async move {
+                let written = client
+                    .set_attributes(request)
+                    .await
+                    .map_err(status_text)?
+                    .into_inner()
+                    .attributes
+                    .len();
+                if written as u64 == BATCH {
+                    Ok(())
+                } else {
+                    Err(format!("{written} attributes written of {BATCH}"))
+                }
+            })
+        })
+    }
+
+    fn login_op(&self, task: usize) -> Op {
+        let client = UserServiceClient::new(self.channel(task));
+        let username = self.fixture.username.clone();
+        Box::new(move |_| {
+            let mut client = client.clone();
+            let request = login_request(&username, USER_PASSWORD);
+            Box::pin(async move { client.login(request).await.map(drop).map_err(status_text) })
+        })
+    }
+
+    async fn health(&self) -> Row {
+        self.run("health_check", |task| self.health_op(task)).await
+    }
+
+    async fn verify(&self, name: &str, verified: Verified) -> Row {
+        self.run(name, |task| self.verify_op(task, verified)).await
+    }
+
+    async fn get_attribute(&self, name: &str) -> Row {
+        self.run(name, |task| self.get_attribute_op(task)).await
+    }
+
+    async fn set_attribute(&self, name: &str, rows: Rows) -> Row {
+        self.run(name, |task| self.set_attribute_op(task, rows))
+            .await
+    }
+
+    async fn set_attributes(&self) -> Row {
+        self.run("set_attributes_100", |task| self.set_attributes_op(task))
+            .await
+    }
+
+    async fn login(&self) -> Row {
+        run(
+            &self.context,
+            "login",
+            self.login_concurrency,
+            self.seconds.min(LOGIN_SECONDS),
+            |task| self.login_op(task),
+        )
+        .await
+    }
+
+    /// Logins at `--login-concurrency`; the other tasks verify random loaded sessions (of
+    /// `loaded`), read, write, and write batches, a quarter each.
+    async fn mixed(&self, loaded: u64) -> Row {
+        self.run("mixed", |task| {
+            if task < self.login_concurrency {
+                return self.login_op(task);
+            }
+            match task % 4 {
+                0 => self.verify_op(task, Verified::Loaded(loaded)),
+                1 => self.get_attribute_op(task),
+                2 => self.set_attribute_op(task, Rows::Spread),
+                _ => self.set_attributes_op(task),
+            }
+        })
+        .await
+    }
+
+    /// Verifies loaded sessions 1 to `count` once each, so that the cache holds them; prints
+    /// what it did.
+    async fn fill_cache(&self, count: u64) {
+        let next = Arc::new(AtomicU64::new(1));
+        let started = Instant::now();
+        let deadline = started + FILL_WITHIN;
+        let tasks: Vec<_> = (0..self.concurrency)
+            .map(|task| {
+                let client = SessionServiceClient::new(self.channel(task));
+                let admin = self.fixture.admin.clone();
+                let next = Arc::clone(&next);
+                tokio::spawn(async move {
+                    let (mut done, mut errors) = (0u64, 0u64);
+                    loop {
+                        let n = next.fetch_add(1, Ordering::Relaxed);
+                        if n > count || Instant::now() >= deadline {
+                            break (done, errors);
+                        }
+                        done += 1;
+                        if verify(client.clone(), admin.clone(), loaded_ust(n))
+                            .await
+                            .is_err()
+                        {
+                            errors += 1;
+                        }
+                    }
+                })
+            })
+            .collect();
+        let (mut done, mut errors) = (0, 0);
+        for task in futures::future::join_all(tasks).await {
+            let (task_done, task_errors) = task.expect("a fill task");
+            done += task_done;
+            errors += task_errors;
+        }
+        println!(
+            "cache fill: {done} distinct loaded sessions verified once each in {:.1} s \
+             ({errors} errors); ssod rss {}",
+            started.elapsed().as_secs_f64(),
+            rss(self.server.pid()).unwrap_or_else(|| "?".into())
+        );
+    }
+
+    fn stop(self) {
+        drop(self.channels);
+        println!("ssod {}", self.server.stop());
+    }
+}
+
+async fn verify(
+    mut client: SessionServiceClient<Channel>,
+    admin: MetadataValue<Ascii>,
+    target: String,
+) -> Result<(), String> {
+    let request = authed(
+        &admin,
+        proto::VerifySessionRequest {
+            target_ust: target,
+            current_app: APP.into(),
+            remote_addr: ADDR.into(),
+        },
+    );
+    let response = client.verify_session(request).await.map_err(status_text)?;
+    if response.into_inner().valid {
+        Ok(())
+    } else {
+        Err("valid = false".into())
+    }
+}
+
+/// The UST of bulk-loaded session `n`: `capacity_ust(n)` in `deploy/capacity/load.sql`.
+fn loaded_ust(n: u64) -> String {
+    let digest = Sha256::digest(n.to_be_bytes());
+    format!("ssod_ust_{}", URL_SAFE_NO_PAD.encode(digest))
+}
+
+/// `1k`, `20k`, `1m`: a table size as the rows name it.
+fn table_label(sessions: u64) -> String {
+    if sessions.is_multiple_of(1_000_000) {
+        format!("{}m", sessions / 1_000_000)
+    } else if sessions.is_multiple_of(1000) {
+        format!("{}k", sessions / 1000)
+    } else {
+        sessions.to_string()
+    }
+}
+
+fn ratio(numerator: f64, denominator: f64) -> f64 {
+    numerator / denominator.max(f64::MIN_POSITIVE)
+}
+
+async fn run_memory(args: &Args) {
+    println!();
+    println!("== store: memory ==");
+    let target = Target::start(args, None, &[], "on the embedded store").await;
+    let health = target.health().await;
+    let verify = target.verify("verify_session", Verified::Fixture).await;
+    target.get_attribute("get_attribute").await;
+    target.set_attribute("set_attribute", Rows::Spread).await;
+    target
+        .set_attribute("set_attribute_hot_row", Rows::HotRow)
+        .await;
+    target.set_attributes().await;
+    target.login().await;
+    println!(
+        "verify/health = {:.2} (target >= {PER_HEALTH:.2})",
+        ratio(verify.rate(), health.rate())
+    );
+    target.stop();
+}
+
+async fn run_postgres(args: &Args) {
+    println!();
+    println!("== store: postgres ==");
+    let small = pg::fresh_database_url().await;
+    bulk_load(&small, SMALL_TABLE).await;
+    let raw = raw_pool(&small);
+    describe_postgres(&raw).await;
+    let small_label = table_label(SMALL_TABLE);
+
+    let cached = Target::start(
+        args,
+        Some(&small),
+        &[],
+        &format!(
+            "with the UST cache at its defaults (SSOD_AUTH_CACHE_TTL=10s, \
+             SSOD_AUTH_CACHE_CAPACITY=100000), table of {small_label}"
+        ),
+    )
+    .await;
+    let health = cached.health().await;
+    let verify_cached = cached
+        .verify("verify_session_cached", Verified::Fixture)
+        .await;
+    let get_cached = cached.get_attribute("get_attribute").await;
+    let set = cached.set_attribute("set_attribute", Rows::Spread).await;
+    let set_hot = cached
+        .set_attribute("set_attribute_hot_row", Rows::HotRow)
+        .await;
+    let batch = cached.set_attributes().await;
+    let raw_upsert = cached
+        .run("raw_upsert", |task| {
+            raw_upsert_op(&raw, cached.session(task).session_id, task, Rows::Spread)
+        })
+        .await;
+    let raw_upsert_hot = cached
+        .run("raw_upsert_hot_row", |task| {
+            raw_upsert_op(&raw, cached.session(0).session_id, task, Rows::HotRow)
+        })
+        .await;
+    let raw_write = cached
+        .run("raw_write", |task| {
+            raw_write_op(&raw, cached.session(task).session_id, task)
+        })
+        .await;
+    let raw_write_auth = cached
+        .run("raw_write_auth", |task| {
+            raw_write_auth_op(&raw, cached.session(task), task)
+        })
+        .await;
+    cached.login().await;
+    cached.stop();
+
+    let uncached = Target::start(
+        args,
+        Some(&small),
+        &[("SSOD_AUTH_CACHE_TTL", "0")],
+        &format!("with SSOD_AUTH_CACHE_TTL=0 (no cache), table of {small_label}"),
+    )
+    .await;
+    let health_uncached = uncached.health().await;
+    let verify_uncached = uncached.verify("verify_session", Verified::Fixture).await;
+    let get_uncached = uncached.get_attribute("get_attribute").await;
+    let verify_small = uncached
+        .verify(
+            &format!("verify_loaded_{small_label}"),
+            Verified::Loaded(SMALL_TABLE),
+        )
+        .await;
+    uncached.stop();
+
+    let large = pg::fresh_database_url().await;
+    bulk_load(&large, args.sessions).await;
+    let large_label = table_label(args.sessions);
+    let uncached_large = Target::start(
+        args,
+        Some(&large),
+        &[("SSOD_AUTH_CACHE_TTL", "0")],
+        &format!("with SSOD_AUTH_CACHE_TTL=0 (no cache), table of {large_label}"),
+    )
+    .await;
+    let verify_large = uncached_large
+        .verify(
+            &format!("verify_loaded_{large_label}"),
+            Verified::Loaded(args.sessions),
+        )
+        .await;
+    uncached_large.stop();
+
+    let metrics = free_address();
+    let (capacity, metrics_listen) = (args.cache_capacity.to_string(), metrics.to_string());
+    let full = Target::start(
+        args,
+        Some(&large),
+        &[
+            ("SSOD_AUTH_CACHE_CAPACITY", capacity.as_str()),
+            ("SSOD_AUTH_CACHE_TTL", FILL_TTL),
+            ("SSOD_METRICS_LISTEN", metrics_listen.as_str()),
+        ],
+        &format!(
+            "with SSOD_AUTH_CACHE_CAPACITY={capacity} SSOD_AUTH_CACHE_TTL={FILL_TTL}, \
+             table of {large_label}"
+        ),
+    )
+    .await;
+    full.fill_cache(args.cache_capacity.min(args.sessions))
+        .await;
+    let mixed = full.mixed(args.sessions).await;
+    let peak_mib = status_kib(full.server.pid(), "VmHWM").map(|kib| kib as f64 / 1024.0);
+    let scraped = scrape(metrics).await;
+    let entries = metric(&scraped, "ssod_auth_cache_entries");
+    println!(
+        "after the mixed run: cache entries {entries} (ssod_auth_cache_entries), hits {}, \
+         misses {}; ssod peak rss (VmHWM) {}",
+        metric(&scraped, "ssod_auth_cache_hits_total"),
+        metric(&scraped, "ssod_auth_cache_misses_total"),
+        peak_mib.map_or_else(|| "?".into(), |mib| format!("{mib:.1} MiB"))
+    );
+    full.stop();
+
+    println!();
+    println!(
+        "== issue 9's comparisons on PostgreSQL, each side measured above in this run \
+         (load average now {}) ==",
+        load_average()
+    );
+    let with_cache = "cache on, defaults";
+    let without_cache = "SSOD_AUTH_CACHE_TTL=0";
+    print_comparisons(&[
+        Comparison::ratio(
+            format!("verify_session_cached/health_check ({with_cache}, cache warm)"),
+            ratio(verify_cached.rate(), health.rate()),
+            Goal::AtLeast(VERIFY_CACHED_PER_HEALTH),
+        ),
+        Comparison::ratio(
+            format!("verify_session/health_check ({without_cache})"),
+            ratio(verify_uncached.rate(), health_uncached.rate()),
+            Goal::AtLeast(PER_HEALTH),
+        ),
+        Comparison::ratio(
+            format!("get_attribute/health_check ({with_cache})"),
+            ratio(get_cached.rate(), health.rate()),
+            Goal::AtLeast(PER_HEALTH),
+        ),
+        Comparison::ratio(
+            format!("get_attribute/health_check ({without_cache})"),
+            ratio(get_uncached.rate(), health_uncached.rate()),
+            Goal::AtLeast(PER_HEALTH),
+        ),
+        Comparison::ratio(
+            "set_attribute/raw_upsert (many owners)".into(),
+            ratio(set.rate(), raw_upsert.rate()),
+            Goal::AtLeast(PER_RAW_UPSERT),
+        ),
+        Comparison::ratio(
+            "set_attribute_hot_row/raw_upsert_hot_row (one row)".into(),
+            ratio(set_hot.rate(), raw_upsert_hot.rate()),
+            Goal::AtLeast(PER_RAW_UPSERT),
+        ),
+        Comparison::ratio(
+            "set_attribute/raw_write (ssod's own write statement, raw)".into(),
+            ratio(set.rate(), raw_write.rate()),
+            Goal::Informational,
+        ),
+        Comparison::ratio(
+            "set_attribute/raw_write_auth (its look-up and write, raw)".into(),
+            ratio(set.rate(), raw_write_auth.rate()),
+            Goal::Informational,
+        ),
+        Comparison::ratio(
+            format!("attributes/s: set_attributes_100 x {BATCH} / set_attribute"),
+            ratio(batch.rate() * BATCH as f64, set.rate()),
+            Goal::AtLeast(BATCH_SPEED_UP),
+        ),
+        Comparison::ratio(
+            format!(
+                "verify p50: verify_loaded_{large_label}/verify_loaded_{small_label} \
+                 ({without_cache})"
+            ),
+            ratio(verify_large.p50_ms, verify_small.p50_ms),
+            Goal::AtMost(LARGE_TABLE_P50),
+        ),
+        Comparison {
+            what: format!("peak rss (VmHWM) after the mixed run, cache of {capacity} filled (MiB)"),
+            value: peak_mib.unwrap_or(f64::NAN),
+            goal: Goal::AtMost(PEAK_RSS_MIB),
+        },
+    ]);
+    if mixed.errors > 0 {
+        println!("(the mixed run had {} errors)", mixed.errors);
+    }
+}
+
+/// A target for a figure.
+#[derive(Clone, Copy)]
+enum Goal {
+    AtLeast(f64),
+    AtMost(f64),
+    Informational,
+}
+
+struct Comparison {
+    what: String,
+    value: f64,
+    goal: Goal,
+}
+
+impl Comparison {
+    fn ratio(what: String, value: f64, goal: Goal) -> Comparison {
+        Comparison { what, value, goal }
+    }
+}
+
+fn print_comparisons(comparisons: &[Comparison]) {
+    println!("{:<74} {:>8}  {:>9}  met", "comparison", "value", "target");
+    for Comparison { what, value, goal } in comparisons {
+        let (target, met) = match *goal {
+            Goal::AtLeast(bound) => (format!(">= {bound:.2}"), Some(*value >= bound)),
+            Goal::AtMost(bound) => (format!("<= {bound:.2}"), Some(*value <= bound)),
+            Goal::Informational => ("-".to_owned(), None),
+        };
+        let met = match met {
+            Some(true) => "yes",
+            Some(false) => "NO",
+            None => "",
+        };
+        println!("{what:<74} {value:>8.2}  {target:>9}  {met}");
+    }
+}
+
+/// Applies ssod's migrations to `url` (`ssod migrate`) and bulk-loads `sessions` sessions
+/// with `deploy/capacity/load.sql` through `psql`, their clock an hour ahead so that every
+/// loaded session stays live through the run; prints how long it took.
+async fn bulk_load(url: &str, sessions: u64) {
+    let url = url.to_owned();
+    let started = Instant::now();
+    tokio::task::spawn_blocking(move || {
+        let migrate = std::process::Command::new(env!("CARGO_BIN_EXE_ssod"))
+            .arg("migrate")
+            .env("SSOD_DATABASE_URL", &url)
+            .env("SSOD_LOG", "warn")
+            .output()
+            .expect("ssod migrate runs");
+        assert!(
+            migrate.status.success(),
+            "ssod migrate: {}",
+            String::from_utf8_lossy(&migrate.stderr)
+        );
+        let psql = pg::postgres_bin_dir()
+            .map(|bin| bin.join("psql"))
+            .filter(|psql| psql.is_file())
+            .unwrap_or_else(|| "psql".into());
+        let t0 = humantime::format_rfc3339_seconds(SystemTime::now() + Duration::from_secs(3600));
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/capacity/load.sql");
+        let load = std::process::Command::new(&psql)
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
+            .arg("-v")
+            .arg(format!("sessions={sessions}"))
+            .arg("-v")
+            .arg(format!("t0={t0}"))
+            .arg("-f")
+            .arg(&script)
+            .arg(&url)
+            .output()
+            .unwrap_or_else(|error| panic!("{} runs: {error}", psql.display()));
+        assert!(
+            load.status.success(),
+            "{} -f {}: {}",
+            psql.display(),
+            script.display(),
+            String::from_utf8_lossy(&load.stderr)
+        );
+    })
+    .await
+    .expect("the bulk load");
+    println!(
+        "bulk-loaded {sessions} sessions ({} users, their attributes) with \
+         deploy/capacity/load.sql in {:.1} s",
+        sessions / 5,
+        started.elapsed().as_secs_f64()
+    );
+}
+
 // The clients' side.
 
 fn status_text(status: tonic::Status) -> String {
@@ -454,7 +1189,6 @@ fn login_request(username: &str, password: &str) -> proto::LoginRequest {
         ..Default::default()
     }
 }
-
 /// A small JSON object: `{"theme": "dark", "n": n, "tags": ["a", "b"]}`.
 fn small_object(n: u64) -> prost_types::Value {
     use prost_types::{ListValue, Struct, Value, value::Kind};
@@ -597,7 +1331,13 @@ fn raw_pool(url: &str) -> Pool {
         .expect("pool")
 }
 
-async fn describe_postgres(pool: &Pool, url_source: &str) {
+async fn describe_postgres(pool: &Pool) {
+    let url_source = if std::env::var("SSOD_TEST_DATABASE_URL").is_ok_and(|v| !v.trim().is_empty())
+    {
+        "SSOD_TEST_DATABASE_URL's server"
+    } else {
+        "the test harness's throwaway cluster"
+    };
     let client = pool.get().await.expect("a raw connection");
     let mut settings = Vec::new();
     for name in [
@@ -670,292 +1410,89 @@ async fn raw_write(
     Ok(())
 }
 
-async fn run_store(args: &Args, store: StoreKind, database_url: Option<&str>) {
-    let suffix = format!(
-        "{}-{}",
-        std::process::id(),
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|elapsed| elapsed.subsec_micros())
-            .unwrap_or_default()
-    );
-    let admin = format!("bench-admin-{suffix}");
-    println!();
-    println!("== store: {} ==", store.name());
-    let server = Server::start(database_url, &admin, &[]).await;
-    let mut channels = Vec::with_capacity(args.channels);
-    for _ in 0..args.channels {
-        channels.push(server.channel().await.expect("connect to ssod"));
-    }
-    let fixture = setup(&channels[0], &admin, args, &suffix).await;
-    let raw = database_url.map(raw_pool);
-    if let Some(pool) = &raw {
-        let source = if std::env::var("SSOD_BENCH_DATABASE_URL").is_ok_and(|v| !v.trim().is_empty())
-        {
-            "SSOD_BENCH_DATABASE_URL"
-        } else {
-            "the test harness's throwaway cluster"
+/// A raw single-row upsert per call: the targets' denominator.
+fn raw_upsert_op(pool: &Pool, session_id: Uuid, task: usize, rows: Rows) -> Op {
+    let pool = pool.clone();
+    Box::new(move |k| {
+        let pool = pool.clone();
+        let name = match rows {
+            Rows::Spread => attribute_name(task, k),
+            Rows::HotRow => "hot".into(),
         };
-        describe_postgres(pool, source).await;
-    }
-    println!(
-        "ssod pid {} on {}, SSOD_LOG=warn; {} sessions of one user, one per task; \
-         ssod rss after set-up: {}",
-        server.pid(),
-        server.address,
-        fixture.sessions.len(),
-        rss(server.pid()).unwrap_or_else(|| "?".into())
-    );
-    let context = Context {
-        server_pid: server.pid(),
-        ticks_per_second: clock_ticks_per_second(),
-    };
-    let (c, secs) = (args.concurrency, args.seconds);
-    let channel_of = |i: usize| channels[i % channels.len()].clone();
-    println!("{HEADER}");
-
-    let health = run(&context, "health_check", c, secs, |i| {
-        let client = HealthClient::new(channel_of(i));
-        move |_| {
-            let mut client = client.clone();
-            async move {
-                let response = client
-                    .check(HealthCheckRequest {
-                        service: String::new(),
-                    })
-                    .await
-                    .map_err(status_text)?;
-                if response.into_inner().status == ServingStatus::Serving as i32 {
-                    Ok(())
-                } else {
-                    Err("not SERVING".into())
-                }
-            }
-        }
+        Box::pin(async move {
+            let now = SystemTime::now();
+            let client = pool.get().await.map_err(pg_error)?;
+            let upsert = client.prepare_cached(RAW_UPSERT).await.map_err(pg_error)?;
+            let value = small_object_json(k);
+            client
+                .query_one(&upsert, &[&session_id, &name, &value, &now])
+                .await
+                .map(drop)
+                .map_err(pg_error)
+        })
     })
-    .await;
+}
 
-    let verify = run(&context, "verify_session", c, secs, |i| {
-        let client = SessionServiceClient::new(channel_of(i));
-        let admin = fixture.admin.clone();
-        let target = fixture.sessions[i % fixture.sessions.len()].ust.clone();
-        move |_| {
-            let mut client = client.clone();
-            let request = authed(
-                &admin,
-                proto::VerifySessionRequest {
-                    target_ust: target.clone(),
-                    current_app: APP.into(),
-                    remote_addr: ADDR.into(),
-                },
-            );
-            async move {
-                let response = client.verify_session(request).await.map_err(status_text)?;
-                if response.into_inner().valid {
-                    Ok(())
-                } else {
-                    Err("valid = false".into())
-                }
-            }
-        }
-    })
-    .await;
-
-    run(&context, "get_attribute", c, secs, |i| {
-        let client = AttributeServiceClient::new(channel_of(i));
-        let header = fixture.sessions[i % fixture.sessions.len()].header.clone();
-        move |_| {
-            let mut client = client.clone();
-            let request = authed(
-                &header,
-                proto::GetAttributeRequest {
-                    scope: AttributeScope::Session as i32,
-                    owner_id: String::new(),
-                    name: "profile".into(),
-                },
-            );
-            async move {
-                client
-                    .get_attribute(request)
-                    .await
-                    .map(drop)
-                    .map_err(status_text)
-            }
-        }
-    })
-    .await;
-
-    let set_attribute = |name: &'static str, shared: bool| {
-        let fixture = &fixture;
-        let context = &context;
-        let channel_of = &channel_of;
-        async move {
-            run(context, name, c, secs, |i| {
-                let client = AttributeServiceClient::new(channel_of(i));
-                let owner = if shared {
-                    0
-                } else {
-                    i % fixture.sessions.len()
-                };
-                let header = fixture.sessions[owner].header.clone();
-                move |k| {
-                    let mut client = client.clone();
-                    let request = authed(
-                        &header,
-                        proto::SetAttributeRequest {
-                            scope: AttributeScope::Session as i32,
-                            name: attribute_name(i, k),
-                            value: Some(small_object(k)),
-                            ..Default::default()
-                        },
-                    );
-                    async move {
-                        client
-                            .set_attribute(request)
-                            .await
-                            .map(drop)
-                            .map_err(status_text)
-                    }
-                }
-            })
+fn raw_write_op(pool: &Pool, session_id: Uuid, task: usize) -> Op {
+    let pool = pool.clone();
+    Box::new(move |k| {
+        let pool = pool.clone();
+        Box::pin(async move {
+            raw_write(
+                &pool,
+                session_id,
+                attribute_name(task, k),
+                small_object_json(k),
+            )
             .await
-        }
-    };
-    let set = set_attribute("set_attribute", false).await;
+        })
+    })
+}
 
-    let mut raw_rows = Vec::new();
-    if let Some(pool) = &raw {
-        let session_of = |i: usize| fixture.sessions[i % fixture.sessions.len()].clone();
-        raw_rows.push(
-            run(&context, "raw_upsert", c, secs, |i| {
-                let pool = pool.clone();
-                let session_id = session_of(i).session_id;
-                move |k| {
-                    let pool = pool.clone();
-                    async move {
-                        let now = SystemTime::now();
-                        let client = pool.get().await.map_err(pg_error)?;
-                        let upsert = client.prepare_cached(RAW_UPSERT).await.map_err(pg_error)?;
-                        let value = small_object_json(k);
-                        client
-                            .query_one(&upsert, &[&session_id, &attribute_name(i, k), &value, &now])
-                            .await
-                            .map(drop)
-                            .map_err(pg_error)
-                    }
-                }
-            })
-            .await,
-        );
-        raw_rows.push(
-            run(&context, "raw_write", c, secs, |i| {
-                let pool = pool.clone();
-                let session_id = session_of(i).session_id;
-                move |k| {
-                    let pool = pool.clone();
-                    async move {
-                        raw_write(
-                            &pool,
-                            session_id,
-                            attribute_name(i, k),
-                            small_object_json(k),
-                        )
-                        .await
-                    }
-                }
-            })
-            .await,
-        );
-        raw_rows.push(
-            run(&context, "raw_write_auth", c, secs, |i| {
-                let pool = pool.clone();
-                let session = session_of(i);
-                let token_hash = Sha256::digest(session.ust.as_bytes()).to_vec();
-                move |k| {
-                    let pool = pool.clone();
-                    let token_hash = token_hash.clone();
-                    let session_id = session.session_id;
-                    async move {
-                        {
-                            // The auth layer's look-up, on its own pooled connection,
-                            // with ssod's default lifetimes and renewal interval.
-                            let now = SystemTime::now();
-                            let renewed_before = now - Duration::from_secs(60);
-                            let user_expiry = now + Duration::from_secs(3600);
-                            let guest_expiry = now + Duration::from_secs(1800);
-                            let max_lifetime_micros: i64 = 12 * 3600 * 1_000_000;
-                            let client = pool.get().await.map_err(pg_error)?;
-                            let lookup = client
-                                .prepare_cached(SESSION_BY_TOKEN_RENEWING)
-                                .await
-                                .map_err(pg_error)?;
-                            client
-                                .query_opt(
-                                    &lookup,
-                                    &[
-                                        &token_hash,
-                                        &now,
-                                        &renewed_before,
-                                        &user_expiry,
-                                        &guest_expiry,
-                                        &max_lifetime_micros,
-                                    ],
-                                )
-                                .await
-                                .map_err(pg_error)?
-                                .ok_or("UST not found")?;
-                        }
-                        raw_write(
-                            &pool,
-                            session_id,
-                            attribute_name(i, k),
-                            small_object_json(k),
-                        )
-                        .await
-                    }
-                }
-            })
-            .await,
-        );
-    }
-
-    set_attribute("set_attribute_1session", true).await;
-
-    let username = fixture.username.clone();
-    run(
-        &context,
-        "login",
-        args.login_concurrency,
-        secs.min(LOGIN_SECONDS),
-        |i| {
-            let client = UserServiceClient::new(channel_of(i));
-            let username = username.clone();
-            move |_| {
-                let mut client = client.clone();
-                let request = login_request(&username, USER_PASSWORD);
-                async move { client.login(request).await.map(drop).map_err(status_text) }
+fn raw_write_auth_op(pool: &Pool, session: &UserSession, task: usize) -> Op {
+    let pool = pool.clone();
+    let token_hash = Sha256::digest(session.ust.as_bytes()).to_vec();
+    let session_id = session.session_id;
+    Box::new(move |k| {
+        let pool = pool.clone();
+        let token_hash = token_hash.clone();
+        Box::pin(async move {
+            {
+                // The auth layer's look-up, on its own pooled connection, with ssod's
+                // default lifetimes and renewal interval.
+                let now = SystemTime::now();
+                let renewed_before = now - Duration::from_secs(60);
+                let user_expiry = now + Duration::from_secs(3600);
+                let guest_expiry = now + Duration::from_secs(1800);
+                let max_lifetime_micros: i64 = 12 * 3600 * 1_000_000;
+                let client = pool.get().await.map_err(pg_error)?;
+                let lookup = client
+                    .prepare_cached(SESSION_BY_TOKEN_RENEWING)
+                    .await
+                    .map_err(pg_error)?;
+                client
+                    .query_opt(
+                        &lookup,
+                        &[
+                            &token_hash,
+                            &now,
+                            &renewed_before,
+                            &user_expiry,
+                            &guest_expiry,
+                            &max_lifetime_micros,
+                        ],
+                    )
+                    .await
+                    .map_err(pg_error)?
+                    .ok_or("UST not found")?;
             }
-        },
-    )
-    .await;
-
-    println!(
-        "verify/health = {:.2} (target >= 0.50)",
-        verify.rate() / health.rate().max(f64::MIN_POSITIVE)
-    );
-    if let Some(baseline) = raw_rows.first() {
-        println!(
-            "set_attribute/raw_upsert = {:.2} (target >= 0.80)",
-            set.rate() / baseline.rate().max(f64::MIN_POSITIVE)
-        );
-        for other in &raw_rows[1..] {
-            println!(
-                "set_attribute/{} = {:.2} (informational: ssod's own SQL, without gRPC)",
-                other.name,
-                set.rate() / other.rate().max(f64::MIN_POSITIVE)
-            );
-        }
-    }
-    drop(channels);
-    println!("ssod {}", server.stop());
+            raw_write(
+                &pool,
+                session_id,
+                attribute_name(task, k),
+                small_object_json(k),
+            )
+            .await
+        })
+    })
 }

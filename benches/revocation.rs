@@ -17,17 +17,15 @@
 
 mod support;
 
-use std::{
-    net::{SocketAddr, TcpListener},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use ssod::proto::{
     self, delete_user_sessions_request::Selector, session_service_client::SessionServiceClient,
     user_service_client::UserServiceClient,
 };
-use support::{ADDR, ADMIN_PASSWORD, Server, database_url, percentile_ms};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use support::{
+    ADMIN_PASSWORD, Server, database_url, free_address, load_average, metric, percentile_ms, scrape,
+};
 use tonic::{Request, transport::Channel};
 
 const ADMIN: &str = "bench-admin";
@@ -58,13 +56,6 @@ fn main() {
     });
 }
 
-fn free_port() -> SocketAddr {
-    TcpListener::bind((ADDR, 0))
-        .expect("free port")
-        .local_addr()
-        .expect("address")
-}
-
 fn authed<T>(ust: &str, message: T) -> Request<T> {
     let mut request = Request::new(message);
     request.metadata_mut().insert(
@@ -81,30 +72,6 @@ fn login(username: &str, password: &str) -> proto::LoginRequest {
         current_app: "bench".into(),
         ..Default::default()
     }
-}
-
-async fn scrape(address: SocketAddr) -> String {
-    let mut stream = tokio::net::TcpStream::connect(address)
-        .await
-        .expect("metrics port");
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await
-        .expect("request");
-    let mut body = String::new();
-    stream.read_to_string(&mut body).await.expect("response");
-    body
-}
-
-fn metric(scrape: &str, name: &str) -> u64 {
-    scrape
-        .lines()
-        .filter(|line| {
-            line.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with([' ', '{']))
-        })
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
 }
 
 /// A session of the bench user opened through `one`, read twice through `other`.
@@ -125,7 +92,7 @@ async fn cached_session(one: &Channel, other: &Channel) -> proto::LoginResponse 
 
 async fn run(url: &str, trials: usize) {
     let first = Server::start(Some(url), ADMIN, &[]).await;
-    let metrics = free_port();
+    let metrics = free_address();
     let metrics_listen = metrics.to_string();
     let second = Server::start(
         Some(url),
@@ -286,18 +253,6 @@ async fn run(url: &str, trials: usize) {
     );
     println!("first: {}", first.stop());
     println!("second: {}", second.stop());
-}
-
-/// `/proc/loadavg`'s 1, 5 and 15 minute figures.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|text| {
-            text.split_whitespace()
-                .take(3)
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_else(|_| "?".into())
 }
 
 fn print_row(label: &str, sorted_us: &[u32]) {

@@ -1,10 +1,11 @@
 //! What the benchmarks share: the real `ssod` binary as a subprocess on a free 127.0.0.1
-//! port, the database to run it on, and a description of the machine.
+//! port (optionally under a wrapper such as valgrind), the database to run it on, its
+//! metrics, and a description of the machine and its load.
 
 #![allow(dead_code)] // each bench uses its own part
 
 #[path = "../../tests/integration/pg.rs"]
-mod pg;
+pub mod pg;
 
 use std::{
     collections::VecDeque,
@@ -25,6 +26,8 @@ pub const ADDR: &str = "127.0.0.1";
 pub const ADMIN_PASSWORD: &str = "bench-admin-password-1";
 /// The longest any one call may take before it counts as failed.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a started ssod has to answer health with SERVING.
+const READY_WITHIN: Duration = Duration::from_secs(30);
 
 /// Prints the date, the machine and the binary under test.
 pub fn print_machine(bench: &str) {
@@ -44,7 +47,21 @@ pub fn print_machine(bench: &str) {
         "ssod {bench} bench, {}",
         humantime::format_rfc3339_seconds(SystemTime::now())
     );
-    println!("machine: {cpus} CPUs (nproc), {arch}, {model}, {kernel}");
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            let kib: u64 = info
+                .lines()
+                .find_map(|line| line.strip_prefix("MemTotal:"))?
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .ok()?;
+            Some(format!("{:.1} GiB", kib as f64 / 1024.0 / 1024.0))
+        })
+        .unwrap_or_else(|| "?".into());
+    println!("machine: {cpus} CPUs (nproc), {arch}, {model}, {memory} RAM, {kernel}");
     println!(
         "client and server share these CPUs; ssod is {} (release profile)",
         env!("CARGO_BIN_EXE_ssod")
@@ -59,6 +76,45 @@ pub async fn database_url() -> String {
         Ok(url) if !url.trim().is_empty() => url,
         _ => pg::fresh_database_url().await,
     }
+}
+
+/// `/proc/loadavg`'s 1, 5 and 15 minute figures.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// The text of ssod's Prometheus endpoint at `address`.
+pub async fn scrape(address: SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("metrics port");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("request");
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.expect("response");
+    body
+}
+
+/// The sum of a metric's samples (every label set) in a scrape.
+pub fn metric(scrape: &str, name: &str) -> u64 {
+    scrape
+        .lines()
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with([' ', '{']))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
 }
 
 pub fn command_output(program: &str, args: &[&str]) -> Option<String> {
@@ -141,21 +197,29 @@ pub struct Server {
     reader: Option<std::thread::JoinHandle<()>>,
 }
 
-fn free_address() -> SocketAddr {
+pub fn free_address() -> SocketAddr {
     let listener = TcpListener::bind((ADDR, 0)).expect("bind a free port");
     listener.local_addr().expect("local address")
 }
 
 impl Server {
-    /// `settings`: extra `SSOD_*` variables for this run.
-    fn spawn(database_url: Option<&str>, admin: &str, settings: &[(&str, &str)]) -> Server {
+    /// `launch`: the program and its arguments (ssod, or a wrapper such as valgrind followed
+    /// by ssod); `settings`: extra `SSOD_*` variables for this run.
+    fn spawn(
+        launch: &[String],
+        database_url: Option<&str>,
+        admin: &str,
+        settings: &[(&str, &str)],
+    ) -> Server {
         let address = free_address();
         let key = {
             use base64::Engine;
             base64::engine::general_purpose::STANDARD.encode([42u8; 32])
         };
-        let mut command = Command::new(env!("CARGO_BIN_EXE_ssod"));
+        let (program, args) = launch.split_first().expect("a program to launch");
+        let mut command = Command::new(program);
         command
+            .args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("SSOD_LISTEN", address.to_string())
@@ -197,17 +261,30 @@ impl Server {
         }
     }
 
-    /// Starts ssod and waits until health answers SERVING; a few tries, in case another
-    /// process took the free port first.
+    /// Starts this build's ssod and waits until health answers SERVING; a few tries, in case
+    /// another process took the free port first.
     pub async fn start(
+        database_url: Option<&str>,
+        admin: &str,
+        settings: &[(&str, &str)],
+    ) -> Server {
+        let launch = [env!("CARGO_BIN_EXE_ssod").to_owned()];
+        Server::start_with(&launch, READY_WITHIN, database_url, admin, settings).await
+    }
+
+    /// [`Server::start`] with another launch command (another build of ssod, or ssod under a
+    /// wrapper) and another bound for it to serve.
+    pub async fn start_with(
+        launch: &[String],
+        ready_within: Duration,
         database_url: Option<&str>,
         admin: &str,
         settings: &[(&str, &str)],
     ) -> Server {
         let mut failures = Vec::new();
         for _ in 0..3 {
-            let mut server = Server::spawn(database_url, admin, settings);
-            match server.ready().await {
+            let mut server = Server::spawn(launch, database_url, admin, settings);
+            match server.ready(ready_within).await {
                 Ok(()) => return server,
                 Err(why) => failures.push(why),
             }
@@ -215,8 +292,8 @@ impl Server {
         panic!("ssod did not start:\n{}", failures.join("\n"));
     }
 
-    async fn ready(&mut self) -> Result<(), String> {
-        let deadline = Instant::now() + Duration::from_secs(30);
+    async fn ready(&mut self, within: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(format!("ssod exited ({status}): {}", self.log_tail()));
@@ -232,14 +309,22 @@ impl Server {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Err(format!("not serving after 30 s: {}", self.log_tail()))
+        Err(format!("not serving after {within:?}: {}", self.log_tail()))
     }
 
     pub async fn channel(&self) -> Result<Channel, tonic::transport::Error> {
+        self.channel_with_timeout(CALL_TIMEOUT).await
+    }
+
+    /// A connection whose calls fail after `timeout`.
+    pub async fn channel_with_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<Channel, tonic::transport::Error> {
         Endpoint::from_shared(format!("http://{}", self.address))?
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(5))
-            .timeout(CALL_TIMEOUT)
+            .timeout(timeout)
             .connect()
             .await
     }

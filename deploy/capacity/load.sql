@@ -11,8 +11,10 @@
 --                       all; "cart" (~300 B JSON, no expiry) on every other session
 --   user_attributes     2 per user: "preferences" (~150 B JSON), "last_app" (~10 B)
 -- Ids are UUIDv7-like (time-ordered, as ssod makes them), so primary keys grow at their right
--- edge; token hashes are 32 random-looking bytes (sha256 of the row number), so the token
--- index takes its inserts at random places, as in production.
+-- edge. Session i's UST is capacity_ust(i), a well-formed UST derived from i, and its token
+-- hash sha256 of that text, as ssod computes it: 32 random-looking bytes, so the token index
+-- takes its inserts at random places, as in production, and a client that knows i (such as
+-- `cargo bench --bench load`) can present the session's UST.
 
 \set ON_ERROR_STOP on
 \timing off
@@ -21,6 +23,14 @@
 CREATE FUNCTION capacity_v7(at timestamptz, seed bigint) RETURNS uuid LANGUAGE sql IMMUTABLE AS $$
   SELECT (lpad(to_hex((extract(epoch FROM at) * 1000)::bigint), 12, '0') || '7'
           || substr(md5(seed::text), 1, 3) || '8' || substr(md5(seed::text), 4, 15))::uuid
+$$;
+
+-- "ssod_ust_" and the URL-safe, unpadded base64 of sha256(i as 8 big-endian bytes).
+CREATE FUNCTION capacity_ust(i bigint) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+  SELECT 'ssod_ust_' || rtrim(translate(encode(sha256(int8send(i)), 'base64'), '+/', '-_'), '=')
+$$;
+CREATE FUNCTION capacity_token_hash(i bigint) RETURNS bytea LANGUAGE sql IMMUTABLE AS $$
+  SELECT sha256(convert_to(capacity_ust(i), 'UTF8'))
 $$;
 
 INSERT INTO users (id, username, username_key, email, display_name, first_name, last_name,
@@ -37,7 +47,7 @@ FROM generate_series(1, :sessions / 5) AS u;
 INSERT INTO sessions (id, token_hash, user_id, current_app, remote_addr, user_agent, created_at,
                       expires_at, last_renewed_at)
 SELECT capacity_v7(created, i),
-       sha256(int8send(i)),
+       capacity_token_hash(i),
        CASE WHEN i % 5 < 3 THEN capacity_v7(:'t0'::timestamptz - interval '400 days'
                                   + (1 + (hashint8(i) & 2147483647) % (:sessions / 5)) * interval '1 ms',
                                   1 + (hashint8(i) & 2147483647) % (:sessions / 5)) END,

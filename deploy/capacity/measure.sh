@@ -78,8 +78,8 @@ by_token="SELECT $session_columns, $user_columns FROM sessions s LEFT JOIN users
 echo
 echo "== token look-up (SESSION_BY_TOKEN): buffers per call =="
 sql -c "PREPARE by_token(bytea, timestamptz) AS $by_token" \
-  -c "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF, SUMMARY OFF) EXECUTE by_token(sha256(int8send(60)), '$t0')" \
-  -c "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF, SUMMARY OFF) EXECUTE by_token(sha256(int8send($((n / 2 + 1)))), '$t0')" \
+  -c "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF, SUMMARY OFF) EXECUTE by_token(capacity_token_hash(60), '$t0')" \
+  -c "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF, SUMMARY OFF) EXECUTE by_token(capacity_token_hash($((n / 2 + 1))), '$t0')" \
   -c "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF, SUMMARY OFF) EXECUTE by_token(sha256('unknown'), '$t0')"
 
 # One pgbench run: its tps and, per pgbench transaction (one call: a script), the buffers
@@ -111,7 +111,7 @@ script() { cat >"$tmp/$1.sql"; chmod a+r "$tmp/$1.sql"; }
 
 script lookup <<EOF
 \\set i random(1, $n)
-$(echo "$by_token" | sed -e "s/\\\$2/'$t0'/" -e 's/\$1/sha256(int8send(:i))/')
+$(echo "$by_token" | sed -e "s/\\\$2/'$t0'/" -e 's/\$1/capacity_token_hash(:i)/')
 EOF
 # A login's store work: the user by name (outside the transaction), then RECORD_LOGIN and
 # INSERT_SESSION (no attributes) in one transaction; ids are UUIDv7-like as ssod's.
@@ -127,14 +127,14 @@ EOF
 # as the clock moves on between renewals).
 script renew <<EOF
 \\set i random(1, $n)
-SELECT id AS sid FROM sessions WHERE token_hash = sha256(int8send(:i)) \\gset
+SELECT id AS sid FROM sessions WHERE token_hash = capacity_token_hash(:i) \\gset
 UPDATE sessions AS s SET expires_at = '$t0'::timestamptz + interval '61 min' + random() * interval '1 min', last_renewed_at = '$t0'::timestamptz + interval '1 min' WHERE s.id = :sid::uuid AND s.expires_at > '$t0'::timestamptz + interval '1 min' RETURNING $session_columns;
 EOF
 # SetAttribute on the caller's session: look-up, then the owner lock and the upsert of one
 # 300-byte value in one transaction.
 script set_attribute <<EOF
 \\set i random(1, $n)
-SELECT id AS sid FROM sessions WHERE token_hash = sha256(int8send(:i)) \\gset
+SELECT id AS sid FROM sessions WHERE token_hash = capacity_token_hash(:i) \\gset
 BEGIN;
 SELECT 1 FROM sessions WHERE id = :sid::uuid AND expires_at > '$t0' FOR NO KEY UPDATE;
 WITH input AS (SELECT * FROM unnest(ARRAY['cart']::text[], ARRAY[convert_to(repeat('x', 300), 'UTF8')]::bytea[], ARRAY[NULL]::text[], ARRAY[NULL]::timestamptz[]) AS i (name, value, key_id, expires_at)), others AS (SELECT count(*) AS live FROM session_attributes a WHERE a.session_id = :sid::uuid AND (a.expires_at IS NULL OR a.expires_at > '$t0') AND a.name <> ALL (ARRAY['cart'])), written AS (INSERT INTO session_attributes AS a (session_id, name, value, key_id, created_at, modified_at, expires_at) SELECT :sid::uuid, i.name, i.value, i.key_id, '$t0', '$t0', i.expires_at FROM input i ON CONFLICT (session_id, name) DO UPDATE SET value = excluded.value, key_id = excluded.key_id, expires_at = excluded.expires_at, created_at = CASE WHEN a.expires_at IS NOT NULL AND a.expires_at <= excluded.modified_at THEN excluded.created_at ELSE a.created_at END, modified_at = excluded.modified_at RETURNING $attribute_columns) SELECT others.live, a.* FROM others LEFT JOIN written a ON true;

@@ -412,8 +412,9 @@ fn pg_command(as_root: bool, program: &Path, dir: &Path) -> Command {
     command
 }
 
-/// The directory of `initdb` and `pg_ctl`: PATH first, else the newest Debian-style install.
-fn postgres_bin_dir() -> Option<PathBuf> {
+/// The directory of `initdb`, `pg_ctl` and `psql`: PATH first, else the newest Debian-style
+/// install.
+pub fn postgres_bin_dir() -> Option<PathBuf> {
     let on_path = std::env::var_os("PATH").and_then(|path| {
         std::env::split_paths(&path)
             .map(|dir| dir.join("initdb"))
