@@ -65,11 +65,12 @@ sql -c 'CREATE EXTENSION pgstattuple' -f "$here/sizes.sql"
 # A copy as loaded, for the what-if at the end (the sweep below deletes rows it would need).
 value "CREATE DATABASE ${db}_hot TEMPLATE $db" >/dev/null
 
-# The statements as ssod runs them: the sweep's own text, taken from the source; the others
-# are the expansions of src/store/postgres/sql/{sessions,attributes}.rs (keep them in step).
-purge_sessions=$(perl -0777 -ne 'print $1 if /pub const PURGE_SESSIONS: &str = "(.*?)";/s' \
-  src/store/postgres/sql/sessions.rs | perl -0777 -pe 's/\\\n\s*//g')
-[ -n "$purge_sessions" ] || { echo "measure: PURGE_SESSIONS not found in the source"; exit 1; }
+# The statements as ssod runs them: the sweep's own text, sql::sessions::PURGE_SESSIONS as it
+# expands (a unit test beside it checks that this copy is verbatim); the others are the
+# expansions of src/store/postgres/sql/{sessions,attributes}.rs (keep them in step).
+read -r -d '' purge_sessions <<'SQL' || true
+WITH quiet AS MATERIALIZED (SELECT set_config('ssod.sweeping', 'on', true)), doomed AS (SELECT id FROM sessions, quiet WHERE expires_at <= $1 LIMIT $2 FOR UPDATE OF sessions SKIP LOCKED), attributes AS (DELETE FROM session_attributes a USING doomed WHERE a.session_id = doomed.id RETURNING 1), gone AS (DELETE FROM sessions s USING doomed WHERE s.id = doomed.id RETURNING s.id, s.user_id), recorded AS (INSERT INTO events (time, type, cid, actor_user_id, actor_session_id, current_app, remote_addr, user_agent, user_id, session_id, reason, details) SELECT e.time, e.type, e.cid, e.actor_user_id, e.actor_session_id, e.current_app, e.remote_addr, e.user_agent, r.user_id, r.id, e.reason, e.details FROM gone AS r, jsonb_populate_recordset(NULL::events, $3::jsonb) AS e) SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM attributes)
+SQL
 session_columns='s.id, s.user_id, s.current_app, s.remote_addr, s.user_agent, s.created_at, s.expires_at, s.last_renewed_at'
 user_columns='u.id, u.username, u.email, u.display_name, u.first_name, u.middle_name, u.last_name, u.is_super_user, u.is_locked, u.approval_status, u.password_must_change, u.password_expiry, u.created_at, u.last_login_at'
 attribute_columns='a.name, a.value, a.key_id, a.created_at, a.modified_at, a.expires_at'
@@ -166,8 +167,10 @@ sweep_at="'$t0'::timestamptz + interval '6 min'"
 expired=$(value "SELECT count(*) FROM sessions WHERE expires_at <= $sweep_at")
 attributes_before=$(value "SELECT count(*) FROM session_attributes")
 batches=$(((expired + 999) / 1000 + 1))
+# The session.expired template the sweep records once per session it deletes.
+expired_event="jsonb_build_array(jsonb_build_object('time', $sweep_at, 'type', 'session.expired', 'cid', '', 'current_app', '', 'remote_addr', '', 'user_agent', '', 'reason', '', 'details', '{}'::jsonb))"
 script sweep <<EOF
-$(echo "$purge_sessions" | sed -e "s/\\\$1/$sweep_at/" -e 's/\$2/1000/');
+$(echo "$purge_sessions" | sed -e "s/\\\$1/$sweep_at/" -e 's/\$2/1000/' -e "s/\\\$3/$expired_event/");
 EOF
 value 'CHECKPOINT' >/dev/null
 sleep 1

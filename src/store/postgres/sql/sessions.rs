@@ -193,3 +193,17 @@ pub const PURGE_SESSIONS: &str = concat!(
     for_rows!("$3", "gone"),
     ") SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM attributes)"
 );
+
+#[cfg(test)]
+mod tests {
+    /// `deploy/capacity/measure.sh` times the sweep with a copy of its statement (a shell
+    /// script cannot expand the macros that build it): the copy must stay verbatim.
+    #[test]
+    fn the_capacity_script_times_this_sweep() {
+        let script = include_str!("../../../../deploy/capacity/measure.sh");
+        assert!(
+            script.lines().any(|line| line == super::PURGE_SESSIONS),
+            "deploy/capacity/measure.sh must hold sql::sessions::PURGE_SESSIONS verbatim"
+        );
+    }
+}
