@@ -14,6 +14,7 @@ use crate::service::Policy;
 
 mod bootstrap;
 mod cache;
+mod credentials;
 mod database;
 mod encryption;
 mod limits;
@@ -29,6 +30,7 @@ mod readme;
 
 pub use bootstrap::BootstrapConfig;
 pub use cache::CacheConfig;
+pub use credentials::CredentialsConfig;
 pub use database::{DatabaseConfig, SchemaMode};
 pub use encryption::EncryptionConfig;
 pub use limits::LimitsConfig;
@@ -86,6 +88,8 @@ pub struct Config {
     #[command(flatten)]
     pub passwords: PasswordsConfig,
     #[command(flatten)]
+    pub credentials: CredentialsConfig,
+    #[command(flatten)]
     pub limits: LimitsConfig,
     #[command(flatten)]
     pub lockout: LockoutConfig,
@@ -130,6 +134,7 @@ impl Config {
             password_expiry_warning,
             sweep_batch,
             throttle: self.lockout.policy(),
+            credentials: self.credentials.policy(),
             max_guest_sessions,
             session_limit,
             renew_on_use,

@@ -5,15 +5,18 @@ use std::time::{Duration, SystemTime};
 use uuid::Uuid;
 
 pub mod commands;
+pub mod credentials;
 pub mod limits;
 pub mod throttle;
 pub mod username;
 
+pub use commands::{BeginTotp, DisableTotp, EnableTotp, UseRecoveryCode, UseTotpStep};
 pub use commands::{ClaimLogin, ForgetLoginFailures};
 pub use commands::{
     DeleteAttributes, DeleteSession, DeleteSessions, DeleteUser, OpenSession, PurgeExpired,
     RenewSession, SetAttributeExpiry, SetAttributes, UpdateUser, Write,
 };
+pub use credentials::{RecoveryCodeHash, SealedSecret, TotpRecord};
 pub use limits::Limits;
 pub use throttle::{AddressClaim, LoginClaim, ThrottleKind, ThrottleLimits};
 pub use username::{Username, UsernameError};
@@ -91,6 +94,8 @@ pub struct User {
     pub password_expiry: Option<SystemTime>,
     pub created_at: SystemTime,
     pub last_login_at: Option<SystemTime>,
+    /// A confirmed TOTP enrolment: logins need a code as well as the password.
+    pub totp_enabled: bool,
 }
 
 impl User {
@@ -152,6 +157,9 @@ pub struct UserPatch {
     pub is_locked: Option<bool>,
     pub approval_status: Option<ApprovalStatus>,
     pub password_hash: Option<String>,
+    /// With `password_hash`: how many replaced hashes the user keeps in its password history,
+    /// the one this patch replaces first; older ones are deleted in the same write.
+    pub keep_password_history: usize,
     pub password_must_change: Option<bool>,
     pub password_expiry: Option<Option<SystemTime>>,
 }
@@ -180,6 +188,7 @@ impl std::fmt::Debug for UserPatch {
                 "password_hash",
                 &self.password_hash.as_ref().map(|_| "[redacted]"),
             )
+            .field("keep_password_history", &self.keep_password_history)
             .field("password_must_change", &self.password_must_change)
             .field("password_expiry", &self.password_expiry)
             .finish()
@@ -190,6 +199,7 @@ impl std::fmt::Debug for PasswordChange {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PasswordChange")
             .field("password_hash", &"[redacted]")
+            .field("keep_history", &self.keep_history)
             .field("password_must_change", &self.password_must_change)
             .field("password_expiry", &self.password_expiry)
             .finish()
@@ -277,11 +287,28 @@ impl std::fmt::Debug for LoginRecord {
     }
 }
 
+/// A new password, hashed, as the password policy admitted it (`service::passwords`).
 #[derive(Clone)]
 pub struct PasswordChange {
     pub password_hash: String,
+    /// How many replaced hashes the user keeps in its history once this lands (the one it
+    /// replaces first): the history the policy checks the next new password against.
+    pub keep_history: usize,
     pub password_must_change: bool,
     pub password_expiry: Option<SystemTime>,
+}
+
+/// A patch that sets the password and everything that goes with it.
+impl From<PasswordChange> for UserPatch {
+    fn from(change: PasswordChange) -> Self {
+        Self {
+            password_hash: Some(change.password_hash),
+            keep_password_history: change.keep_history,
+            password_must_change: Some(change.password_must_change),
+            password_expiry: Some(change.password_expiry),
+            ..Self::default()
+        }
+    }
 }
 
 /// A session found by its token, with its user (none for a guest): what authentication needs,

@@ -30,6 +30,7 @@ fn user() -> User {
         password_expiry: None,
         created_at: SystemTime::UNIX_EPOCH,
         last_login_at: None,
+        totp_enabled: true,
     }
 }
 
@@ -62,6 +63,7 @@ fn new_attribute() -> NewAttribute {
 fn secrets_never_show_in_debug() {
     let password_change = PasswordChange {
         password_hash: SECRET.into(),
+        keep_history: 3,
         password_must_change: false,
         password_expiry: None,
     };
@@ -73,7 +75,23 @@ fn secrets_never_show_in_debug() {
                 password: secret(),
                 client: ClientInfo::default(),
                 new_password: Some(secret()),
+                totp_code: Some(secret()),
                 rotate: Authentication::Missing,
+            }
+        ),
+        format!(
+            "{:?}",
+            TotpEnrollment {
+                secret: secret(),
+                otpauth_uri: Zeroizing::new(format!("otpauth://totp/x:y?secret={SECRET}")),
+            }
+        ),
+        format!(
+            "{:?}",
+            DisableTotpRequest {
+                user_id: None,
+                password: secret(),
+                totp_code: secret(),
             }
         ),
         format!(

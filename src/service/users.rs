@@ -132,7 +132,6 @@ impl Sso {
             (Some(given), _) => given.clone(),
             (None, generated) => Zeroizing::new(generated.clone().unwrap_or_default()),
         };
-        self.check_password_strength(&password, &username)?;
         let now = self.clock.now();
         let user = User {
             id: UserId::generate(),
@@ -149,8 +148,12 @@ impl Sso {
             password_expiry: self.policy.password_max_age.map(|age| now + age),
             created_at: now,
             last_login_at: None,
+            totp_enabled: false,
         };
-        let password_hash = self.passwords.hash(&password).await?;
+        // A new user has no password the history could refuse.
+        let change = self
+            .password_change("password", &user, None, &password, false, None, now)
+            .await?;
         let user = self
             .stores
             .users
@@ -158,7 +161,7 @@ impl Sso {
                 now,
                 command: UserRecord {
                     user,
-                    password_hash,
+                    password_hash: change.password_hash,
                 },
             })
             .await?;

@@ -1,7 +1,8 @@
 //! A cache of resolved USTs in front of the PostgreSQL store: the hot path (a UST → its
 //! session and user) answered from memory, and never a session that was revoked.
 //!
-//! [`AuthCache`] is a decorator: it replaces [`Stores::sessions`] and [`Stores::users`],
+//! [`AuthCache`] is a decorator: it replaces [`Stores::sessions`], [`Stores::users`] and
+//! [`Stores::credentials`] (whose TOTP writes change a user),
 //! answers `session_by_token` from a moka cache keyed by the token hash, and passes every
 //! other call through. It is not used over the embedded store, which is memory already.
 //!
@@ -13,7 +14,8 @@
 //! - A session that was ended, or whose user changed, through this process: every write that
 //!   can end a session or change a user drops the affected entries before it returns
 //!   (logout, deletion, bulk revocation, rotation, lock, rejection, user deletion, password
-//!   and super-user changes, any user update, a login's update of its user, a renewal).
+//!   and super-user changes, any user update, a login's update of its user, a renewal, TOTP
+//!   enabled or disabled).
 //! - The same through another replica, once its `NOTIFY` arrives: triggers on `sessions` and
 //!   `users` (migration 7) announce ended sessions and changed users on [`CHANNEL`], and
 //!   [`AuthCache::follow`] drops what they name.
@@ -55,13 +57,14 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{
-    SessionStore, StoreResult, Stores, UserStore,
+    CredentialStore, SessionStore, StoreResult, Stores, UserStore,
     postgres::listener::{Listener, Listening, Notification},
 };
 use crate::domain::{
-    DeleteSession, DeleteSessions, DeleteUser, OpenSession, PurgeCounts, PurgeExpired, RenewOnUse,
-    RenewSession, Session, SessionId, SessionSelector, SessionWithUser, TokenHash, UpdateUser,
-    User, UserId, UserPage, UserQuery, UserRecord, Username, Write,
+    BeginTotp, DeleteSession, DeleteSessions, DeleteUser, DisableTotp, EnableTotp, OpenSession,
+    PurgeCounts, PurgeExpired, RenewOnUse, RenewSession, Session, SessionId, SessionSelector,
+    SessionWithUser, TokenHash, TotpRecord, UpdateUser, UseRecoveryCode, UseTotpStep, User, UserId,
+    UserPage, UserQuery, UserRecord, Username, Write,
 };
 
 /// The `NOTIFY` channel of migration 7's triggers.
@@ -227,6 +230,7 @@ impl Book {
 pub struct AuthCache {
     sessions: Arc<dyn SessionStore>,
     users: Arc<dyn UserStore>,
+    credentials: Arc<dyn CredentialStore>,
     entries: Cache<TokenHash, Arc<SessionWithUser>>,
     book: Mutex<Book>,
     /// Filled by moka's eviction listener, which must not take `book`: moka may call it
@@ -263,6 +267,7 @@ impl AuthCache {
         Self {
             sessions: Arc::clone(&stores.sessions),
             users: Arc::clone(&stores.users),
+            credentials: Arc::clone(&stores.credentials),
             entries,
             book: Mutex::default(),
             evicted,
@@ -271,11 +276,12 @@ impl AuthCache {
         }
     }
 
-    /// `stores` with this cache in place of its sessions and users.
+    /// `stores` with this cache in place of its sessions, users and credentials.
     pub fn wrap(self: &Arc<Self>, stores: Stores) -> Stores {
         Stores {
             sessions: Arc::clone(self) as Arc<dyn SessionStore>,
             users: Arc::clone(self) as Arc<dyn UserStore>,
+            credentials: Arc::clone(self) as Arc<dyn CredentialStore>,
             ..stores
         }
     }
@@ -641,6 +647,44 @@ impl UserStore for AuthCache {
     }
 }
 
+/// Enabling or disabling TOTP changes the user: its entries go, as for any user update.
+#[async_trait]
+impl CredentialStore for AuthCache {
+    async fn totp(&self, user: UserId) -> StoreResult<Option<TotpRecord>> {
+        self.credentials.totp(user).await
+    }
+
+    async fn begin_totp(&self, write: Write<BeginTotp>) -> StoreResult<()> {
+        self.credentials.begin_totp(write).await
+    }
+
+    async fn enable_totp(&self, write: Write<EnableTotp>) -> StoreResult<User> {
+        let user = write.command.user;
+        let enabled = self.credentials.enable_totp(write).await;
+        self.invalidate(Invalidation::User(user), Origin::Local);
+        enabled
+    }
+
+    async fn use_totp_step(&self, write: Write<UseTotpStep>) -> StoreResult<bool> {
+        self.credentials.use_totp_step(write).await
+    }
+
+    async fn use_recovery_code(&self, write: Write<UseRecoveryCode>) -> StoreResult<bool> {
+        self.credentials.use_recovery_code(write).await
+    }
+
+    async fn disable_totp(&self, write: Write<DisableTotp>) -> StoreResult<bool> {
+        let user = write.command.user;
+        let disabled = self.credentials.disable_totp(write).await;
+        self.invalidate(Invalidation::User(user), Origin::Local);
+        disabled
+    }
+
+    async fn password_history(&self, user: UserId) -> StoreResult<Vec<String>> {
+        self.credentials.password_history(user).await
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -684,6 +728,7 @@ mod tests {
                 password_expiry,
                 created_at: at(0),
                 last_login_at: None,
+                totp_enabled: false,
             },
             password_hash: "$argon2id$fake".into(),
         };

@@ -1,5 +1,5 @@
 //! Persistence, one trait per capability ([`StoreHealth`], [`UserStore`], [`SessionStore`],
-//! [`AttributeStore`], [`ThrottleStore`]) summed into [`Store`]. They are shaped for a transactional SQL store:
+//! [`AttributeStore`], [`ThrottleStore`], [`CredentialStore`]) summed into [`Store`]. They are shaped for a transactional SQL store:
 //! every operation that must be atomic is one call, expiry is decided by the `now` passed in
 //! (the injectable clock's time), and nothing asks the caller to read a row to decide whether
 //! to write it.
@@ -9,10 +9,11 @@ use std::{sync::Arc, time::SystemTime};
 use async_trait::async_trait;
 
 use crate::domain::{
-    ClaimLogin, DeleteAttributes, DeleteSession, DeleteSessions, DeleteUser, ForgetLoginFailures,
-    LoginClaim, OpenSession, Owner, PurgeCounts, PurgeExpired, RenewOnUse, RenewSession, Session,
-    SessionId, SessionWithUser, SetAttributeExpiry, SetAttributes, StoredAttribute, TokenHash,
-    UpdateUser, User, UserId, UserPage, UserQuery, UserRecord, Username, Write,
+    BeginTotp, ClaimLogin, DeleteAttributes, DeleteSession, DeleteSessions, DeleteUser,
+    DisableTotp, EnableTotp, ForgetLoginFailures, LoginClaim, OpenSession, Owner, PurgeCounts,
+    PurgeExpired, RenewOnUse, RenewSession, Session, SessionId, SessionWithUser,
+    SetAttributeExpiry, SetAttributes, StoredAttribute, TokenHash, TotpRecord, UpdateUser,
+    UseRecoveryCode, UseTotpStep, User, UserId, UserPage, UserQuery, UserRecord, Username, Write,
 };
 
 pub mod cache;
@@ -38,6 +39,10 @@ pub enum StoreError {
     TooManyGuestSessions { limit: usize },
     #[error("the user holds {limit} live sessions, the limit")]
     SessionLimitReached { limit: usize },
+    #[error("the user has TOTP enabled already")]
+    TotpAlreadyEnabled,
+    #[error("the user has no pending TOTP enrolment with that secret")]
+    TotpNotPending,
     #[error("store unavailable: {0}")]
     Unavailable(String),
     #[error("store failure: {0}")]
@@ -195,13 +200,50 @@ pub trait ThrottleStore: Send + Sync + 'static {
     async fn forget_login_failures(&self, write: Write<ForgetLoginFailures>) -> StoreResult<()>;
 }
 
+/// Second factors and password history. Whether TOTP is enabled is the user's
+/// `totp_enabled`, which only these writes change, each under the user's lock; a user's
+/// credentials go with the user.
+#[async_trait]
+pub trait CredentialStore: Send + Sync + 'static {
+    /// The user's stored TOTP secret, pending or enabled.
+    async fn totp(&self, user: UserId) -> StoreResult<Option<TotpRecord>>;
+    /// Stores a pending secret, replacing a pending one: `TotpAlreadyEnabled` if the user has
+    /// TOTP enabled, `UserNotFound` if it does not exist.
+    async fn begin_totp(&self, write: Write<BeginTotp>) -> StoreResult<()>;
+    /// Enables TOTP with the pending secret and stores the recovery codes, in one
+    /// transaction; returns the user. `TotpNotPending` if that secret is not the user's
+    /// pending one (replaced, or already enabled), `UserNotFound` if the user is gone.
+    async fn enable_totp(&self, write: Write<EnableTotp>) -> StoreResult<User>;
+    /// Atomic: true for the one call that moves the user's last accepted step forward to
+    /// `step`; false if TOTP is not enabled or a code of this or a later step was accepted.
+    async fn use_totp_step(&self, write: Write<UseTotpStep>) -> StoreResult<bool>;
+    /// Atomic: true for the one call that uses up this recovery code of the user.
+    async fn use_recovery_code(&self, write: Write<UseRecoveryCode>) -> StoreResult<bool>;
+    /// Deletes the secret and the recovery codes and clears `totp_enabled`, in one
+    /// transaction; whether TOTP was enabled. `UserNotFound` if the user does not exist.
+    async fn disable_totp(&self, write: Write<DisableTotp>) -> StoreResult<bool>;
+    /// The user's replaced password hashes, newest first: as many as the last password
+    /// change said to keep ([`crate::domain::PasswordChange::keep_history`]).
+    async fn password_history(&self, user: UserId) -> StoreResult<Vec<String>>;
+}
+
 /// A whole store: every capability. `now` is always the caller's clock: rows whose expiry is
 /// at or before it are treated as absent by every read, count and limit, even before a sweep.
 /// The coming `EventStore` (the audit log) joins this sum.
-pub trait Store: StoreHealth + UserStore + SessionStore + AttributeStore + ThrottleStore {}
+pub trait Store:
+    StoreHealth + UserStore + SessionStore + AttributeStore + ThrottleStore + CredentialStore
+{
+}
 
-impl<T: StoreHealth + UserStore + SessionStore + AttributeStore + ThrottleStore + ?Sized> Store
-    for T
+impl<
+    T: StoreHealth
+        + UserStore
+        + SessionStore
+        + AttributeStore
+        + ThrottleStore
+        + CredentialStore
+        + ?Sized,
+> Store for T
 {
 }
 
@@ -215,6 +257,7 @@ pub struct Stores {
     pub sessions: Arc<dyn SessionStore>,
     pub attributes: Arc<dyn AttributeStore>,
     pub throttle: Arc<dyn ThrottleStore>,
+    pub credentials: Arc<dyn CredentialStore>,
 }
 
 impl Stores {
@@ -225,7 +268,8 @@ impl Stores {
             users: store.clone(),
             sessions: store.clone(),
             attributes: store.clone(),
-            throttle: store,
+            throttle: store.clone(),
+            credentials: store,
         }
     }
 }

@@ -53,6 +53,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "auth_notify",
         sql: include_str!("migrations/0007_auth_notify.sql"),
     },
+    Migration {
+        version: 9,
+        name: "totp_password_history",
+        sql: include_str!("migrations/0009_totp_password_history.sql"),
+    },
 ];
 
 /// Adds `users.username_key`; its SQL backfill is completed in Rust ([`rekey_usernames`]).

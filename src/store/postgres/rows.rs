@@ -10,8 +10,8 @@ use uuid::Uuid;
 use super::{error::from_pg, sql};
 use crate::{
     domain::{
-        ApprovalStatus, NewAttribute, Profile, Session, SessionId, SessionWithUser,
-        StoredAttribute, StoredValue, User, UserId, UserRecord,
+        ApprovalStatus, NewAttribute, Profile, SealedSecret, Session, SessionId, SessionWithUser,
+        StoredAttribute, StoredValue, TotpRecord, User, UserId, UserRecord,
     },
     store::{StoreError, StoreResult},
 };
@@ -42,6 +42,19 @@ pub(super) fn user(row: &Row, at: usize) -> StoreResult<User> {
         password_expiry: get(row, at + 11)?,
         created_at: get(row, at + 12)?,
         last_login_at: get(row, at + 13)?,
+        totp_enabled: get(row, at + 14)?,
+    })
+}
+
+/// [`sql::TOTP_SECRET`].
+pub(super) fn totp(row: &Row) -> StoreResult<TotpRecord> {
+    let last_step: Option<i64> = get(row, 2)?;
+    Ok(TotpRecord {
+        secret: SealedSecret {
+            key_id: get(row, 0)?,
+            ciphertext: get(row, 1)?,
+        },
+        last_step: last_step.map(to_u64),
     })
 }
 

@@ -102,6 +102,7 @@ pub fn user_record(username: &str) -> UserRecord {
             password_expiry: None,
             created_at: at(0),
             last_login_at: None,
+            totp_enabled: false,
         },
         password_hash: hash_of(username),
     }
