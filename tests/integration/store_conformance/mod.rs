@@ -3,7 +3,7 @@
 //! in-memory store's semantics. Time is explicit: each test passes its own `now`.
 //!
 //! One file per capability, as the stores are split (`users.rs`, `sessions.rs`,
-//! `attributes.rs`, `throttle.rs`); this one holds the runner, the fixtures and health.
+//! `attributes.rs`, `throttle.rs`, `credentials.rs`); this one holds the runner, the fixtures and health.
 
 use std::{
     sync::Arc,
@@ -44,6 +44,7 @@ macro_rules! conformance {
 conformance!(ping_answers);
 
 mod attributes;
+mod credentials;
 mod limits;
 mod model;
 mod postgres_only;
