@@ -42,6 +42,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn defaults_are_the_contracts() {
+        let defaults = crate::config::Config::defaults().credentials.policy();
+        assert_eq!(
+            defaults,
+            CredentialPolicy {
+                password_min_strength: 2,
+                password_history: 0,
+                totp_issuer: "ssod".into(),
+            }
+        );
+    }
+
+    #[test]
     fn an_issuer_with_a_colon_is_refused() {
         assert!(issuer("Acme: SSO").is_err());
         assert!(issuer(" ").is_err());
