@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 use zeroize::Zeroizing;
 
-use super::{Authentication, ClientInfo, ServiceError, ServiceResult, Sso};
+use super::{Authentication, ClientInfo, ServiceError, ServiceResult, Sso, passwords::NewPassword};
 use crate::domain::{
     ApprovalStatus, DeleteSession, LoginRecord, NewAttribute, Owner, Session, SessionId, User,
     UserRecord, Username, Write,
@@ -139,10 +139,12 @@ impl Sso {
                 }
                 Some(
                     self.password_change(
-                        "new_password",
-                        &user,
-                        Some(&verified_hash),
-                        new_password,
+                        NewPassword {
+                            field: "new_password",
+                            password: new_password,
+                            user: &user,
+                            current_hash: Some(&verified_hash),
+                        },
                         false,
                         None,
                         now,

@@ -29,6 +29,16 @@ impl std::fmt::Debug for ChangePassword {
     }
 }
 
+/// A password about to be set, and what the policy checks it against.
+pub(crate) struct NewPassword<'a> {
+    /// The request field it came in, named by a refusal's field violation.
+    pub field: &'a str,
+    pub password: &'a str,
+    pub user: &'a User,
+    /// The user's current hash; `None` for a user being created.
+    pub current_hash: Option<&'a str>,
+}
+
 impl Sso {
     /// Changes a password and ends every other session of that user.
     pub async fn change_password(
@@ -79,10 +89,12 @@ impl Sso {
         let now = self.clock.now();
         let change = self
             .password_change(
-                "new_password",
-                &record.user,
-                Some(&record.password_hash),
-                &change.new_password,
+                NewPassword {
+                    field: "new_password",
+                    password: &change.new_password,
+                    user: &record.user,
+                    current_hash: Some(&record.password_hash),
+                },
                 change.must_change.unwrap_or(false),
                 change.password_expiry,
                 now,
@@ -117,18 +129,20 @@ impl Sso {
     /// username, reach the strength floor (zxcvbn, which also looks for the user's names in
     /// it) and not be one of the user's last passwords (`current_hash` and the kept history,
     /// each an Argon2 verification on the hasher pool, so the overload limits apply). Returns
-    /// the new hash and what the store keeps of the history; `field` names the password in
-    /// the field violation.
+    /// the new hash and what the store keeps of the history.
     pub(crate) async fn password_change(
         &self,
-        field: &str,
-        user: &User,
-        current_hash: Option<&str>,
-        new_password: &str,
+        new: NewPassword<'_>,
         must_change: bool,
         expiry: Option<SystemTime>,
         now: SystemTime,
     ) -> ServiceResult<PasswordChange> {
+        let NewPassword {
+            field,
+            password: new_password,
+            user,
+            current_hash,
+        } = new;
         self.check_password_strength(field, new_password, user)?;
         if let Some(current_hash) = current_hash {
             self.check_password_history(field, new_password, user.id, current_hash)

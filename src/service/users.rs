@@ -5,7 +5,10 @@ use std::time::SystemTime;
 
 use zeroize::Zeroizing;
 
-use super::{Caller, PageRequest, ServiceError, ServiceResult, Sso, check_text, page_token};
+use super::{
+    Caller, PageRequest, ServiceError, ServiceResult, Sso, check_text, page_token,
+    passwords::NewPassword,
+};
 use crate::{
     crypto,
     domain::{
@@ -151,9 +154,13 @@ impl Sso {
             totp_enabled: false,
         };
         // A new user has no password the history could refuse.
-        let change = self
-            .password_change("password", &user, None, &password, false, None, now)
-            .await?;
+        let new_password = NewPassword {
+            field: "password",
+            password: &password,
+            user: &user,
+            current_hash: None,
+        };
+        let change = self.password_change(new_password, false, None, now).await?;
         let user = self
             .stores
             .users

@@ -275,7 +275,7 @@ async fn password_history_keeps_the_newest_replaced_hashes(store: Arc<dyn Store>
     set_password(&store, user, "$h2", 2).await;
     assert_eq!(
         store.password_history(user).await.expect("read"),
-        [first.clone()]
+        std::slice::from_ref(&first)
     );
     set_password(&store, user, "$h3", 2).await;
     assert_eq!(
