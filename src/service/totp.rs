@@ -9,7 +9,7 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use totp_rs::{Algorithm, Builder, Secret, Totp};
 use zeroize::Zeroizing;
 
-use super::{Caller, ServiceError, ServiceResult, Sso};
+use super::{Caller, FieldViolation, ServiceError, ServiceResult, Sso};
 use crate::{
     crypto,
     domain::{
@@ -182,11 +182,16 @@ impl Sso {
         let own = caller.require_user()?;
         let target = request.user_id.unwrap_or(own.id);
         if target == own.id {
-            if request.password.is_empty() || request.totp_code.is_empty() {
-                return Err(ServiceError::invalid(
-                    "totp_code",
-                    "disabling one's own TOTP takes the password and a code",
-                ));
+            let missing: Vec<FieldViolation> = [
+                ("password", request.password.is_empty()),
+                ("totp_code", request.totp_code.is_empty()),
+            ]
+            .into_iter()
+            .filter(|(_, empty)| *empty)
+            .map(|(field, _)| FieldViolation::new(field, "is required to disable one's own TOTP"))
+            .collect();
+            if !missing.is_empty() {
+                return Err(ServiceError::InvalidArgument(missing));
             }
             if request.password.chars().count() > self.policy.limits.max_password_chars {
                 return Err(ServiceError::InvalidCredentials);

@@ -976,6 +976,49 @@ mod tests {
         assert!(found.user.unwrap().is_locked, "read from the store again");
     }
 
+    #[tokio::test]
+    async fn enabling_totp_through_the_cache_drops_the_users_entries() {
+        use crate::domain::SealedSecret;
+        let (cache, store) = cache_over_memory(SETTINGS);
+        let cached = cache.wrap(store.clone());
+        let owner = user(&store, "fi", None).await;
+        let (_, hash) = session(&store, Some(owner.id), 100).await;
+        assert!(resolves(&cache, &hash, at(1)).await);
+        let secret = SealedSecret {
+            key_id: "k".into(),
+            ciphertext: vec![1; 40],
+        };
+        cached
+            .credentials
+            .begin_totp(Write {
+                now: at(1),
+                command: BeginTotp {
+                    user: owner.id,
+                    secret: secret.clone(),
+                },
+            })
+            .await
+            .unwrap();
+        cached
+            .credentials
+            .enable_totp(Write {
+                now: at(1),
+                command: EnableTotp {
+                    user: owner.id,
+                    secret,
+                    step: 1,
+                    recovery_codes: Vec::new(),
+                },
+            })
+            .await
+            .unwrap();
+        let found = cache.session_by_token(&hash, at(1), None).await.unwrap();
+        assert!(
+            found.unwrap().user.unwrap().totp_enabled,
+            "read from the store again"
+        );
+    }
+
     /// moka evicts by size on its own; its evictions leave the indexes, and every cached
     /// entry stays indexed, so an invalidation always finds it.
     #[tokio::test]

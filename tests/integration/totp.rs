@@ -432,6 +432,11 @@ async fn disabling_takes_password_and_code_or_a_super_user(backend: Backend) {
         .await
         .expect_err("no code");
     assert_error(&status, Code::InvalidArgument, "INVALID_ARGUMENT");
+    assert_eq!(violated_fields(&status), ["totp_code"]);
+    let status = disable(&server, &ust, own("", ""))
+        .await
+        .expect_err("neither");
+    assert_eq!(violated_fields(&status), ["password", "totp_code"]);
     let status = disable(&server, &ust, own("wrong-password", &codes[0]))
         .await
         .expect_err("wrong password");
