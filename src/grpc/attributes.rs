@@ -24,6 +24,7 @@ impl AttributeService for AttributeApi {
         let message = request.into_inner();
         let owner = convert::owner(message.scope, &message.owner_id)?;
         let write = AttributeWrite {
+            field: String::new(),
             name: message.name,
             value: convert::required_json("value", message.value)?,
             expiration: None,
@@ -68,6 +69,7 @@ impl AttributeService for AttributeApi {
                     value: convert::required_json(&format!("{field}.value"), item.value)?,
                     expiration: convert::duration(&format!("{field}.expiration"), item.expiration)?,
                     encrypt: item.encrypt,
+                    field,
                 })
             })
             .collect::<Result<Vec<_>, ServiceError>>()?;

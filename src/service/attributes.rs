@@ -28,6 +28,9 @@ pub struct OwnerRef {
 /// write's defaults.
 #[derive(Clone)]
 pub struct AttributeWrite {
+    /// The request field the item came from (empty for a lone write, `attributes[3]` in a
+    /// batch), so that a refusal names the item's own field.
+    pub field: String,
     pub name: String,
     pub value: serde_json::Value,
     pub expiration: Option<Duration>,
@@ -77,7 +80,7 @@ impl Sso {
         }
         let mut seen = HashSet::with_capacity(items.len());
         for item in &items {
-            self.check_name(&item.name)?;
+            self.check_name_at(&item_field(&item.field, "name"), &item.name)?;
             if !seen.insert(item.name.as_str()) {
                 return Err(ServiceError::invalid(
                     "attributes",
@@ -89,8 +92,7 @@ impl Sso {
         let owner = self.resolve_owner(caller, owner, now).await?;
         let writes = items
             .into_iter()
-            .enumerate()
-            .map(|(index, item)| self.seal(owner, index, item, defaults, now))
+            .map(|item| self.seal(owner, item, defaults, now))
             .collect::<ServiceResult<Vec<_>>>()?;
         let stored = self
             .stores
@@ -265,10 +267,14 @@ impl Sso {
     }
 
     fn check_name(&self, name: &str) -> ServiceResult<()> {
+        self.check_name_at("name", name)
+    }
+
+    fn check_name_at(&self, field: &str, name: &str) -> ServiceResult<()> {
         if name.is_empty() {
-            return Err(ServiceError::invalid("name", "is required"));
+            return Err(ServiceError::invalid(field, "is required"));
         }
-        check_text("name", name, self.policy.limits.max_name_chars)
+        check_text(field, name, self.policy.limits.max_name_chars)
     }
 
     fn check_names(&self, names: &[String]) -> ServiceResult<()> {
@@ -279,22 +285,21 @@ impl Sso {
         names.iter().try_for_each(|name| self.check_name(name))
     }
 
-    /// Serialises, bounds and, if asked, encrypts one value for its owner; `index` is the
-    /// item's place in the write, for naming its own expiration in a refusal.
+    /// Serialises, bounds and, if asked, encrypts one value for its owner.
     fn seal(
         &self,
         owner: Owner,
-        index: usize,
         item: AttributeWrite,
         defaults: WriteDefaults,
         now: SystemTime,
     ) -> ServiceResult<NewAttribute> {
+        let value_field = item_field(&item.field, "value");
         let json = serde_json::to_string(&item.value)
-            .map_err(|error| ServiceError::invalid("value", error.to_string()))?;
+            .map_err(|error| ServiceError::invalid(&value_field, error.to_string()))?;
         let max = self.policy.limits.max_value_bytes;
         if json.len() > max {
             return Err(ServiceError::limit(
-                "value",
+                &value_field,
                 format!("a value's JSON encoding is at most {max} bytes"),
             ));
         }
@@ -307,7 +312,7 @@ impl Sso {
             StoredValue::Plain(json)
         };
         let expires_at = match item.expiration {
-            Some(own) => expiry_after(now, Some(own), &format!("attributes[{index}].expiration"))?,
+            Some(own) => expiry_after(now, Some(own), &item_field(&item.field, "expiration"))?,
             None => expiry_after(now, defaults.expiration, "expiration")?,
         };
         Ok(NewAttribute {
@@ -392,5 +397,15 @@ fn expiry_after(
             Err(ServiceError::invalid(field, "must be at most 100 years"))
         }
         Some(ttl) => Ok(Some(now + ttl)),
+    }
+}
+
+/// The request field of an item's part: `value` of a lone write, `attributes[3].value` in a
+/// batch.
+fn item_field(item: &str, part: &str) -> String {
+    if item.is_empty() {
+        part.to_owned()
+    } else {
+        format!("{item}.{part}")
     }
 }

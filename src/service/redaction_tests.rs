@@ -127,6 +127,7 @@ fn secrets_never_show_in_debug() {
         format!(
             "{:?}",
             AttributeWrite {
+                field: String::new(),
                 name: "shown-name".into(),
                 value: json_secret(),
                 expiration: None,

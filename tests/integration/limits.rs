@@ -68,6 +68,32 @@ async fn values_are_at_most_64_kib_of_json(backend: Backend) {
     assert_eq!(status.code(), Code::InvalidArgument);
     assert_eq!(reason(&status), "LIMIT_EXCEEDED");
     assert_eq!(violated_fields(&status), ["value"]);
+    // In a batch, the refusal names the item, and none of the batch is written.
+    let status = server
+        .set_attributes(
+            &ust,
+            SESSION,
+            vec![
+                write("fits", serde_json::json!(1)),
+                write("over", serde_json::json!(over)),
+            ],
+        )
+        .await
+        .expect_err("too big in a batch");
+    assert_eq!(reason(&status), "LIMIT_EXCEEDED");
+    assert_eq!(violated_fields(&status), ["attributes[1].value"]);
+    let status = server
+        .set_attributes(
+            &ust,
+            SESSION,
+            vec![
+                write("fits", serde_json::json!(1)),
+                write("", serde_json::json!(1)),
+            ],
+        )
+        .await
+        .expect_err("an unnamed item");
+    assert_eq!(violated_fields(&status), ["attributes[1].name"]);
     assert_eq!(names(&server, &ust).await, ["max"]);
 }
 
