@@ -17,6 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/sso/v1/user.proto",
         "proto/sso/v1/session.proto",
         "proto/sso/v1/attribute.proto",
+        "proto/sso/v1/event.proto",
     ];
     println!("cargo:rerun-if-changed=proto");
     let mut compiler = protox::Compiler::new(["proto"])?;

@@ -22,8 +22,10 @@ use crate::domain::{RecoveryCodeHash, TokenHash};
 
 /// Every UST starts with this, so leaked tokens are easy to recognise in code and scanners.
 pub const UST_PREFIX: &str = "ssod_ust_";
-const UST_RANDOM_BYTES: usize = 32;
-const UST_ENCODED_LEN: usize = 43;
+/// Every sign-up confirmation and password reset token starts with this.
+pub const ACCOUNT_TOKEN_PREFIX: &str = "ssod_act_";
+const TOKEN_RANDOM_BYTES: usize = 32;
+const TOKEN_ENCODED_LEN: usize = 43;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CryptoError {
@@ -43,25 +45,52 @@ pub enum CryptoError {
 
 /// A freshly minted UST: 256 bits from the OS CSPRNG, URL-safe, with a recognisable prefix.
 pub fn generate_ust() -> String {
-    let mut bytes = Zeroizing::new([0u8; UST_RANDOM_BYTES]);
-    OsRng.fill_bytes(bytes.as_mut());
-    format!("{UST_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes.as_ref()))
+    generate_token(UST_PREFIX)
 }
 
 /// Whether `text` has the shape of a UST; malformed tokens are refused without a look-up.
 pub fn is_well_formed_ust(text: &str) -> bool {
-    text.strip_prefix(UST_PREFIX).is_some_and(|rest| {
-        rest.len() == UST_ENCODED_LEN
+    is_well_formed_token(UST_PREFIX, text)
+}
+
+/// SHA-256 of the token text: the token has 256 bits of entropy, so a fast hash is enough
+/// and keeps the hot path cheap.
+pub fn hash_ust(ust: &str) -> TokenHash {
+    hash_token(ust)
+}
+
+/// A sign-up confirmation or password reset token, made like a UST under its own prefix.
+pub fn generate_account_token() -> String {
+    generate_token(ACCOUNT_TOKEN_PREFIX)
+}
+
+/// Whether `text` has the shape of an account token.
+pub fn is_well_formed_account_token(text: &str) -> bool {
+    is_well_formed_token(ACCOUNT_TOKEN_PREFIX, text)
+}
+
+/// SHA-256 of an account token, the only form stores keep.
+pub fn hash_account_token(token: &str) -> TokenHash {
+    hash_token(token)
+}
+
+fn generate_token(prefix: &str) -> String {
+    let mut bytes = Zeroizing::new([0u8; TOKEN_RANDOM_BYTES]);
+    OsRng.fill_bytes(bytes.as_mut());
+    format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes.as_ref()))
+}
+
+fn is_well_formed_token(prefix: &str, text: &str) -> bool {
+    text.strip_prefix(prefix).is_some_and(|rest| {
+        rest.len() == TOKEN_ENCODED_LEN
             && rest
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     })
 }
 
-/// SHA-256 of the token text: the token has 256 bits of entropy, so a fast hash is enough
-/// and keeps the hot path cheap.
-pub fn hash_ust(ust: &str) -> TokenHash {
-    TokenHash(Sha256::digest(ust.as_bytes()).into())
+fn hash_token(token: &str) -> TokenHash {
+    TokenHash(Sha256::digest(token.as_bytes()).into())
 }
 
 /// A random password for users created without one.
@@ -415,7 +444,16 @@ mod tests {
         assert!(a.starts_with(UST_PREFIX));
         assert!(is_well_formed_ust(&a));
         assert_ne!(a, b);
-        assert_eq!(a.len(), UST_PREFIX.len() + UST_ENCODED_LEN);
+        assert_eq!(a.len(), UST_PREFIX.len() + TOKEN_ENCODED_LEN);
+    }
+
+    #[test]
+    fn account_tokens_are_not_usts() {
+        let token = generate_account_token();
+        assert!(is_well_formed_account_token(&token));
+        assert!(!is_well_formed_ust(&token));
+        assert!(!is_well_formed_account_token(&generate_ust()));
+        assert_ne!(token, generate_account_token());
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod crypto;
 pub mod domain;
 pub mod grpc;
 pub mod lifecycle;
+pub mod mail;
 pub mod metrics;
 pub mod service;
 pub mod store;
@@ -45,13 +46,14 @@ use crate::{
     config::{Cli, Command, Config, SchemaMode},
     crypto::{KeyRing, PasswordHasherPool},
     lifecycle::Lifecycle,
+    mail::Mailer,
     server::ServeOptions,
-    service::{Dependencies, Sso},
+    service::{Dependencies, SignUpMode, Sso, TokenDelivery},
     store::{
         Store,
         cache::AuthCache,
         memory::MemoryStore,
-        postgres::{PostgresStore, listener::Listener},
+        postgres::{PostgresStore, events, listener::Listener},
     },
 };
 
@@ -211,6 +213,16 @@ pub fn build_service(
     };
     let passwords = PasswordHasherPool::new(config.passwords.hasher_settings())
         .map_err(|error| AppError::Startup(error.to_string()))?;
+    // Event watches wake when the store records events (memory) or when a NOTIFY says some
+    // replica did (PostgreSQL); without either they poll.
+    let event_wakeups = store.event_wakeups().or_else(|| {
+        background.listener.as_ref().map(|listener| {
+            let (wakeups, follow) =
+                events::follow_notifications(listener, background.lifecycle.token());
+            background.lifecycle.spawn(follow);
+            wakeups
+        })
+    });
     let mut stores = store::Stores::new(store);
     let cache = config.cache.settings().map_err(AppError::Config)?;
     if let (Some(settings), Some(listener)) = (cache, &background.listener) {
@@ -220,13 +232,34 @@ pub fn build_service(
             .spawn(cache.follow(listener, background.lifecycle.token()));
         stores = cache.wrap(stores);
     }
-    Ok(Arc::new(Sso::new(Dependencies {
+    let policy = config.policy();
+    let signup_on = policy.accounts.sign_up != SignUpMode::Off;
+    let mailer = match config.mail.smtp(signup_on).map_err(AppError::Config)? {
+        Some(settings) => Mailer::start(settings, &background.lifecycle)
+            .map_err(|error| AppError::Config(error.to_string()))?,
+        None => {
+            if config.mail.delivery() == TokenDelivery::Mail {
+                tracing::warn!("no SSOD_SMTP_URL: password reset mails are not sent");
+            }
+            Mailer::without_relay()
+        }
+    };
+    let sso = Arc::new(Sso::new(Dependencies {
         stores,
         clock,
         keys,
         passwords,
-        policy: config.policy(),
-    })))
+        policy,
+        event_wakeups,
+        mailer,
+    }));
+    background
+        .lifecycle
+        .spawn(sso.act_writer(background.lifecycle.token()));
+    background
+        .lifecycle
+        .spawn(sso.audit_log(background.lifecycle.token()));
+    Ok(sso)
 }
 
 /// Creates the configured start-up super-user if it does not exist yet.

@@ -13,13 +13,14 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 use crate::{
     AppError,
     grpc::{
-        AttributeApi, AuthLayer, DeadlineLayer, EndStreamsLayer, ObserveLayer, SessionApi,
-        ShedLayer, UserApi,
+        AttributeApi, AuthLayer, DeadlineLayer, EndStreamsLayer, EventApi, ObserveLayer,
+        SessionApi, ShedLayer, UserApi,
     },
     lifecycle::Lifecycle,
     proto::{
         self, attribute_service_server::AttributeServiceServer,
-        session_service_server::SessionServiceServer, user_service_server::UserServiceServer,
+        event_service_server::EventServiceServer, session_service_server::SessionServiceServer,
+        user_service_server::UserServiceServer,
     },
     service::Sso,
     store::StoreHealth,
@@ -69,11 +70,12 @@ macro_rules! with_message_limits {
 }
 
 /// The names health answers for: the server as a whole and each service.
-const HEALTH_SERVICES: [&str; 4] = [
+const HEALTH_SERVICES: [&str; 5] = [
     "",
     "sso.v1.UserService",
     "sso.v1.SessionService",
     "sso.v1.AttributeService",
+    "sso.v1.EventService",
 ];
 
 async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
@@ -167,6 +169,12 @@ pub async fn serve(
         ))
         .add_service(with_message_limits!(
             AttributeServiceServer::new(AttributeApi {
+                sso: Arc::clone(&sso),
+            }),
+            limits
+        ))
+        .add_service(with_message_limits!(
+            EventServiceServer::new(EventApi {
                 sso: Arc::clone(&sso),
             }),
             limits

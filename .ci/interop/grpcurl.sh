@@ -122,4 +122,7 @@ call logout sso.v1.UserService/Logout '{}' -H "$user_auth"
 ok "Logout"
 expect_error after sso.v1.UserService/GetCurrentUser '{}' 16 UST_INVALID \
   "GetCurrentUser after Logout is UNAUTHENTICATED" -H "$user_auth"
+# The audit trail of this user (changes are recorded in their own transaction).
+call events sso.v1.EventService/ListEvents "{\"user_id\":\"$user_id\",\"types\":[\"user.created\",\"login.succeeded\",\"logout\"]}" -H "$admin_auth"
+expect events '[e["type"] for e in d["events"]] == ["user.created", "login.succeeded", "logout"]' "ListEvents of the user, oldest first"
 echo "grpcurl flow: all checks passed"

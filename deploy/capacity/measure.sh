@@ -71,7 +71,7 @@ purge_sessions=$(perl -0777 -ne 'print $1 if /pub const PURGE_SESSIONS: &str = "
   src/store/postgres/sql/sessions.rs | perl -0777 -pe 's/\\\n\s*//g')
 [ -n "$purge_sessions" ] || { echo "measure: PURGE_SESSIONS not found in the source"; exit 1; }
 session_columns='s.id, s.user_id, s.current_app, s.remote_addr, s.user_agent, s.created_at, s.expires_at, s.last_renewed_at'
-user_columns='u.id, u.username, u.email, u.display_name, u.first_name, u.middle_name, u.last_name, u.is_super_user, u.is_locked, u.approval_status, u.password_must_change, u.password_expiry, u.created_at, u.last_login_at, u.totp_enabled'
+user_columns='u.id, u.username, u.email, u.display_name, u.first_name, u.middle_name, u.last_name, u.is_super_user, u.is_locked, u.approval_status, u.password_must_change, u.password_expiry, u.created_at, u.last_login_at, u.is_confirmed, u.totp_enabled'
 attribute_columns='a.name, a.value, a.key_id, a.created_at, a.modified_at, a.expires_at'
 by_token="SELECT $session_columns, $user_columns FROM sessions s LEFT JOIN users u ON u.id = s.user_id WHERE s.expires_at > \$2 AND s.token_hash = \$1"
 

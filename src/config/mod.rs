@@ -12,13 +12,16 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::service::Policy;
 
+mod accounts;
 mod bootstrap;
 mod cache;
 mod credentials;
 mod database;
 mod encryption;
+mod events;
 mod limits;
 mod lockout;
+mod mail;
 mod passwords;
 mod server;
 mod sessions;
@@ -28,13 +31,16 @@ mod tls;
 #[allow(clippy::expect_used)]
 mod readme;
 
+pub use accounts::{AccountsConfig, SignUpSetting};
 pub use bootstrap::BootstrapConfig;
 pub use cache::CacheConfig;
 pub use credentials::CredentialsConfig;
 pub use database::{DatabaseConfig, SchemaMode};
 pub use encryption::EncryptionConfig;
+pub use events::{EventRules, EventsConfig};
 pub use limits::LimitsConfig;
 pub use lockout::LockoutConfig;
+pub use mail::{DeliverySetting, MailConfig};
 pub use passwords::{PasswordRules, PasswordsConfig};
 pub use server::{LogFormat, ServerConfig};
 pub use sessions::{LimitPolicy, SessionRules, SessionsConfig};
@@ -95,7 +101,12 @@ pub struct Config {
     pub lockout: LockoutConfig,
     #[command(flatten)]
     pub cache: CacheConfig,
-    // Groups still to come, each a file of its own: mail, events.
+    #[command(flatten)]
+    pub events: EventsConfig,
+    #[command(flatten)]
+    pub accounts: AccountsConfig,
+    #[command(flatten)]
+    pub mail: MailConfig,
 }
 
 impl Config {
@@ -123,6 +134,10 @@ impl Config {
             password_expiry_warning,
             reveal_login_failures,
         } = self.passwords.policy();
+        let EventRules {
+            event_retention,
+            event_heartbeat,
+        } = self.events.policy();
         Policy {
             sessions,
             limits: self.limits.policy(),
@@ -138,6 +153,9 @@ impl Config {
             max_guest_sessions,
             session_limit,
             renew_on_use,
+            event_retention,
+            event_heartbeat,
+            accounts: self.accounts.policy(self.mail.delivery()),
         }
     }
 }
@@ -192,12 +210,18 @@ mod tests {
         config.bootstrap.super_user = Some("root".into());
         config.bootstrap.super_user_password = Some("super-secret-2".into());
         config.encryption.keys = Some("k1:key-secret-3".into());
+        config.mail.smtp_url = Some("smtp://relay:mail-secret-4@mail.example".into());
         let cli = Cli {
             command: None,
             config,
         };
         let printed = format!("{cli:?} {cli:#?}");
-        for secret in ["db-secret-1", "super-secret-2", "key-secret-3"] {
+        for secret in [
+            "db-secret-1",
+            "super-secret-2",
+            "key-secret-3",
+            "mail-secret-4",
+        ] {
             assert!(!printed.contains(secret), "{secret} in {printed}");
         }
         assert!(printed.contains("super_user: Some(\"root\")"), "{printed}");

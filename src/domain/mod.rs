@@ -4,19 +4,27 @@ use std::time::{Duration, SystemTime};
 
 use uuid::Uuid;
 
+pub mod accounts;
 pub mod commands;
 pub mod credentials;
+pub mod events;
 pub mod limits;
 pub mod throttle;
 pub mod username;
 
+pub use accounts::{AccountTokenPurpose, NewAccountToken, Redemption, SignedUp};
 pub use commands::{BeginTotp, DisableTotp, EnableTotp, UseRecoveryCode, UseTotpStep};
-pub use commands::{ClaimLogin, ForgetLoginFailures};
+pub use commands::{
+    ClaimLogin, ForgetLoginFailures, IssuePasswordReset, RedeemAccountToken, SignUp,
+};
 pub use commands::{
     DeleteAttributes, DeleteSession, DeleteSessions, DeleteUser, OpenSession, PurgeExpired,
     RenewSession, SetAttributeExpiry, SetAttributes, UpdateUser, Write,
 };
 pub use credentials::{RecoveryCodeHash, SealedSecret, TotpRecord};
+pub use events::{
+    Event, EventContext, EventFeed, EventId, EventQuery, EventType, NewEvent, SessionEndReason,
+};
 pub use limits::Limits;
 pub use throttle::{AddressClaim, LoginClaim, ThrottleKind, ThrottleLimits};
 pub use username::{Username, UsernameError};
@@ -94,6 +102,8 @@ pub struct User {
     pub password_expiry: Option<SystemTime>,
     pub created_at: SystemTime,
     pub last_login_at: Option<SystemTime>,
+    /// False only between sign-up and its confirmation: such a user may not log in.
+    pub is_confirmed: bool,
     /// A confirmed TOTP enrolment: logins need a code as well as the password.
     pub totp_enabled: bool,
 }
@@ -101,6 +111,12 @@ pub struct User {
 impl User {
     pub fn password_expired(&self, now: SystemTime) -> bool {
         self.password_expiry.is_some_and(|expiry| expiry <= now)
+    }
+
+    /// Who may be sent a password reset token: a user who could log in with a password (an
+    /// expired one included), so never an unconfirmed, unapproved or locked one.
+    pub fn may_reset_password(&self) -> bool {
+        self.is_confirmed && !self.is_locked && self.approval_status == ApprovalStatus::Approved
     }
 
     /// Whether this user's sessions still authenticate.
@@ -439,6 +455,10 @@ pub struct PurgeCounts {
     pub attributes: u64,
     /// Forgotten failed-login counters, of usernames and addresses together.
     pub login_failures: u64,
+    /// Events past their retention.
+    pub events: u64,
+    /// Expired sign-up confirmation and password reset tokens.
+    pub account_tokens: u64,
 }
 
 /// At most `max` live sessions per user; what a login does when its user has them all.

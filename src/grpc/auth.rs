@@ -132,6 +132,8 @@ mod tests {
             })
             .unwrap(),
             policy: Config::defaults().policy(),
+            event_wakeups: None,
+            mailer: crate::mail::Mailer::without_relay(),
         }));
         let calls = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&calls);

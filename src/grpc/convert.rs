@@ -8,7 +8,9 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use crate::{
-    domain::{ApprovalStatus, Attribute, Session, SessionId, User, UserId},
+    domain::{
+        ApprovalStatus, Attribute, Event, EventId, EventType, Session, SessionId, User, UserId,
+    },
     proto,
     service::{ClientInfo, OwnerRef, Scope, ServiceError, ServiceResult},
 };
@@ -200,6 +202,7 @@ impl From<User> for proto::User {
             password_expiry: user.password_expiry.map(timestamp),
             creation_time: Some(timestamp(user.created_at)),
             last_login_time: user.last_login_at.map(timestamp),
+            is_confirmed: user.is_confirmed,
             totp_enabled: user.totp_enabled,
         }
     }
@@ -231,6 +234,54 @@ impl From<Attribute> for proto::Attribute {
             expiration_time: attribute.expires_at.map(timestamp),
         }
     }
+}
+
+impl From<Event> for proto::Event {
+    fn from(event: Event) -> Self {
+        let id_text = |id: Option<Uuid>| id.map(|id| id.to_string()).unwrap_or_default();
+        let context = event.context;
+        let details = proto_value(serde_json::Value::Object(event.event.details));
+        let details = match details.kind {
+            Some(Kind::StructValue(details)) => details,
+            _ => prost_types::Struct::default(),
+        };
+        Self {
+            event_id: event.id.to_string(),
+            time: Some(timestamp(event.time)),
+            r#type: event.event.kind.as_str().to_owned(),
+            cid: context.cid,
+            actor_user_id: id_text(context.actor_user.map(|id| id.0)),
+            actor_session_id: id_text(context.actor_session.map(|id| id.0)),
+            user_id: id_text(event.event.user.map(|id| id.0)),
+            session_id: id_text(event.event.session.map(|id| id.0)),
+            current_app: context.current_app,
+            remote_addr: context.remote_addr,
+            user_agent: context.user_agent,
+            reason: event.event.reason,
+            details: Some(details),
+        }
+    }
+}
+
+/// Event types by name; an unknown one is refused.
+pub fn event_types(field: &str, names: &[String]) -> ServiceResult<Vec<EventType>> {
+    names
+        .iter()
+        .map(|name| {
+            EventType::parse(name)
+                .ok_or_else(|| ServiceError::invalid(field, format!("unknown event type {name:?}")))
+        })
+        .collect()
+}
+
+/// An event id from a client (empty: none).
+pub fn optional_event_id(field: &str, text: &str) -> ServiceResult<Option<EventId>> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    EventId::parse(text)
+        .map(Some)
+        .ok_or_else(|| ServiceError::invalid(field, "is not an event id this server issued"))
 }
 
 /// A page size from the wire: negative is refused.

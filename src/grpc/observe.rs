@@ -260,7 +260,9 @@ impl Around for Observe {
                     started: Instant::now(),
                     span: tracing::Span::current(),
                 };
-                let mut response = inner.call(request).await?;
+                // Every event the call records carries its cid.
+                let cid_text = cid.to_str().unwrap_or_default().to_owned();
+                let mut response = crate::service::with_cid(cid_text, inner.call(request)).await?;
                 if let Some(status) = status_of(&response)
                     && status.code() != Code::Ok
                     && status.details().is_empty()

@@ -25,7 +25,8 @@ impl From<ServiceError> for Status {
             ServiceError::InvalidArgument(_)
             | ServiceError::LimitExceeded(_)
             | ServiceError::PasswordTooWeak(_)
-            | ServiceError::PasswordReused(_) => Code::InvalidArgument,
+            | ServiceError::PasswordReused(_)
+            | ServiceError::TokenInvalid => Code::InvalidArgument,
             ServiceError::InvalidCredentials
             | ServiceError::TotpRequired
             | ServiceError::TotpInvalid
@@ -36,13 +37,16 @@ impl From<ServiceError> for Status {
             | ServiceError::NotOwner
             | ServiceError::UserLocked
             | ServiceError::UserNotApproved
+            | ServiceError::UserNotConfirmed
+            | ServiceError::SignUpDisabled
             | ServiceError::AppNotAllowed => Code::PermissionDenied,
             ServiceError::PasswordExpired
             | ServiceError::PasswordMustChange
             | ServiceError::EncryptionUnavailable
             | ServiceError::TotpAlreadyEnabled
             | ServiceError::TotpNotPending
-            | ServiceError::TotpNotEnabled => Code::FailedPrecondition,
+            | ServiceError::TotpNotEnabled
+            | ServiceError::CursorExpired => Code::FailedPrecondition,
             ServiceError::UsernameTaken => Code::AlreadyExists,
             ServiceError::UserNotFound
             | ServiceError::SessionNotFound

@@ -10,8 +10,8 @@ use crate::{
     domain::Profile,
     proto::{self, user_service_server::UserService},
     service::{
-        ChangePassword, DisableTotpRequest, LoginRequest, NewUser, PageRequest, ServiceError,
-        ServiceResult, Sso, UserField, UserRef, UserUpdate,
+        Caller, ChangePassword, DisableTotpRequest, LoginRequest, NewUser, PageRequest,
+        ServiceError, ServiceResult, SignUpRequest, Sso, UserField, UserRef, UserUpdate,
     },
 };
 
@@ -270,6 +270,91 @@ impl UserService for UserApi {
         self.sso.disable_totp(&caller, disable).await?;
         Ok(Response::new(proto::DisableTotpResponse {}))
     }
+
+    async fn sign_up(
+        &self,
+        request: Request<proto::SignUpRequest>,
+    ) -> Reply<proto::SignUpResponse> {
+        let caller = optional_caller(&request);
+        let message = request.into_inner();
+        let outcome = self
+            .sso
+            .sign_up(
+                caller.as_deref(),
+                SignUpRequest {
+                    username: message.username,
+                    password: Zeroizing::new(message.password),
+                    profile: Profile {
+                        email: message.email,
+                        display_name: message.display_name,
+                        first_name: message.first_name,
+                        middle_name: message.middle_name,
+                        last_name: message.last_name,
+                    },
+                    client: convert::client(
+                        message.current_app,
+                        message.remote_addr,
+                        message.user_agent,
+                    ),
+                },
+            )
+            .await?;
+        Ok(Response::new(proto::SignUpResponse {
+            user: Some(outcome.user.into()),
+            confirmation_token: revealed(outcome.confirmation_token),
+        }))
+    }
+
+    async fn confirm_sign_up(
+        &self,
+        request: Request<proto::ConfirmSignUpRequest>,
+    ) -> Reply<proto::ConfirmSignUpResponse> {
+        let user = self
+            .sso
+            .confirm_sign_up(&request.get_ref().confirmation_token)
+            .await?;
+        user_reply(user, |user| proto::ConfirmSignUpResponse { user })
+    }
+
+    async fn request_password_reset(
+        &self,
+        request: Request<proto::RequestPasswordResetRequest>,
+    ) -> Reply<proto::RequestPasswordResetResponse> {
+        let caller = optional_caller(&request);
+        let message = request.into_inner();
+        let token = self
+            .sso
+            .request_password_reset(
+                caller.as_deref(),
+                &message.username,
+                convert::client(message.current_app, message.remote_addr, message.user_agent),
+            )
+            .await?;
+        Ok(Response::new(proto::RequestPasswordResetResponse {
+            reset_token: revealed(token),
+        }))
+    }
+
+    async fn reset_password(
+        &self,
+        request: Request<proto::ResetPasswordRequest>,
+    ) -> Reply<proto::ResetPasswordResponse> {
+        let message = request.into_inner();
+        self.sso
+            .reset_password(&message.reset_token, Zeroizing::new(message.new_password))
+            .await?;
+        Ok(Response::new(proto::ResetPasswordResponse {}))
+    }
+}
+
+/// The caller, for an RPC anyone may call that tells a super-user more.
+fn optional_caller<T>(request: &Request<T>) -> Option<Arc<Caller>> {
+    authentication(request).caller().ok().cloned()
+}
+
+/// A token for the response: empty when there is none to show.
+fn revealed(token: Option<Zeroizing<String>>) -> String {
+    token.map(|token| String::clone(&token)).unwrap_or_default()
 }
 
 /// The update mask's paths, each taking its value from `user`.

@@ -97,15 +97,15 @@ impl Sso {
         let stored = self
             .stores
             .attributes
-            .set_attributes(Write {
+            .set_attributes(Write::new(
                 now,
-                command: SetAttributes {
+                SetAttributes {
                     owner,
                     items: writes,
                     max_per_owner: limits.max_attributes_per_owner,
                     max_bytes_per_owner: limits.max_bytes_per_owner,
                 },
-            })
+            ))
             .await?;
         stored
             .into_iter()
@@ -180,13 +180,13 @@ impl Sso {
         Ok(self
             .stores
             .attributes
-            .delete_attributes(Write {
+            .delete_attributes(Write::new(
                 now,
-                command: DeleteAttributes {
+                DeleteAttributes {
                     owner,
                     names: names.to_vec(),
                 },
-            })
+            ))
             .await?)
     }
 
@@ -204,14 +204,14 @@ impl Sso {
         let stored = self
             .stores
             .attributes
-            .set_attribute_expiry(Write {
+            .set_attribute_expiry(Write::new(
                 now,
-                command: SetAttributeExpiry {
+                SetAttributeExpiry {
                     owner,
                     name: name.to_owned(),
                     expires_at,
                 },
-            })
+            ))
             .await?
             .ok_or(ServiceError::AttributeNotFound)?;
         self.unseal(owner, stored)

@@ -87,6 +87,15 @@ pub enum ServiceError {
     /// The user holds as many live sessions as allowed, under the `refuse` policy.
     #[error("the user has the most sessions allowed; end one first")]
     SessionLimitReached,
+    /// A watch's cursor names an event past the retention (or none this server recorded).
+    #[error("the cursor is older than the event retention; start again from a later event")]
+    CursorExpired,
+    #[error("sign-up is disabled")]
+    SignUpDisabled,
+    #[error("the token is invalid, used or expired")]
+    TokenInvalid,
+    #[error("the user has not confirmed its sign-up")]
+    UserNotConfirmed,
     /// The cause is logged, never sent.
     #[error("store unavailable")]
     StoreUnavailable(String),
@@ -150,6 +159,10 @@ impl ServiceError {
             Self::Overloaded => "OVERLOADED",
             Self::TooManyGuestSessions => "LIMIT_EXCEEDED",
             Self::SessionLimitReached => "SESSION_LIMIT_REACHED",
+            Self::CursorExpired => "CURSOR_EXPIRED",
+            Self::SignUpDisabled => "SIGNUP_DISABLED",
+            Self::TokenInvalid => "TOKEN_INVALID",
+            Self::UserNotConfirmed => "USER_NOT_CONFIRMED",
             Self::StoreUnavailable(_) => "STORE_UNAVAILABLE",
             Self::Internal(_) => "INTERNAL",
         }
@@ -182,6 +195,7 @@ impl From<StoreError> for ServiceError {
                 tracing::info!(limit, "login refused at the user's session limit");
                 Self::SessionLimitReached
             }
+            StoreError::CursorExpired => Self::CursorExpired,
             StoreError::Unavailable(cause) => Self::StoreUnavailable(cause),
             StoreError::Internal(cause) => Self::Internal(cause),
         }

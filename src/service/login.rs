@@ -7,9 +7,18 @@ use zeroize::Zeroizing;
 
 use super::{Authentication, ClientInfo, ServiceError, ServiceResult, Sso, passwords::NewPassword};
 use crate::domain::{
-    ApprovalStatus, DeleteSession, LoginRecord, NewAttribute, Owner, Session, SessionId, User,
-    UserRecord, Username, Write,
+    ApprovalStatus, DeleteSession, EventContext, EventType, LoginRecord, NewAttribute, NewEvent,
+    Owner, Session, SessionEndReason, SessionId, User, UserId, UserRecord, Username, Write,
 };
+
+/// Where a session's holder calls from, as it reported when the session opened.
+fn session_client(session: &Session) -> ClientInfo {
+    ClientInfo {
+        current_app: session.current_app.clone(),
+        remote_addr: session.remote_addr.clone(),
+        user_agent: session.user_agent.clone(),
+    }
+}
 
 /// A login attempt; its `Debug` leaves the passwords out.
 pub struct LoginRequest {
@@ -61,20 +70,57 @@ impl std::fmt::Debug for LoginOutcome {
 
 impl Sso {
     pub async fn login(&self, request: LoginRequest) -> ServiceResult<LoginOutcome> {
-        let outcome = self.try_login(request).await;
-        match &outcome {
-            Ok(_) => metrics::counter!("ssod_logins_total", "outcome" => "success").increment(1),
-            Err(error) => metrics::counter!(
-                "ssod_logins_total",
-                "outcome" => "failure",
-                "reason" => error.reason()
-            )
-            .increment(1),
+        let client = request.client.clone();
+        // The user the username names, once known: a failure's event names it.
+        let mut subject = None;
+        let outcome = self.try_login(request, &mut subject).await;
+        let error = match outcome {
+            Ok(outcome) => {
+                metrics::counter!("ssod_logins_total", "outcome" => "success").increment(1);
+                return Ok(outcome);
+            }
+            Err(error) => error,
+        };
+        metrics::counter!(
+            "ssod_logins_total",
+            "outcome" => "failure",
+            "reason" => error.reason()
+        )
+        .increment(1);
+        // The audit trail keeps the true reason; the client is told only what the policy
+        // reveals.
+        if !matches!(
+            error,
+            ServiceError::StoreUnavailable(_)
+                | ServiceError::Internal(_)
+                | ServiceError::Overloaded
+        ) {
+            let event = NewEvent::new(EventType::LoginFailed)
+                .user(subject)
+                .reason(error.reason());
+            self.record_act(self.context(None, Some(&client)), vec![event])
+                .await?;
         }
-        outcome
+        let hidden = matches!(
+            error,
+            ServiceError::UserLocked
+                | ServiceError::UserNotConfirmed
+                | ServiceError::UserNotApproved
+                | ServiceError::PasswordExpired
+                | ServiceError::TooManyAttempts { .. }
+        );
+        Err(if hidden && !self.policy.reveal_login_failures {
+            ServiceError::InvalidCredentials
+        } else {
+            error
+        })
     }
 
-    async fn try_login(&self, request: LoginRequest) -> ServiceResult<LoginOutcome> {
+    async fn try_login(
+        &self,
+        request: LoginRequest,
+        subject: &mut Option<UserId>,
+    ) -> ServiceResult<LoginOutcome> {
         self.check_client(&request.client)?;
         let limits = &self.policy.limits;
         // Refused before any work: no user can have such a name or password, so answering at
@@ -87,6 +133,7 @@ impl Sso {
         };
         let now = self.clock.now();
         let record = self.stores.users.user_by_username(&username).await?;
+        *subject = record.as_ref().map(|record| record.user.id);
         // A hashing place first, then the claim: an attempt refused as overloaded has claimed
         // nothing, and an admitted claim is sure of its hash.
         let place = self.passwords.reserve()?;
@@ -172,6 +219,7 @@ impl Sso {
             verified_hash,
             new_password: new_password.clone(),
         };
+        let context = self.context(None, Some(&session_client(&session)));
         let opened = self
             .open_session(
                 session.clone(),
@@ -179,12 +227,13 @@ impl Sso {
                 rotated,
                 Some(login.clone()),
                 now,
+                context.clone(),
             )
             .await;
         let (ust, session) = match opened {
             // The presented session ended meanwhile: there is nothing to rotate.
             Err(ServiceError::SessionNotFound) if rotated.is_some() => {
-                self.open_session(session, Vec::new(), None, Some(login), now)
+                self.open_session(session, Vec::new(), None, Some(login), now, context)
                     .await?
             }
             other => other?,
@@ -206,8 +255,9 @@ impl Sso {
         })
     }
 
-    /// Refusals after a correct password. Locked, unapproved and expired-password users get
-    /// invalid credentials unless the policy says to reveal why.
+    /// Refusals after a correct password. Locked, unconfirmed, unapproved and
+    /// expired-password users get invalid credentials unless the policy says to reveal why
+    /// ([`Sso::login`] decides).
     fn check_may_log_in(
         &self,
         user: &User,
@@ -216,6 +266,8 @@ impl Sso {
     ) -> ServiceResult<()> {
         let refusal = if user.is_locked {
             Some(ServiceError::UserLocked)
+        } else if !user.is_confirmed {
+            Some(ServiceError::UserNotConfirmed)
         } else if user.approval_status != ApprovalStatus::Approved {
             Some(ServiceError::UserNotApproved)
         } else if user.password_expired(now) && !changes_password {
@@ -225,11 +277,7 @@ impl Sso {
         };
         if let Some(refusal) = refusal {
             tracing::info!(user_id = %user.id, reason = refusal.reason(), "login refused");
-            return Err(if self.policy.reveal_login_failures {
-                refusal
-            } else {
-                ServiceError::InvalidCredentials
-            });
+            return Err(refusal);
         }
         if user.password_must_change && !changes_password {
             return Err(ServiceError::PasswordMustChange);
@@ -251,21 +299,17 @@ impl Sso {
         };
         let now = self.clock.now();
         let old = &caller.session;
-        let client = ClientInfo {
-            current_app: old.current_app.clone(),
-            remote_addr: old.remote_addr.clone(),
-            user_agent: old.user_agent.clone(),
-        };
-        let guest = self.new_session(None, client, now);
+        let guest = self.new_session(None, session_client(old), now);
         let attributes = self
             .carry_attributes(old.id, guest.id, &self.policy.persistent_on_logout, now)
             .await?;
+        let context = self.context(Some(caller), None);
         if attributes.is_empty() {
-            self.end_session(old.id, now).await?;
+            self.end_session(old.id, now, context).await?;
             return Ok(None);
         }
         match self
-            .open_session(guest, attributes, Some(old.id), None, now)
+            .open_session(guest, attributes, Some(old.id), None, now, context.clone())
             .await
         {
             Ok((ust, _)) => Ok(Some(ust)),
@@ -274,20 +318,27 @@ impl Sso {
             // No room for the guest session: the session still ends, and the refusal tells
             // the client that what it carried was dropped.
             Err(ServiceError::TooManyGuestSessions) => {
-                self.end_session(old.id, now).await?;
+                self.end_session(old.id, now, context).await?;
                 Err(ServiceError::TooManyGuestSessions)
             }
             Err(error) => Err(error),
         }
     }
 
-    async fn end_session(&self, id: SessionId, now: SystemTime) -> ServiceResult<()> {
+    /// Ends a session by logging it out.
+    async fn end_session(
+        &self,
+        id: SessionId,
+        now: SystemTime,
+        context: EventContext,
+    ) -> ServiceResult<()> {
+        let command = DeleteSession {
+            id,
+            reason: SessionEndReason::Logout,
+        };
         self.stores
             .sessions
-            .delete_session(Write {
-                now,
-                command: DeleteSession { id },
-            })
+            .delete_session(Write::new(now, command).by(context))
             .await?;
         Ok(())
     }

@@ -15,11 +15,14 @@ use crate::{
         Limits, RenewOnUse, Session, SessionLimit, SessionPolicy, SessionWithUser, ThrottleLimits,
         User,
     },
+    mail::Mailer,
     store::{StoreHealth, Stores},
 };
 
+mod accounts;
 mod attributes;
 mod error;
+mod events;
 mod login;
 mod passwords;
 mod sessions;
@@ -31,8 +34,10 @@ mod users;
 #[allow(clippy::unwrap_used)]
 mod redaction_tests;
 
+pub use accounts::{AccountsPolicy, SignUpMode, SignUpOutcome, SignUpRequest, TokenDelivery};
 pub use attributes::{AttributeWrite, OwnerRef, Scope, WriteDefaults};
 pub use error::{FieldViolation, ServiceError, ServiceResult};
+pub use events::{EventFilter, EventStream, EventsPage, WatchMessage, with_cid};
 pub use login::{LoginOutcome, LoginRequest};
 pub use passwords::ChangePassword;
 pub use sessions::SessionsPage;
@@ -68,6 +73,12 @@ pub struct Policy {
     /// Use renews: the least time between two renewals of one session by the calls its UST
     /// authenticates; `None`: use never renews (only `RenewSession` does).
     pub renew_on_use: Option<Duration>,
+    /// Events older than this are deleted by the sweep.
+    pub event_retention: Duration,
+    /// An idle event watch sends a heartbeat after this long without a message.
+    pub event_heartbeat: Duration,
+    /// Sign-up, and the tokens of its confirmation and of password reset.
+    pub accounts: AccountsPolicy,
     /// The password policy (strength floor, history) and the TOTP issuer.
     pub credentials: CredentialPolicy,
 }
@@ -201,6 +212,11 @@ pub struct Dependencies {
     pub keys: KeyRing,
     pub passwords: PasswordHasherPool,
     pub policy: Policy,
+    /// Bumped whenever events may have been recorded (by any replica): wakes event watches.
+    /// `None`: watches poll.
+    pub event_wakeups: Option<tokio::sync::watch::Receiver<u64>>,
+    /// Where sign-up and reset mails go.
+    pub mailer: Mailer,
 }
 
 /// The service: every RPC's rules, over an injectable store, clock and key ring.
@@ -210,6 +226,10 @@ pub struct Sso {
     keys: KeyRing,
     passwords: PasswordHasherPool,
     policy: Policy,
+    event_wakeups: Option<tokio::sync::watch::Receiver<u64>>,
+    /// Acts (events that change nothing) waiting for the background writer.
+    acts: events::ActQueue,
+    mailer: Mailer,
 }
 
 impl Sso {
@@ -220,6 +240,8 @@ impl Sso {
             keys,
             passwords,
             policy,
+            event_wakeups,
+            mailer,
         } = dependencies;
         Self {
             stores,
@@ -227,6 +249,9 @@ impl Sso {
             keys,
             passwords,
             policy,
+            event_wakeups,
+            acts: events::ActQueue::new(),
+            mailer,
         }
     }
 

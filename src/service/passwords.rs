@@ -110,14 +110,17 @@ impl Sso {
         };
         self.stores
             .users
-            .update_user(Write {
-                now,
-                command: UpdateUser {
-                    id: target,
-                    patch,
-                    end_sessions,
-                },
-            })
+            .update_user(
+                Write::new(
+                    now,
+                    UpdateUser {
+                        id: target,
+                        patch,
+                        end_sessions,
+                    },
+                )
+                .by(self.context(Some(caller), None)),
+            )
             .await?;
         tracing::info!(user_id = %target, "password changed");
         Ok(())

@@ -1,5 +1,5 @@
-//! Every domain and service type that holds a password, UST, password hash or attribute
-//! value, formatted with `Debug`: the secret never shows.
+//! Every domain and service type that holds a password, UST, account token, password hash,
+//! mail body or attribute value, formatted with `Debug`: the secret never shows.
 
 use std::time::SystemTime;
 
@@ -30,6 +30,7 @@ fn user() -> User {
         password_expiry: None,
         created_at: SystemTime::UNIX_EPOCH,
         last_login_at: None,
+        is_confirmed: true,
         totp_enabled: true,
     }
 }
@@ -157,15 +158,15 @@ fn secrets_never_show_in_debug() {
         ),
         format!(
             "{:?}",
-            Write {
-                now: SystemTime::UNIX_EPOCH,
-                command: SetAttributes {
+            Write::new(
+                SystemTime::UNIX_EPOCH,
+                SetAttributes {
                     owner: Owner::User(UserId(Uuid::nil())),
                     items: vec![new_attribute()],
                     max_per_owner: 1,
                     max_bytes_per_owner: 1,
                 },
-            }
+            )
         ),
         format!(
             "{:?}",
@@ -185,7 +186,50 @@ fn secrets_never_show_in_debug() {
             "{:?}",
             LoginRecord {
                 verified_hash: SECRET.into(),
-                new_password: Some(password_change),
+                new_password: Some(password_change.clone()),
+            }
+        ),
+        format!(
+            "{:?}",
+            SignUpRequest {
+                username: "shown-user".into(),
+                password: secret(),
+                profile: Profile::default(),
+                client: ClientInfo::default(),
+            }
+        ),
+        format!(
+            "{:?}",
+            SignUpOutcome {
+                user: user(),
+                confirmation_token: Some(secret()),
+            }
+        ),
+        format!(
+            "{:?}",
+            crate::domain::RedeemAccountToken {
+                hash: crate::crypto::hash_account_token(SECRET),
+                redemption: crate::domain::Redemption::ResetPassword(password_change),
+            }
+        ),
+        format!(
+            "{:?}",
+            crate::mail::Mail {
+                user_id: UserId(Uuid::nil()),
+                to: "shown@example.test".into(),
+                subject: "shown".into(),
+                body: secret(),
+            }
+        ),
+        format!(
+            "{:?}",
+            crate::mail::SmtpSettings {
+                url: format!("smtps://relay:{SECRET}@mail.example.test"),
+                from: "shown@example.test".into(),
+                queue: 1,
+                max_attempts: 1,
+                retry_delay: std::time::Duration::ZERO,
+                timeout: std::time::Duration::ZERO,
             }
         ),
     ];

@@ -9,9 +9,9 @@ use std::time::SystemTime;
 use crate::{
     crypto,
     domain::{
-        DeleteSession, DeleteSessions, LoginRecord, NewAttribute, NewSession, OpenSession,
-        PurgeCounts, PurgeExpired, RenewSession, Session, SessionId, SessionSelector, User, UserId,
-        Write,
+        DeleteSession, DeleteSessions, EventContext, LoginRecord, NewAttribute, NewSession,
+        OpenSession, PurgeCounts, PurgeExpired, RenewSession, Session, SessionEndReason, SessionId,
+        SessionSelector, User, UserId, Write,
     },
 };
 
@@ -26,8 +26,9 @@ impl Sso {
     pub async fn create_session(&self, client: ClientInfo) -> ServiceResult<(String, Session)> {
         self.check_client(&client)?;
         let now = self.clock.now();
+        let context = self.context(None, Some(&client));
         let session = self.new_session(None, client, now);
-        self.open_session(session, Vec::new(), None, None, now)
+        self.open_session(session, Vec::new(), None, None, now, context)
             .await
     }
 
@@ -39,15 +40,34 @@ impl Sso {
         target_ust: &str,
         client: &ClientInfo,
     ) -> ServiceResult<Session> {
-        self.verify_session(caller, target_ust, client)
+        let session = self
+            .look_at_session(caller, target_ust, client)
             .await?
-            .ok_or(ServiceError::SessionNotFound)
+            .ok_or(ServiceError::SessionNotFound)?;
+        self.record_session_read(caller, client, &session, "GetSession")
+            .await?;
+        Ok(session)
     }
 
     /// Like [`Sso::get_session`] but answers `None` for an invalid session. Looking at a
     /// session is not using it: the target is never renewed (the caller's own session was,
     /// by the look-up that authenticated this call).
     pub async fn verify_session(
+        &self,
+        caller: &Caller,
+        target_ust: &str,
+        client: &ClientInfo,
+    ) -> ServiceResult<Option<Session>> {
+        let session = self.look_at_session(caller, target_ust, client).await?;
+        if let Some(session) = &session {
+            self.record_session_read(caller, client, session, "VerifySession")
+                .await?;
+        }
+        Ok(session)
+    }
+
+    /// The session a super-user looks at, never renewed.
+    async fn look_at_session(
         &self,
         caller: &Caller,
         target_ust: &str,
@@ -77,16 +97,19 @@ impl Sso {
         let deleted = self
             .stores
             .sessions
-            .delete_sessions(Write {
-                now: self.clock.now(),
-                command: DeleteSessions {
-                    selector: SessionSelector::OtherSessionsOf {
-                        user,
-                        keep: caller.session.id,
+            .delete_sessions(
+                Write::new(
+                    self.clock.now(),
+                    DeleteSessions {
+                        selector: SessionSelector::OtherSessionsOf {
+                            user,
+                            keep: caller.session.id,
+                        },
+                        batch: self.policy.sweep_batch,
                     },
-                    batch: self.policy.sweep_batch,
-                },
-            })
+                )
+                .by(self.context(Some(caller), None)),
+            )
             .await?;
         tracing::info!(user_id = %user, deleted, "other sessions revoked");
         Ok(deleted)
@@ -103,13 +126,16 @@ impl Sso {
                 .expiry(session.user_id.is_none(), session.created_at, now);
         self.stores
             .sessions
-            .renew_session(Write {
-                now,
-                command: RenewSession {
-                    id: session.id,
-                    expires_at,
-                },
-            })
+            .renew_session(
+                Write::new(
+                    now,
+                    RenewSession {
+                        id: session.id,
+                        expires_at,
+                    },
+                )
+                .by(self.context(Some(caller), None)),
+            )
             .await?
             .ok_or(ServiceError::UstInvalid)
     }
@@ -176,10 +202,16 @@ impl Sso {
         let deleted = self
             .stores
             .sessions
-            .delete_session(Write {
-                now,
-                command: DeleteSession { id: target },
-            })
+            .delete_session(
+                Write::new(
+                    now,
+                    DeleteSession {
+                        id: target,
+                        reason: SessionEndReason::Revoked,
+                    },
+                )
+                .by(self.context(Some(caller), None)),
+            )
             .await?;
         if deleted {
             Ok(())
@@ -197,13 +229,16 @@ impl Sso {
         let deleted = self
             .stores
             .sessions
-            .delete_sessions(Write {
-                now: self.clock.now(),
-                command: DeleteSessions {
-                    selector,
-                    batch: self.policy.sweep_batch,
-                },
-            })
+            .delete_sessions(
+                Write::new(
+                    self.clock.now(),
+                    DeleteSessions {
+                        selector,
+                        batch: self.policy.sweep_batch,
+                    },
+                )
+                .by(self.context(Some(caller), None)),
+            )
             .await?;
         tracing::info!(deleted, ?selector, "sessions revoked");
         Ok(deleted)
@@ -211,31 +246,39 @@ impl Sso {
 
     pub async fn purge_expired(&self, caller: &Caller) -> ServiceResult<PurgeCounts> {
         caller.require_super_user()?;
-        self.sweep().await
+        self.sweep_by(self.context(Some(caller), None)).await
     }
 
-    /// The expiry sweep that the background task and `PurgeExpired` both run.
+    /// The expiry sweep of the background task; `PurgeExpired` runs the same.
     pub async fn sweep(&self) -> ServiceResult<PurgeCounts> {
+        self.sweep_by(EventContext::default()).await
+    }
+
+    async fn sweep_by(&self, context: EventContext) -> ServiceResult<PurgeCounts> {
+        let purge = PurgeExpired {
+            batch: self.policy.sweep_batch,
+            throttle: self.policy.throttle,
+            event_retention: self.policy.event_retention,
+        };
         let counts = self
             .stores
             .sessions
-            .purge_expired(Write {
-                now: self.clock.now(),
-                command: PurgeExpired {
-                    batch: self.policy.sweep_batch,
-                    throttle: self.policy.throttle,
-                },
-            })
+            .purge_expired(Write::new(self.clock.now(), purge).by(context))
             .await?;
         metrics::counter!("ssod_swept_total", "kind" => "sessions").increment(counts.sessions);
         metrics::counter!("ssod_swept_total", "kind" => "attributes").increment(counts.attributes);
         metrics::counter!("ssod_swept_total", "kind" => "login_failures")
             .increment(counts.login_failures);
+        metrics::counter!("ssod_swept_total", "kind" => "events").increment(counts.events);
+        metrics::counter!("ssod_swept_total", "kind" => "account_tokens")
+            .increment(counts.account_tokens);
         if counts != PurgeCounts::default() {
             tracing::info!(
                 sessions = counts.sessions,
                 attributes = counts.attributes,
                 login_failures = counts.login_failures,
+                events = counts.events,
+                account_tokens = counts.account_tokens,
                 "expired rows swept"
             );
         }
@@ -268,6 +311,7 @@ impl Sso {
         replaces: Option<SessionId>,
         login: Option<LoginRecord>,
         now: SystemTime,
+        context: EventContext,
     ) -> ServiceResult<(String, Session)> {
         let ust = crypto::generate_ust();
         let open = OpenSession {
@@ -284,7 +328,7 @@ impl Sso {
         let session = self
             .stores
             .sessions
-            .open_session(Write { now, command: open })
+            .open_session(Write::new(now, open).by(context))
             .await?;
         Ok((ust, session))
     }

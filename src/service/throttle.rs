@@ -20,20 +20,17 @@ impl Sso {
         now: SystemTime,
     ) -> ServiceResult<Option<AddressClaim>> {
         let address = Some(client.remote_addr.clone()).filter(|address| !address.is_empty());
-        // Audit: the claim that starts a lockout is the store's to recognise, so the coming
-        // `user.locked_out` event will ride in `ClaimLogin` (the outbox) and be inserted by the
-        // store in the claim's own write when it sets a user's `locked_until`.
+        // The claim that starts a lockout is the store's to recognise: it records
+        // `user.locked_out` in the claim's own write.
+        let claim = ClaimLogin {
+            user_key: username.key().to_owned(),
+            address,
+            limits: self.policy.throttle,
+        };
         let claim = self
             .stores
             .throttle
-            .claim_login(Write {
-                now,
-                command: ClaimLogin {
-                    user_key: username.key().to_owned(),
-                    address,
-                    limits: self.policy.throttle,
-                },
-            })
+            .claim_login(Write::new(now, claim).by(self.context(None, Some(client))))
             .await?;
         let (kind, until) = match claim {
             LoginClaim::Admitted { address } => return Ok(address),
@@ -47,12 +44,8 @@ impl Sso {
             retry_after_secs = retry_after.as_secs(),
             "login attempt refused while locked out"
         );
-        // Audit: the coming `login.failed` event (reason `TOO_MANY_ATTEMPTS`) is emitted here.
-        Err(if self.policy.reveal_login_failures {
-            ServiceError::TooManyAttempts { retry_after }
-        } else {
-            ServiceError::InvalidCredentials
-        })
+        // `login` records the failure and hides the reason unless the policy reveals it.
+        Err(ServiceError::TooManyAttempts { retry_after })
     }
 
     /// The password was right, whatever else refuses the login: the user's failures and
@@ -65,13 +58,13 @@ impl Sso {
     ) -> ServiceResult<()> {
         self.stores
             .throttle
-            .forget_login_failures(Write {
+            .forget_login_failures(Write::new(
                 now,
-                command: ForgetLoginFailures {
+                ForgetLoginFailures {
                     user_key: username.key().to_owned(),
                     address,
                 },
-            })
+            ))
             .await?;
         Ok(())
     }

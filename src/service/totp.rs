@@ -106,13 +106,16 @@ impl Sso {
         let (key_id, ciphertext) = self.keys.seal(&secret, &secret_aad(user.id))?;
         self.stores
             .credentials
-            .begin_totp(Write {
-                now: self.clock.now(),
-                command: BeginTotp {
-                    user: user.id,
-                    secret: SealedSecret { key_id, ciphertext },
-                },
-            })
+            .begin_totp(
+                Write::new(
+                    self.clock.now(),
+                    BeginTotp {
+                        user: user.id,
+                        secret: SealedSecret { key_id, ciphertext },
+                    },
+                )
+                .by(self.context(Some(caller), None)),
+            )
             .await?;
         let base32 = Zeroizing::new(Secret::from(secret.to_vec()).to_base32());
         let otpauth_uri = Zeroizing::new(otpauth_uri(
@@ -158,15 +161,18 @@ impl Sso {
             })?;
         self.stores
             .credentials
-            .enable_totp(Write {
-                now,
-                command: EnableTotp {
-                    user: user.id,
-                    secret: pending.secret,
-                    step,
-                    recovery_codes: hashes,
-                },
-            })
+            .enable_totp(
+                Write::new(
+                    now,
+                    EnableTotp {
+                        user: user.id,
+                        secret: pending.secret,
+                        step,
+                        recovery_codes: hashes,
+                    },
+                )
+                .by(self.context(Some(caller), None)),
+            )
             .await?;
         tracing::info!(user_id = %user.id, "totp enabled");
         Ok(codes)
@@ -220,10 +226,10 @@ impl Sso {
         let was_enabled = self
             .stores
             .credentials
-            .disable_totp(Write {
-                now: self.clock.now(),
-                command: DisableTotp { user: target },
-            })
+            .disable_totp(
+                Write::new(self.clock.now(), DisableTotp { user: target })
+                    .by(self.context(Some(caller), None)),
+            )
             .await?;
         if !was_enabled {
             return Err(ServiceError::TotpNotEnabled);
@@ -256,13 +262,13 @@ impl Sso {
                 Some(step) => {
                     self.stores
                         .credentials
-                        .use_totp_step(Write {
+                        .use_totp_step(Write::new(
                             now,
-                            command: UseTotpStep {
+                            UseTotpStep {
                                 user: user.id,
                                 step,
                             },
-                        })
+                        ))
                         .await?
                 }
                 None => false,
@@ -273,13 +279,13 @@ impl Sso {
                     let used = self
                         .stores
                         .credentials
-                        .use_recovery_code(Write {
+                        .use_recovery_code(Write::new(
                             now,
-                            command: UseRecoveryCode {
+                            UseRecoveryCode {
                                 user: user.id,
                                 code: hash,
                             },
-                        })
+                        ))
                         .await?;
                     if used {
                         tracing::info!(user_id = %user.id, "recovery code used");

@@ -12,8 +12,8 @@ use super::{
 use crate::{
     crypto,
     domain::{
-        ApprovalStatus, DeleteUser, EndSessions, Profile, UpdateUser, User, UserId, UserPatch,
-        UserQuery, UserRecord, Username, UsernameError, Write,
+        ApprovalStatus, DeleteUser, EndSessions, EventContext, Profile, UpdateUser, User, UserId,
+        UserPatch, UserQuery, UserRecord, Username, UsernameError, Write,
     },
 };
 
@@ -97,7 +97,8 @@ impl Sso {
         new: NewUser,
     ) -> ServiceResult<(User, Option<String>)> {
         caller.require_super_user()?;
-        self.insert_user(new).await
+        self.insert_user(new, self.context(Some(caller), None))
+            .await
     }
 
     /// Creates the start-up super-user unless a user of that name exists; returns it with
@@ -119,7 +120,7 @@ impl Sso {
             is_approved: None,
             password_must_change: false,
         };
-        match self.insert_user(new).await {
+        match self.insert_user(new, self.context(None, None)).await {
             Ok(created) => Ok(Some(created)),
             // Another replica created it first.
             Err(ServiceError::UsernameTaken) => Ok(None),
@@ -127,7 +128,11 @@ impl Sso {
         }
     }
 
-    async fn insert_user(&self, new: NewUser) -> ServiceResult<(User, Option<String>)> {
+    async fn insert_user(
+        &self,
+        new: NewUser,
+        context: EventContext,
+    ) -> ServiceResult<(User, Option<String>)> {
         let username = self.username(&new.username)?.into_string();
         self.check_profile(&new.profile)?;
         let generated = new.password.is_none().then(crypto::generate_password);
@@ -151,6 +156,7 @@ impl Sso {
             password_expiry: self.policy.password_max_age.map(|age| now + age),
             created_at: now,
             last_login_at: None,
+            is_confirmed: true,
             totp_enabled: false,
         };
         // A new user has no password the history could refuse.
@@ -164,13 +170,16 @@ impl Sso {
         let user = self
             .stores
             .users
-            .create_user(Write {
-                now,
-                command: UserRecord {
-                    user,
-                    password_hash: change.password_hash,
-                },
-            })
+            .create_user(
+                Write::new(
+                    now,
+                    UserRecord {
+                        user,
+                        password_hash: change.password_hash,
+                    },
+                )
+                .by(context),
+            )
             .await?;
         tracing::info!(user_id = %user.id, is_super_user = user.is_super_user, "user created");
         Ok((user, generated))
@@ -302,10 +311,7 @@ impl Sso {
         Ok(self
             .stores
             .users
-            .update_user(Write {
-                now: self.clock.now(),
-                command: update,
-            })
+            .update_user(Write::new(self.clock.now(), update).by(self.context(Some(caller), None)))
             .await?)
     }
 
@@ -320,13 +326,16 @@ impl Sso {
         let deleted = self
             .stores
             .users
-            .delete_user(Write {
-                now: self.clock.now(),
-                command: DeleteUser {
-                    id,
-                    batch: self.policy.sweep_batch,
-                },
-            })
+            .delete_user(
+                Write::new(
+                    self.clock.now(),
+                    DeleteUser {
+                        id,
+                        batch: self.policy.sweep_batch,
+                    },
+                )
+                .by(self.context(Some(caller), None)),
+            )
             .await?;
         if !deleted {
             return Err(ServiceError::UserNotFound);
@@ -371,14 +380,14 @@ impl Sso {
     }
 
     /// A username from a request, normalised; refused as an invalid `username` field.
-    fn username(&self, text: &str) -> ServiceResult<Username> {
+    pub(super) fn username(&self, text: &str) -> ServiceResult<Username> {
         Username::parse(text, self.policy.limits.max_username_chars).map_err(|error| match error {
             UsernameError::TooLong(_) => ServiceError::limit("username", error.to_string()),
             _ => ServiceError::invalid("username", error.to_string()),
         })
     }
 
-    fn check_profile(&self, profile: &Profile) -> ServiceResult<()> {
+    pub(super) fn check_profile(&self, profile: &Profile) -> ServiceResult<()> {
         let max = self.policy.limits.max_profile_field_chars;
         for (field, value) in [
             ("email", &profile.email),

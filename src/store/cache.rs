@@ -57,13 +57,14 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{
-    CredentialStore, SessionStore, StoreResult, Stores, UserStore,
+    AccountTokenStore, CredentialStore, SessionStore, StoreResult, Stores, UserStore,
     postgres::listener::{Listener, Listening, Notification},
 };
 use crate::domain::{
-    BeginTotp, DeleteSession, DeleteSessions, DeleteUser, DisableTotp, EnableTotp, OpenSession,
-    PurgeCounts, PurgeExpired, RenewOnUse, RenewSession, Session, SessionId, SessionSelector,
-    SessionWithUser, TokenHash, TotpRecord, UpdateUser, UseRecoveryCode, UseTotpStep, User, UserId,
+    AccountTokenPurpose, BeginTotp, DeleteSession, DeleteSessions, DeleteUser, DisableTotp,
+    EnableTotp, IssuePasswordReset, OpenSession, PurgeCounts, PurgeExpired, RedeemAccountToken,
+    RenewOnUse, RenewSession, Session, SessionId, SessionSelector, SessionWithUser, SignUp,
+    SignedUp, TokenHash, TotpRecord, UpdateUser, UseRecoveryCode, UseTotpStep, User, UserId,
     UserPage, UserQuery, UserRecord, Username, Write,
 };
 
@@ -231,6 +232,7 @@ pub struct AuthCache {
     sessions: Arc<dyn SessionStore>,
     users: Arc<dyn UserStore>,
     credentials: Arc<dyn CredentialStore>,
+    account_tokens: Arc<dyn AccountTokenStore>,
     entries: Cache<TokenHash, Arc<SessionWithUser>>,
     book: Mutex<Book>,
     /// Filled by moka's eviction listener, which must not take `book`: moka may call it
@@ -268,6 +270,7 @@ impl AuthCache {
             sessions: Arc::clone(&stores.sessions),
             users: Arc::clone(&stores.users),
             credentials: Arc::clone(&stores.credentials),
+            account_tokens: Arc::clone(&stores.account_tokens),
             entries,
             book: Mutex::default(),
             evicted,
@@ -276,12 +279,14 @@ impl AuthCache {
         }
     }
 
-    /// `stores` with this cache in place of its sessions, users and credentials.
+    /// `stores` with this cache in place of its sessions, users, credentials and account
+    /// tokens (whose redemption changes a user and may end its sessions).
     pub fn wrap(self: &Arc<Self>, stores: Stores) -> Stores {
         Stores {
             sessions: Arc::clone(self) as Arc<dyn SessionStore>,
             users: Arc::clone(self) as Arc<dyn UserStore>,
             credentials: Arc::clone(self) as Arc<dyn CredentialStore>,
+            account_tokens: Arc::clone(self) as Arc<dyn AccountTokenStore>,
             ..stores
         }
     }
@@ -685,6 +690,46 @@ impl CredentialStore for AuthCache {
     }
 }
 
+#[async_trait]
+impl AccountTokenStore for AuthCache {
+    async fn sign_up(&self, write: Write<SignUp>) -> StoreResult<SignedUp> {
+        self.account_tokens.sign_up(write).await
+    }
+
+    async fn issue_password_reset(
+        &self,
+        write: Write<IssuePasswordReset>,
+    ) -> StoreResult<Option<User>> {
+        self.account_tokens.issue_password_reset(write).await
+    }
+
+    async fn account_token_user(
+        &self,
+        hash: &TokenHash,
+        purpose: AccountTokenPurpose,
+        now: SystemTime,
+    ) -> StoreResult<Option<UserRecord>> {
+        self.account_tokens
+            .account_token_user(hash, purpose, now)
+            .await
+    }
+
+    /// A redemption changes its user (and a reset ends the user's sessions): the user's
+    /// entries go, whatever the outcome, since a failure may still have committed.
+    async fn redeem_account_token(
+        &self,
+        write: Write<RedeemAccountToken>,
+    ) -> StoreResult<Option<User>> {
+        let redeemed = self.account_tokens.redeem_account_token(write).await;
+        match &redeemed {
+            Ok(Some(user)) => self.invalidate(Invalidation::User(user.id), Origin::Local),
+            Ok(None) => {}
+            Err(_) => self.invalidate(Invalidation::All, Origin::Local),
+        }
+        redeemed
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -693,7 +738,10 @@ mod tests {
     use super::*;
     use crate::{
         crypto,
-        domain::{ApprovalStatus, EndSessions, NewSession, Profile, SessionPolicy, UserPatch},
+        domain::{
+            ApprovalStatus, EndSessions, NewSession, Profile, SessionEndReason, SessionPolicy,
+            UserPatch,
+        },
         store::memory::MemoryStore,
     };
 
@@ -728,16 +776,14 @@ mod tests {
                 password_expiry,
                 created_at: at(0),
                 last_login_at: None,
+                is_confirmed: true,
                 totp_enabled: false,
             },
             password_hash: "$argon2id$fake".into(),
         };
         store
             .users
-            .create_user(Write {
-                now: at(0),
-                command: record,
-            })
+            .create_user(Write::new(at(0), record))
             .await
             .unwrap()
     }
@@ -757,9 +803,9 @@ mod tests {
         };
         let opened = store
             .sessions
-            .open_session(Write {
-                now: at(0),
-                command: OpenSession {
+            .open_session(Write::new(
+                at(0),
+                OpenSession {
                     new: NewSession {
                         session,
                         token_hash,
@@ -770,7 +816,7 @@ mod tests {
                     max_guest_sessions: 100,
                     session_limit: None,
                 },
-            })
+            ))
             .await
             .unwrap();
         (opened, token_hash)
@@ -780,10 +826,13 @@ mod tests {
     async fn delete_behind(store: &Stores, id: SessionId) {
         let deleted = store
             .sessions
-            .delete_session(Write {
-                now: at(1),
-                command: DeleteSession { id },
-            })
+            .delete_session(Write::new(
+                at(1),
+                DeleteSession {
+                    id,
+                    reason: SessionEndReason::Revoked,
+                },
+            ))
             .await
             .unwrap();
         assert!(deleted);
@@ -955,9 +1004,9 @@ mod tests {
         // Locked through the cache: the entry goes, and the next look-up reads the store.
         cached
             .users
-            .update_user(Write {
-                now: at(1),
-                command: UpdateUser {
+            .update_user(Write::new(
+                at(1),
+                UpdateUser {
                     id: owner.id,
                     patch: UserPatch {
                         is_locked: Some(true),
@@ -965,7 +1014,7 @@ mod tests {
                     },
                     end_sessions: EndSessions::None,
                 },
-            })
+            ))
             .await
             .unwrap();
         let found = cache
@@ -990,26 +1039,26 @@ mod tests {
         };
         cached
             .credentials
-            .begin_totp(Write {
-                now: at(1),
-                command: BeginTotp {
+            .begin_totp(Write::new(
+                at(1),
+                BeginTotp {
                     user: owner.id,
                     secret: secret.clone(),
                 },
-            })
+            ))
             .await
             .unwrap();
         cached
             .credentials
-            .enable_totp(Write {
-                now: at(1),
-                command: EnableTotp {
+            .enable_totp(Write::new(
+                at(1),
+                EnableTotp {
                     user: owner.id,
                     secret,
                     step: 1,
                     recovery_codes: Vec::new(),
                 },
-            })
+            ))
             .await
             .unwrap();
         let found = cache.session_by_token(&hash, at(1), None).await.unwrap();

@@ -1,5 +1,5 @@
 //! Persistence, one trait per capability ([`StoreHealth`], [`UserStore`], [`SessionStore`],
-//! [`AttributeStore`], [`ThrottleStore`], [`CredentialStore`]) summed into [`Store`]. They are shaped for a transactional SQL store:
+//! [`AttributeStore`], [`ThrottleStore`], [`CredentialStore`], [`EventStore`], [`AccountTokenStore`]) summed into [`Store`]. They are shaped for a transactional SQL store:
 //! every operation that must be atomic is one call, expiry is decided by the `now` passed in
 //! (the injectable clock's time), and nothing asks the caller to read a row to decide whether
 //! to write it.
@@ -9,11 +9,13 @@ use std::{sync::Arc, time::SystemTime};
 use async_trait::async_trait;
 
 use crate::domain::{
-    BeginTotp, ClaimLogin, DeleteAttributes, DeleteSession, DeleteSessions, DeleteUser,
-    DisableTotp, EnableTotp, ForgetLoginFailures, LoginClaim, OpenSession, Owner, PurgeCounts,
-    PurgeExpired, RenewOnUse, RenewSession, Session, SessionId, SessionWithUser,
-    SetAttributeExpiry, SetAttributes, StoredAttribute, TokenHash, TotpRecord, UpdateUser,
-    UseRecoveryCode, UseTotpStep, User, UserId, UserPage, UserQuery, UserRecord, Username, Write,
+    AccountTokenPurpose, BeginTotp, ClaimLogin, DeleteAttributes, DeleteSession, DeleteSessions,
+    DeleteUser, DisableTotp, EnableTotp, Event, EventFeed, EventId, EventQuery,
+    ForgetLoginFailures, IssuePasswordReset, LoginClaim, NewEvent, OpenSession, Owner, PurgeCounts,
+    PurgeExpired, RedeemAccountToken, RenewOnUse, RenewSession, Session, SessionId,
+    SessionWithUser, SetAttributeExpiry, SetAttributes, SignUp, SignedUp, StoredAttribute,
+    TokenHash, TotpRecord, UpdateUser, UseRecoveryCode, UseTotpStep, User, UserId, UserPage,
+    UserQuery, UserRecord, Username, Write,
 };
 
 pub mod cache;
@@ -43,6 +45,9 @@ pub enum StoreError {
     TotpAlreadyEnabled,
     #[error("the user has no pending TOTP enrolment with that secret")]
     TotpNotPending,
+    /// Events after a watcher's cursor are no longer all stored.
+    #[error("events after the cursor have been dropped")]
+    CursorExpired,
     #[error("store unavailable: {0}")]
     Unavailable(String),
     #[error("store failure: {0}")]
@@ -227,11 +232,79 @@ pub trait CredentialStore: Send + Sync + 'static {
     async fn password_history(&self, user: UserId) -> StoreResult<Vec<String>>;
 }
 
+/// The audit log. The events of a change are written by the change's own write (see
+/// [`Write`]); this records the rest and reads them all back.
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Records events that change nothing else (a failed login, a super-user's read of a
+    /// session), each batch with its own time and context, in one write.
+    async fn append_events(&self, batches: Vec<Write<Vec<NewEvent>>>) -> StoreResult<()>;
+    /// Committed events matching `query`, in id order, at most `query.limit`.
+    async fn list_events(&self, query: &EventQuery) -> StoreResult<Vec<Event>>;
+    /// A watcher's next read: at most `limit` settled events after `after`, in id order.
+    /// Settled: no event with a smaller id can commit later, so a watcher that passes an id
+    /// never misses one below it. `CursorExpired` when events after `after` have been
+    /// dropped (the memory store's bound), so the watcher would miss them.
+    async fn event_feed(&self, after: EventId, limit: usize) -> StoreResult<EventFeed>;
+    /// The last settled event's id (a zero id for an empty log): where "from now on" starts.
+    async fn event_head(&self) -> StoreResult<EventId>;
+    /// Whether the event is still stored: a watcher's cursor whose event is gone has passed
+    /// the retention.
+    async fn event_stored(&self, id: EventId) -> StoreResult<bool>;
+    /// A counter the store bumps whenever it records events, when it can tell (the memory
+    /// store); `None` when wake-ups come from elsewhere (PostgreSQL: `NOTIFY` through the
+    /// process's listener).
+    fn event_wakeups(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
+}
+
+/// Sign-up confirmation and password reset tokens, stored only as hashes. A token belongs to
+/// a username key and is bound to the password hash its user had when it was issued: it
+/// redeems only before its expiry and while the user under that key still has that hash (so
+/// a password change or the user's deletion invalidates it), and its redemption consumes it.
+/// A key holds at most one token of each purpose (a new one replaces the old). Expired tokens
+/// are deleted by [`SessionStore::purge_expired`], the one sweep.
+#[async_trait]
+pub trait AccountTokenStore: Send + Sync + 'static {
+    /// Inserts the unconfirmed user and its confirmation token in one transaction; when the
+    /// username key is taken, inserts nothing and names the owner.
+    async fn sign_up(&self, write: Write<SignUp>) -> StoreResult<SignedUp>;
+    /// Issues a reset token under the key (see [`IssuePasswordReset`]); returns the key's
+    /// user if it may reset its password (confirmed, approved, not locked), the one whose
+    /// password the token is bound to. The same one write for a known and an unknown name.
+    async fn issue_password_reset(
+        &self,
+        write: Write<IssuePasswordReset>,
+    ) -> StoreResult<Option<User>>;
+    /// The user of a token of `purpose` that redeems at `now`; nothing is consumed.
+    async fn account_token_user(
+        &self,
+        hash: &TokenHash,
+        purpose: AccountTokenPurpose,
+        now: SystemTime,
+    ) -> StoreResult<Option<UserRecord>>;
+    /// Consumes the token and applies the redemption in one transaction: confirms the user,
+    /// or sets its password and ends all its sessions. `None` (nothing written) when the
+    /// token is unknown, used, expired, of the other purpose, or bound to a password its
+    /// user no longer has (or to none).
+    async fn redeem_account_token(
+        &self,
+        write: Write<RedeemAccountToken>,
+    ) -> StoreResult<Option<User>>;
+}
+
 /// A whole store: every capability. `now` is always the caller's clock: rows whose expiry is
 /// at or before it are treated as absent by every read, count and limit, even before a sweep.
-/// The coming `EventStore` (the audit log) joins this sum.
 pub trait Store:
-    StoreHealth + UserStore + SessionStore + AttributeStore + ThrottleStore + CredentialStore
+    StoreHealth
+    + UserStore
+    + SessionStore
+    + AttributeStore
+    + ThrottleStore
+    + CredentialStore
+    + EventStore
+    + AccountTokenStore
 {
 }
 
@@ -242,6 +315,8 @@ impl<
         + AttributeStore
         + ThrottleStore
         + CredentialStore
+        + EventStore
+        + AccountTokenStore
         + ?Sized,
 > Store for T
 {
@@ -258,6 +333,8 @@ pub struct Stores {
     pub attributes: Arc<dyn AttributeStore>,
     pub throttle: Arc<dyn ThrottleStore>,
     pub credentials: Arc<dyn CredentialStore>,
+    pub events: Arc<dyn EventStore>,
+    pub account_tokens: Arc<dyn AccountTokenStore>,
 }
 
 impl Stores {
@@ -269,7 +346,9 @@ impl Stores {
             sessions: store.clone(),
             attributes: store.clone(),
             throttle: store.clone(),
-            credentials: store,
+            credentials: store.clone(),
+            events: store.clone(),
+            account_tokens: store,
         }
     }
 }

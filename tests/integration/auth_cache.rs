@@ -3,6 +3,7 @@
 //! made it and, through `NOTIFY`, by another process, and that the cache fails closed while
 //! its listener is down.
 
+use ssod::domain::SessionEndReason;
 use std::{
     sync::Arc,
     time::{Duration, SystemTime},
@@ -539,7 +540,13 @@ async fn the_triggers_announce_ended_sessions_and_changed_users_but_not_renewals
     );
 
     let deleted = store
-        .delete_session(write(at(11), DeleteSession { id: first.id }))
+        .delete_session(write(
+            at(11),
+            DeleteSession {
+                id: first.id,
+                reason: SessionEndReason::Revoked,
+            },
+        ))
         .await
         .expect("deleted");
     assert!(deleted);

@@ -2,8 +2,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod abuse;
+mod accounts;
 mod attributes;
 mod auth_cache;
+mod events;
 mod failover;
 mod fuzz;
 mod gate;
@@ -24,6 +26,7 @@ mod self_service;
 mod server_limits;
 mod session_limits;
 mod sessions;
+mod smtp;
 mod store_conformance;
 mod streams;
 mod tls;

@@ -292,6 +292,7 @@ async fn debug_logs_carry_cids_and_no_secrets_and_metrics_are_scraped(backend: B
         "ssod_logins_total{outcome=\"success\"} 2",
         "ssod_logins_total{outcome=\"failure\",reason=\"INVALID_CREDENTIALS\"} 1",
         "ssod_swept_total{kind=\"sessions\"}",
+        "ssod_swept_total{kind=\"events\"}",
     ] {
         assert!(
             scraped.contains(expected),
@@ -358,6 +359,30 @@ async fn debug_logs_carry_cids_and_no_secrets_and_metrics_are_scraped(backend: B
             .any(|line| line["fields"]["message"] == "stopped"),
         "graceful stop logged"
     );
+    // Every event is also a line of target ssod::audit.
+    let audit: Vec<_> = lines
+        .iter()
+        .filter(|line| line["target"] == "ssod::audit")
+        .collect();
+    assert!(
+        audit
+            .iter()
+            .any(|line| line["fields"]["type"] == "login.succeeded"
+                && line["fields"]["cid"] == "cid-of-the-login"),
+        "the login's event is an audit line: {audit:?}"
+    );
+    for kind in [
+        "user.created",
+        "password.changed",
+        "session.read",
+        "login.failed",
+        "logout",
+    ] {
+        assert!(
+            audit.iter().any(|line| line["fields"]["type"] == kind),
+            "no audit line of {kind}"
+        );
+    }
 }
 
 both!(debug_logs_carry_cids_and_no_secrets_and_metrics_are_scraped);

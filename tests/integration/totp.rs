@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use ssod::proto;
+use ssod::proto::{self, event_service_client::EventServiceClient};
 use tonic::{Code, Request, Status};
 use totp_rs::{Algorithm, Builder, Secret};
 
@@ -536,6 +536,112 @@ async fn secrets_appear_only_in_the_enrolment_answers(backend: Backend) {
     }
 }
 
+/// Every event of `user` of the given types, waiting until `count` are stored: a failed
+/// login's event is written a moment after its call returns.
+async fn user_events(
+    server: &TestServer,
+    admin: &str,
+    user: &str,
+    types: &[&str],
+    count: usize,
+) -> Vec<proto::Event> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed = EventServiceClient::new(server.channel.clone())
+            .list_events(authed(
+                admin,
+                proto::ListEventsRequest {
+                    page_size: 1000,
+                    types: types.iter().map(|kind| (*kind).into()).collect(),
+                    user_id: user.into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("list events")
+            .into_inner()
+            .events;
+        if listed.len() >= count {
+            return listed;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {count} events: {listed:?}",
+            listed.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn enabling_disabling_and_wrong_codes_are_events(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let admin = server.admin().await;
+    let (user, ust) = server.user_session("ada").await;
+    let enrollment = begin(&server, &ust).await.expect("enrolment begins");
+    let codes = confirm(
+        &server,
+        &ust,
+        &code_at(&enrollment.secret, server.clock_now()),
+    )
+    .await
+    .expect("confirmed");
+    server.advance(Duration::from_secs(30));
+
+    // A six-digit code of none of the accepted steps.
+    let now = server.clock_now();
+    let valid: Vec<String> = [
+        now - Duration::from_secs(30),
+        now,
+        now + Duration::from_secs(30),
+    ]
+    .into_iter()
+    .map(|at| code_at(&enrollment.secret, at))
+    .collect();
+    let wrong = (0..10)
+        .map(|digit| digit.to_string().repeat(6))
+        .find(|code| !valid.contains(code))
+        .expect("a wrong code");
+    let refused = login_with_code(&server, "ada", PASSWORD, Some(&wrong))
+        .await
+        .expect_err("a wrong code is refused");
+    assert_error(&refused, Code::Unauthenticated, "TOTP_INVALID");
+
+    disable(
+        &server,
+        &ust,
+        proto::DisableTotpRequest {
+            password: PASSWORD.into(),
+            totp_code: codes[0].clone(),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("disabled");
+
+    let listed = user_events(
+        &server,
+        &admin,
+        &user.user_id,
+        &["totp.enabled", "totp.disabled", "login.failed"],
+        3,
+    )
+    .await;
+    let kinds: Vec<&str> = listed.iter().map(|event| event.r#type.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["totp.enabled", "login.failed", "totp.disabled"],
+        "{listed:?}"
+    );
+    let (enabled, failed, disabled) = (&listed[0], &listed[1], &listed[2]);
+    assert_eq!(failed.reason, "TOTP_INVALID");
+    assert_eq!(failed.current_app, "tests");
+    for event in [enabled, disabled] {
+        assert_eq!(event.user_id, user.user_id);
+        assert_eq!(event.actor_user_id, user.user_id, "the user acts on itself");
+        assert!(!event.actor_session_id.is_empty());
+    }
+}
+
 both!(
     enrolment_returns_a_secret_that_an_app_can_use,
     the_issuer_is_configurable,
@@ -548,4 +654,5 @@ both!(
     concurrent_logins_with_one_code_let_one_in,
     disabling_takes_password_and_code_or_a_super_user,
     secrets_appear_only_in_the_enrolment_answers,
+    enabling_disabling_and_wrong_codes_are_events,
 );

@@ -15,7 +15,7 @@ const UA = `node-grpc-js/${require('@grpc/grpc-js/package.json').version}`;
 const TIMEOUT_MS = 10000;
 
 // proto-loader resolves google/protobuf/*.proto from its bundled well-known types.
-const def = protoLoader.loadSync(['sso/v1/user.proto', 'sso/v1/session.proto', 'sso/v1/attribute.proto'], {
+const def = protoLoader.loadSync(['sso/v1/user.proto', 'sso/v1/session.proto', 'sso/v1/attribute.proto', 'sso/v1/event.proto'], {
   includeDirs: [path.join(ROOT, 'proto')],
   keepCase: true, longs: String, enums: String, defaults: true, oneofs: true,
 });
@@ -94,6 +94,47 @@ async function expectError(client, method, req, md, code, reason, what) {
   return fail(`${what}: succeeded, want ${grpc.status[code]}`);
 }
 
+// The next `count` events of `userId` after the cursor `after`, heartbeats skipped.
+function watch(events, md, after, userId, count) {
+  const meta = new grpc.Metadata();
+  for (const [k, v] of Object.entries(md)) meta.set(k, v);
+  return new Promise((resolve, reject) => {
+    const seen = [];
+    const stream = events.WatchEvents({ after_event_id: after }, meta, { deadline: Date.now() + 3 * TIMEOUT_MS });
+    stream.on('data', (message) => {
+      if (message.event && message.event.user_id === userId) {
+        seen.push(message.event);
+        if (seen.length === count) { stream.cancel(); resolve(seen); }
+      }
+    });
+    stream.on('error', (err) => { if (err.code !== grpc.status.CANCELLED) reject(err); });
+    stream.on('end', () => resolve(seen));
+  });
+}
+
+// The audit trail of this flow's user: listed, watched from a cursor, resumed.
+async function checkEvents(events, adminMd, userId) {
+  const wanted = ['user.created', 'login.succeeded', 'session.read', 'login.failed', 'logout'];
+  const deadline = Date.now() + TIMEOUT_MS;
+  let mine = [];
+  for (;;) { // a failed login is recorded a moment after its call returns
+    mine = (await ok(events, 'ListEvents', { user_id: userId, page_size: 100 }, adminMd)).res.events;
+    const types = new Set(mine.map((e) => e.type));
+    if (wanted.every((t) => types.has(t)) || Date.now() > deadline) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const types = new Set(mine.map((e) => e.type));
+  check(wanted.every((t) => types.has(t)), `ListEvents of the user: ${mine.map((e) => e.type)}`);
+  const ids = mine.map((e) => e.event_id);
+  check(same(ids, [...ids].sort()), 'ListEvents oldest first');
+  check(mine.find((e) => e.type === 'login.failed').reason === 'INVALID_CREDENTIALS', 'login.failed carries its reason');
+  const seen = await watch(events, adminMd, ids[0], userId, ids.length - 1);
+  check(same(seen.map((e) => e.event_id), ids.slice(1)), `WatchEvents replays the user's ${seen.length} events after the first, in order`);
+  const resumed = await watch(events, adminMd, seen[0].event_id, userId, ids.length - 2);
+  check(same(resumed.map((e) => e.event_id), ids.slice(2)), 'WatchEvents resumed from a cursor: no event lost or repeated');
+  await expectError(events, 'ListEvents', { types: ['no.such.type'] }, adminMd, grpc.status.INVALID_ARGUMENT, 'INVALID_ARGUMENT', 'ListEvents with an unknown type');
+}
+
 async function main() {
   const creds = grpc.credentials.createInsecure();
   const users = new sso.UserService(process.env.SSOD_ADDR, creds);
@@ -168,7 +209,9 @@ async function main() {
   await ok(users, 'Logout', {}, userMd);
   console.log('ok: Logout');
   await expectError(users, 'GetCurrentUser', {}, userMd, grpc.status.UNAUTHENTICATED, 'UST_INVALID', 'GetCurrentUser after Logout');
-  [users, sessions, attrs].forEach((c) => c.close());
+  const events = new sso.EventService(process.env.SSOD_ADDR, creds);
+  await checkEvents(events, adminMd, userId);
+  [users, sessions, attrs, events].forEach((c) => c.close());
   console.log('node flow: all checks passed');
 }
 

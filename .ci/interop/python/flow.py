@@ -1,12 +1,18 @@
 #!/usr/bin/env python3
 """The ssod interop flow with grpcio and stubs generated from proto/ at run time.
 
-Env (set by .ci/interop/run): SSOD_ADDR, SSOD_ADMIN_USER, SSOD_ADMIN_PASSWORD.
+Env (set by .ci/interop/run): SSOD_ADDR, SSOD_ADMIN_USER, SSOD_ADMIN_PASSWORD, and
+SSOD_INTEROP_SMTP_PORT, where this flow runs the SMTP server (aiosmtpd) that ssod mails
+sign-up and reset tokens to.
 Prints one line per check and exits 1 at the first mismatch.
 """
+import email
+import email.policy
 import json
 import os
 import pathlib
+import queue
+import re
 import shutil
 import sys
 import time
@@ -41,6 +47,8 @@ from grpc_status import rpc_status  # noqa: E402
 from sso.v1 import attribute_pb2 as apb  # noqa: E402
 from sso.v1 import attribute_pb2_grpc  # noqa: E402
 from sso.v1 import common_pb2 as cpb  # noqa: E402
+from sso.v1 import event_pb2 as epb  # noqa: E402
+from sso.v1 import event_pb2_grpc  # noqa: E402
 from sso.v1 import session_pb2 as spb  # noqa: E402
 from sso.v1 import session_pb2_grpc  # noqa: E402
 from sso.v1 import user_pb2 as upb  # noqa: E402
@@ -161,9 +169,88 @@ def totp_flow(users, username, password, user_md):
     call(users.DisableTotp, upb.DisableTotpRequest(password=password, totp_code=codes[1]), user_md)
     res = call(users.Login, login_with(None), what="Login after DisableTotp")[0]
     check(not res.user.totp_enabled, "DisableTotp with password and a recovery code")
+class MailSink:
+    """An SMTP server on SSOD_INTEROP_SMTP_PORT; received mails wait in a queue."""
+
+    def __init__(self):
+        from aiosmtpd.controller import Controller
+
+        self.mails = queue.Queue()
+        self.controller = Controller(self, hostname="127.0.0.1",
+                                     port=int(os.environ["SSOD_INTEROP_SMTP_PORT"]))
+        self.controller.start()
+
+    async def handle_DATA(self, server, session, envelope):
+        self.mails.put((envelope.rcpt_tos, envelope.content))
+        return "250 OK"
+
+    def token_for(self, address, what):
+        """The account token of the next mail, which must go to `address`."""
+        try:
+            rcpt, content = self.mails.get(timeout=30)
+        except queue.Empty:
+            fail(f"{what}: no mail within 30 s")
+        check(rcpt == [address], f"{what}: mail to {rcpt}")
+        body = email.message_from_bytes(content, policy=email.policy.default).get_body(("plain",))
+        found = re.search(r"ssod_act_[A-Za-z0-9_-]{43}", body.get_content())
+        check(found is not None, f"{what}: the mail carries a token")
+        return found.group(0)
+
+    def stop(self):
+        self.controller.stop()
+
+
+def remember_secrets(*secrets):
+    """Run checks that the server log holds none of these."""
+    if os.environ.get("SSOD_INTEROP_SECRETS"):
+        with open(os.environ["SSOD_INTEROP_SECRETS"], "a") as f:
+            f.writelines(f"{secret}\n" for secret in secrets)
+
+
+def sign_up_and_reset(users, login, mails):
+    """Sign-up, confirmation by the mailed token, login; reset by mail, login again."""
+    username = f"python-signup-{int(time.time())}-{os.getpid()}"
+    address = f"{username}@example.invalid"
+    password = f"Interop-signup-{uuid.uuid4().hex[:8]}-Pa55!"
+    new_password = f"Interop-reset-{uuid.uuid4().hex[:8]}-Pa55!"
+    remember_secrets(password, new_password)
+    signed_up = call(users.SignUp, upb.SignUpRequest(
+        username=username, password=password, email=address, current_app="interop",
+        remote_addr="127.0.0.1", user_agent=UA))[0]
+    check(signed_up.user.username == username and not signed_up.user.is_confirmed
+          and signed_up.confirmation_token == "", f"SignUp {username}: unconfirmed, token mailed")
+    expect_error(users.Login, upb.LoginRequest(username=username, password=password, current_app="interop",
+                                               remote_addr="127.0.0.1", user_agent=UA),
+                 (), grpc.StatusCode.UNAUTHENTICATED, "INVALID_CREDENTIALS", "Login before confirmation")
+    token = mails.token_for(address, "sign-up mail")
+    remember_secrets(token)
+    confirmed = call(users.ConfirmSignUp, upb.ConfirmSignUpRequest(confirmation_token=token))[0]
+    check(confirmed.user.user_id == signed_up.user.user_id and confirmed.user.is_confirmed, "ConfirmSignUp")
+    expect_error(users.ConfirmSignUp, upb.ConfirmSignUpRequest(confirmation_token=token), (),
+                 grpc.StatusCode.INVALID_ARGUMENT, "TOKEN_INVALID", "ConfirmSignUp twice")
+    first = login(username, password)
+    check(first.user.is_confirmed, "Login after confirmation")
+    remember_secrets(first.ust)
+
+    reset_request = upb.RequestPasswordResetRequest(username=username, current_app="interop",
+                                                    remote_addr="127.0.0.1", user_agent=UA)
+    check(call(users.RequestPasswordReset, reset_request)[0].reset_token == "", "RequestPasswordReset")
+    unknown = upb.RequestPasswordResetRequest(username=f"{username}-unknown", current_app="interop")
+    check(call(users.RequestPasswordReset, unknown)[0].reset_token == "",
+          "RequestPasswordReset of an unknown name answers the same")
+    token = mails.token_for(address, "reset mail")
+    remember_secrets(token)
+    call(users.ResetPassword, upb.ResetPasswordRequest(reset_token=token, new_password=new_password))
+    print("ok: ResetPassword")
+    expect_error(users.GetCurrentUser, upb.GetCurrentUserRequest(), bearer(first.ust),
+                 grpc.StatusCode.UNAUTHENTICATED, "UST_INVALID", "the reset ended the earlier session")
+    again = login(username, new_password)
+    check(again.user.user_id == signed_up.user.user_id, "Login with the new password")
+    remember_secrets(again.ust)
 
 
 def main():
+    mails = MailSink()
     channel = grpc.insecure_channel(os.environ["SSOD_ADDR"])
     users = user_pb2_grpc.UserServiceStub(channel)
     sessions = session_pb2_grpc.SessionServiceStub(channel)
@@ -255,8 +342,52 @@ def main():
     print("ok: Logout")
     expect_error(users.GetCurrentUser, upb.GetCurrentUserRequest(), user_md, grpc.StatusCode.UNAUTHENTICATED,
                  "UST_INVALID", "GetCurrentUser after Logout")
+    check_events(event_pb2_grpc.EventServiceStub(channel), admin_md, user_id)
+
+    sign_up_and_reset(users, login, mails)
+    mails.stop()
     channel.close()
     print("python flow: all checks passed")
+
+
+def check_events(events, admin_md, user_id):
+    """The audit trail of this flow's user: listed, watched from a cursor, resumed."""
+    wanted = {"user.created", "login.succeeded", "session.read", "login.failed", "logout"}
+    deadline = time.time() + TIMEOUT
+    while True:  # a failed login is recorded a moment after its call returns
+        mine = list(call(events.ListEvents, epb.ListEventsRequest(user_id=user_id, page_size=100),
+                         admin_md)[0].events)
+        if wanted <= {e.type for e in mine} or time.time() > deadline:
+            break
+        time.sleep(0.1)
+    check(wanted <= {e.type for e in mine}, f"ListEvents of the user: {[e.type for e in mine]}")
+    check([e.event_id for e in mine] == sorted(e.event_id for e in mine), "ListEvents oldest first")
+    failed = next(e for e in mine if e.type == "login.failed")
+    check(failed.reason == "INVALID_CREDENTIALS", "login.failed carries its reason")
+
+    def watch(after, count):
+        """The next `count` events of this user after the cursor `after`, heartbeats skipped."""
+        stream = events.WatchEvents(epb.WatchEventsRequest(after_event_id=after),
+                                    metadata=admin_md, timeout=TIMEOUT * 3)
+        seen = []
+        try:
+            for message in stream:
+                if message.HasField("event") and message.event.user_id == user_id:
+                    seen.append(message.event)
+                    if len(seen) == count:
+                        break
+        finally:
+            stream.cancel()
+        return seen
+
+    seen = watch(mine[0].event_id, len(mine) - 1)
+    check([e.event_id for e in seen] == [e.event_id for e in mine[1:]],
+          f"WatchEvents replays the user's {len(seen)} events after the first, in order")
+    resumed = watch(seen[0].event_id, len(mine) - 2)
+    check([e.event_id for e in resumed] == [e.event_id for e in mine[2:]],
+          "WatchEvents resumed from a cursor: no event lost or repeated")
+    expect_error(events.ListEvents, epb.ListEventsRequest(types=["no.such.type"]), admin_md,
+                 grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", "ListEvents with an unknown type")
 
 
 if __name__ == "__main__":

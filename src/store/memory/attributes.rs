@@ -106,6 +106,7 @@ impl AttributeStore for MemoryStore {
                     max_per_owner,
                     max_bytes_per_owner,
                 },
+            ..
         } = write;
         let mut state = self.lock()?;
         state.owner_exists(owner, now)?;
@@ -139,6 +140,7 @@ impl AttributeStore for MemoryStore {
         let Write {
             now,
             command: DeleteAttributes { owner, names },
+            ..
         } = write;
         let mut state = self.lock()?;
         let Some(map) = state.attributes.get_mut(&owner) else {
@@ -163,6 +165,7 @@ impl AttributeStore for MemoryStore {
                     name,
                     expires_at,
                 },
+            ..
         } = write;
         let mut state = self.lock()?;
         Ok(state

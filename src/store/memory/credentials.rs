@@ -35,12 +35,18 @@ impl CredentialStore for MemoryStore {
     }
 
     async fn enable_totp(&self, write: Write<EnableTotp>) -> StoreResult<User> {
-        let EnableTotp {
-            user,
-            secret,
-            step,
-            recovery_codes,
-        } = write.command;
+        let event = write.command.event();
+        let Write {
+            now,
+            command:
+                EnableTotp {
+                    user,
+                    secret,
+                    step,
+                    recovery_codes,
+                },
+            context,
+        } = write;
         let mut state = self.lock()?;
         let enabled = state
             .users
@@ -59,7 +65,9 @@ impl CredentialStore for MemoryStore {
             .insert(user, recovery_codes.into_iter().collect());
         let record = state.users.get_mut(&user).ok_or(StoreError::UserNotFound)?;
         record.user.totp_enabled = true;
-        Ok(record.user.clone())
+        let enabled = record.user.clone();
+        state.events.record(now, &context, vec![event]);
+        Ok(enabled)
     }
 
     async fn use_totp_step(&self, write: Write<UseTotpStep>) -> StoreResult<bool> {
@@ -89,12 +97,20 @@ impl CredentialStore for MemoryStore {
     }
 
     async fn disable_totp(&self, write: Write<DisableTotp>) -> StoreResult<bool> {
-        let DisableTotp { user } = write.command;
+        let event = write.command.event();
+        let Write {
+            now,
+            command: DisableTotp { user },
+            context,
+        } = write;
         let mut state = self.lock()?;
         let record = state.users.get_mut(&user).ok_or(StoreError::UserNotFound)?;
         let was_enabled = std::mem::replace(&mut record.user.totp_enabled, false);
         state.totp.remove(&user);
         state.recovery_codes.remove(&user);
+        if was_enabled {
+            state.events.record(now, &context, vec![event]);
+        }
         Ok(was_enabled)
     }
 

@@ -3,7 +3,7 @@
 //! than tokio's and cannot deadlock the runtime.
 //!
 //! One file per capability (`users.rs`, `sessions.rs`, `attributes.rs`, `throttle.rs`,
-//! `credentials.rs`); this one holds the
+//! `credentials.rs`, `events.rs`, `accounts.rs`); this one holds the
 //! state, its lock, health, and the session helpers that more than one area needs.
 
 use std::{
@@ -20,8 +20,10 @@ use crate::domain::{
     TotpRecord, UserId, UserRecord,
 };
 
+mod accounts;
 mod attributes;
 mod credentials;
+mod events;
 mod sessions;
 mod throttle;
 mod users;
@@ -55,6 +57,8 @@ struct State {
     recovery_codes: HashMap<UserId, HashSet<RecoveryCodeHash>>,
     /// User → its replaced password hashes, newest first.
     password_history: HashMap<UserId, VecDeque<String>>,
+    events: events::EventLog,
+    account_tokens: accounts::AccountTokens,
 }
 
 struct StoredSession {
@@ -158,12 +162,27 @@ impl State {
         self.password_history.remove(&user);
     }
 
-    /// Removes the given sessions; counts those that had not expired at `now`.
-    fn remove_sessions(&mut self, now: SystemTime, ids: Vec<SessionId>) -> u64 {
+    /// Records each template once per session in `ended` (with its user).
+    fn record_ended(
+        &mut self,
+        now: SystemTime,
+        context: &crate::domain::EventContext,
+        templates: &[crate::domain::NewEvent],
+        ended: &[Session],
+    ) {
+        let sessions: Vec<(SessionId, Option<UserId>)> = ended
+            .iter()
+            .map(|session| (session.id, session.user_id))
+            .collect();
+        self.events
+            .record_for_sessions(now, context, templates, &sessions);
+    }
+
+    /// Removes the given sessions; those it removed.
+    fn remove_sessions(&mut self, ids: Vec<SessionId>) -> Vec<Session> {
         ids.into_iter()
             .filter_map(|id| self.remove_session(id))
-            .filter(|session| session.expires_at > now)
-            .count() as u64
+            .collect()
     }
 }
 

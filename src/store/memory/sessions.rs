@@ -10,9 +10,18 @@ use crate::{
         ApprovalStatus, DeleteSession, DeleteSessions, OpenSession, Owner, PurgeCounts,
         PurgeExpired, RenewOnUse, RenewSession, Session, SessionId, SessionLimit,
         SessionLimitPolicy, SessionSelector, SessionWithUser, TokenHash, UserId, Write,
+        commands::user_changed_template,
     },
     store::{SessionStore, StoreError, StoreResult, is_live},
 };
+
+/// How many of `sessions` were live at `now`.
+pub(super) fn count_live(sessions: &[Session], now: SystemTime) -> u64 {
+    sessions
+        .iter()
+        .filter(|session| session.expires_at > now)
+        .count() as u64
+}
 
 impl State {
     /// The live sessions of `user` a new one must end to stay within `limit`, oldest first
@@ -61,7 +70,11 @@ impl State {
 #[async_trait]
 impl SessionStore for MemoryStore {
     async fn open_session(&self, write: Write<OpenSession>) -> StoreResult<Session> {
-        let Write { now, command: open } = write;
+        let Write {
+            now,
+            command: open,
+            context,
+        } = write;
         let mut state = self.lock()?;
         let session = open.new.session.clone();
         // Every check before any change, so a refusal changes nothing; then the changes in
@@ -71,8 +84,9 @@ impl SessionStore for MemoryStore {
         {
             return Err(StoreError::SessionNotFound);
         }
-        // The user's sessions that end with this one's opening.
+        // The user's sessions that end with this one's opening, and why.
         let mut doomed = Vec::new();
+        let mut doomed_templates = Vec::new();
         match session.user_id {
             Some(user_id) => {
                 let record = state.users.get(&user_id).ok_or(StoreError::UserNotFound)?;
@@ -91,8 +105,11 @@ impl SessionStore for MemoryStore {
                     .is_some_and(|login| login.new_password.is_some());
                 if ends_other_sessions {
                     doomed = state.selected_sessions(SessionSelector::User(user_id));
+                    doomed.retain(|id| Some(*id) != open.replaces);
+                    doomed_templates = user_changed_template();
                 } else if let Some(limit) = open.session_limit {
                     doomed = state.oldest_to_end(user_id, open.replaces, limit, now)?;
+                    doomed_templates = OpenSession::limit_templates();
                 }
             }
             None => {
@@ -109,16 +126,23 @@ impl SessionStore for MemoryStore {
             }
         }
         let owner = Owner::Session(session.id);
+        let opened_events = open.opened_events();
+        let replaced_templates = open.replaced_templates();
         state.insert_session(StoredSession {
             session: session.clone(),
             token_hash: open.new.token_hash,
         });
         // Carried attributes came from a session within the limits, so none applies here.
         state.upsert_attributes(owner, open.attributes, usize::MAX, usize::MAX, now)?;
-        if let Some(replaced) = open.replaces {
-            state.remove_session(replaced);
+        // Events in PostgreSQL's order: the replaced session, the user's, the opening.
+        if let Some(replaced) = open.replaces
+            && let Some(ended) = state.remove_session(replaced)
+        {
+            state.record_ended(now, &context, &replaced_templates, &[ended]);
         }
-        state.remove_sessions(now, doomed);
+        let ended = state.remove_sessions(doomed);
+        state.record_ended(now, &context, &doomed_templates, &ended);
+        state.events.record(now, &context, opened_events);
         if let (Some(login), Some(user_id)) = (open.login, session.user_id)
             && let Some(record) = state.users.get_mut(&user_id)
         {
@@ -171,6 +195,7 @@ impl SessionStore for MemoryStore {
         let Write {
             now,
             command: RenewSession { id, expires_at },
+            ..
         } = write;
         let mut state = self.lock()?;
         Ok(state
@@ -207,32 +232,50 @@ impl SessionStore for MemoryStore {
     async fn delete_session(&self, write: Write<DeleteSession>) -> StoreResult<bool> {
         let Write {
             now,
-            command: DeleteSession { id },
+            command,
+            context,
         } = write;
         let mut state = self.lock()?;
-        Ok(state
-            .remove_session(id)
-            .is_some_and(|session| session.expires_at > now))
+        let Some(ended) = state.remove_session(command.id) else {
+            return Ok(false);
+        };
+        state.record_ended(
+            now,
+            &context,
+            &command.templates(),
+            std::slice::from_ref(&ended),
+        );
+        Ok(ended.expires_at > now)
     }
 
     async fn delete_sessions(&self, write: Write<DeleteSessions>) -> StoreResult<u64> {
         let Write {
             now,
             // One pass, linear in the selected sessions: no statement timeout to stay under.
-            command: DeleteSessions { selector, .. },
+            command,
+            context,
         } = write;
         let mut state = self.lock()?;
-        let doomed = state.selected_sessions(selector);
-        Ok(state.remove_sessions(now, doomed))
+        let doomed = state.selected_sessions(command.selector);
+        let live = count_live(&state.remove_sessions(doomed), now);
+        let summary = command.summary().detail("count", live);
+        state.events.record(now, &context, vec![summary]);
+        Ok(live)
     }
 
     async fn purge_expired(&self, write: Write<PurgeExpired>) -> StoreResult<PurgeCounts> {
         let Write {
             now,
-            command: PurgeExpired { throttle, .. },
+            command: purge,
+            context,
         } = write;
+        let throttle = purge.throttle;
         let mut state = self.lock()?;
+        let events = purge
+            .events_before(now)
+            .map_or(0, |before| state.events.trim(before));
         let login_failures = state.throttle.purge(&throttle, now);
+        let account_tokens = state.account_tokens.purge(now);
         let mut attributes = 0;
         for map in state.attributes.values_mut() {
             let before = map.len();
@@ -246,18 +289,22 @@ impl SessionStore for MemoryStore {
             .filter(|stored| stored.session.expires_at <= now)
             .map(|stored| stored.session.id)
             .collect();
+        let mut swept = Vec::with_capacity(expired.len());
         for id in &expired {
             let owned = state
                 .attributes
                 .get(&Owner::Session(*id))
                 .map_or(0, BTreeMap::len);
             attributes += owned as u64;
-            state.remove_session(*id);
+            swept.extend(state.remove_session(*id));
         }
+        state.record_ended(now, &context, &PurgeExpired::templates(), &swept);
         Ok(PurgeCounts {
             sessions: expired.len() as u64,
             attributes,
             login_failures,
+            events,
+            account_tokens,
         })
     }
 }

@@ -103,6 +103,7 @@ impl ThrottleStore for MemoryStore {
                     address,
                     limits,
                 },
+            context,
         } = write;
         let mut state = self.lock()?;
         let throttle = &mut state.throttle;
@@ -142,12 +143,15 @@ impl ThrottleStore for MemoryStore {
         }
         user.failures += 1;
         user.last_failure = now;
+        let mut locked_out = None;
         if user.failures >= limits.user_max_failures {
-            user.locked_until = Some(now + limits.user_lockout(user.lockouts));
+            let until = now + limits.user_lockout(user.lockouts);
+            user.locked_until = Some(until);
             user.lockouts = user.lockouts.saturating_add(1);
             user.failures = 0;
+            locked_out = Some(until);
         }
-        throttle.users.insert(user_key, user);
+        throttle.users.insert(user_key.clone(), user);
         let claim = counted_address
             .and_then(|address| Some((address, throttle.addresses.get_mut(address)?)))
             .map(|(address, counter)| {
@@ -157,6 +161,21 @@ impl ThrottleStore for MemoryStore {
                     window_start: counter.window_start,
                 }
             });
+        // A lockout of a username that names a user is that user's `user.locked_out`.
+        if let Some(until) = locked_out
+            && let Some(user) = state.usernames.get(&user_key).copied()
+        {
+            let events = ClaimLogin::lockout_template()
+                .into_iter()
+                .map(|template| {
+                    let lockout = until.duration_since(now).unwrap_or_default();
+                    template
+                        .user(Some(user))
+                        .detail("lockout_secs", lockout.as_secs())
+                })
+                .collect();
+            state.events.record(now, &context, events);
+        }
         Ok(LoginClaim::Admitted { address: claim })
     }
 

@@ -1,7 +1,5 @@
 //! Users in memory.
 
-use std::time::SystemTime;
-
 use async_trait::async_trait;
 
 use super::MemoryStore;
@@ -9,6 +7,7 @@ use crate::{
     domain::{
         DeleteUser, EndSessions, Owner, SessionSelector, UpdateUser, User, UserId, UserPage,
         UserPatch, UserQuery, UserRecord, Username, Write,
+        commands::{user_changed_template, user_created},
     },
     store::{StoreError, StoreResult, UserStore},
 };
@@ -17,7 +16,9 @@ use crate::{
 impl UserStore for MemoryStore {
     async fn create_user(&self, write: Write<UserRecord>) -> StoreResult<User> {
         let Write {
-            command: record, ..
+            now,
+            command: record,
+            context,
         } = write;
         let mut state = self.lock()?;
         let key = Username::key_of(&record.user.username);
@@ -27,6 +28,9 @@ impl UserStore for MemoryStore {
         let user = record.user.clone();
         state.usernames.insert(key, user.id);
         state.users.insert(user.id, record);
+        state
+            .events
+            .record(now, &context, vec![user_created(&user)]);
         Ok(user)
     }
 
@@ -70,13 +74,15 @@ impl UserStore for MemoryStore {
     async fn update_user(&self, write: Write<UpdateUser>) -> StoreResult<User> {
         let Write {
             now,
-            command:
-                UpdateUser {
-                    id,
-                    patch,
-                    end_sessions,
-                },
+            command: update,
+            context,
         } = write;
+        let events = update.events();
+        let UpdateUser {
+            id,
+            patch,
+            end_sessions,
+        } = update;
         let mut state = self.lock()?;
         let record = state.users.get_mut(&id).ok_or(StoreError::UserNotFound)?;
         let was_expired = record.user.password_expired(now);
@@ -85,6 +91,7 @@ impl UserStore for MemoryStore {
         if let Some(hash) = patch.password_hash {
             state.replace_password(id, hash, patch.keep_password_history);
         }
+        state.events.record(now, &context, events);
         let keep = match end_sessions {
             EndSessions::AllIfPasswordExpired if was_expired => None,
             EndSessions::None | EndSessions::AllIfPasswordExpired => return Ok(user),
@@ -93,15 +100,18 @@ impl UserStore for MemoryStore {
         };
         let mut doomed = state.selected_sessions(SessionSelector::User(id));
         doomed.retain(|session| Some(*session) != keep);
-        state.remove_sessions(SystemTime::UNIX_EPOCH, doomed);
+        let ended = state.remove_sessions(doomed);
+        state.record_ended(now, &context, &user_changed_template(), &ended);
         Ok(user)
     }
 
     async fn delete_user(&self, write: Write<DeleteUser>) -> StoreResult<bool> {
         let Write {
-            command: DeleteUser { id, .. },
-            ..
+            now,
+            command,
+            context,
         } = write;
+        let id = command.id;
         let mut state = self.lock()?;
         let Some(record) = state.users.remove(&id) else {
             return Ok(false);
@@ -112,7 +122,10 @@ impl UserStore for MemoryStore {
         state.attributes.remove(&Owner::User(id));
         state.forget_credentials(id);
         let doomed = state.selected_sessions(SessionSelector::User(id));
-        state.remove_sessions(SystemTime::UNIX_EPOCH, doomed);
+        let live = super::sessions::count_live(&state.remove_sessions(doomed), now);
+        state
+            .events
+            .record(now, &context, vec![command.event(live)]);
         Ok(true)
     }
 }

@@ -64,6 +64,7 @@ impl AttributeStore for PostgresStore {
                     max_per_owner,
                     max_bytes_per_owner,
                 },
+            ..
         } = write;
         let (table, owner_id) = attribute_sql(owner);
         let arrays = AttributeArrays::new(&items);
@@ -146,6 +147,7 @@ impl AttributeStore for PostgresStore {
         let Write {
             now,
             command: DeleteAttributes { owner, names },
+            ..
         } = write;
         let (table, owner_id) = attribute_sql(owner);
         // Never: a second run would count nothing deleted.
@@ -167,6 +169,7 @@ impl AttributeStore for PostgresStore {
                     name,
                     expires_at,
                 },
+            ..
         } = write;
         let (table, owner_id) = attribute_sql(owner);
         // Safe: it sets the given expiry and modification time; a second run sets the same.

@@ -8,6 +8,7 @@ use deadpool_postgres::Transaction;
 use super::{
     PostgresStore, Retry,
     error::from_pg,
+    events,
     rows::{self, to_i64},
     sql,
 };
@@ -98,6 +99,7 @@ impl CredentialStore for PostgresStore {
         } = &write.command;
         let codes: Vec<&[u8]> = recovery_codes.iter().map(|code| &code.0[..]).collect();
         let codes = &codes;
+        let recorded = &events::write_records(&write, &[write.command.event()]);
         // Never: a second run would find TOTP enabled by the first.
         self.with_client(Retry::Never, move |mut client| async move {
             let result = async {
@@ -137,7 +139,7 @@ impl CredentialStore for PostgresStore {
                     .await
                     .map_err(from_pg)?;
                 let row = transaction
-                    .query_one(&statement, &[&user.0])
+                    .query_one(&statement, &[&user.0, recorded])
                     .await
                     .map_err(from_pg)?;
                 let enabled = rows::user(&row, 0)?;
@@ -177,6 +179,7 @@ impl CredentialStore for PostgresStore {
     }
 
     async fn disable_totp(&self, write: Write<DisableTotp>) -> StoreResult<bool> {
+        let recorded = &events::write_records(&write, &[write.command.event()]);
         let DisableTotp { user } = write.command;
         // Never: a second run would answer that TOTP was not enabled.
         self.with_client(Retry::Never, move |mut client| async move {
@@ -188,7 +191,7 @@ impl CredentialStore for PostgresStore {
                     .await
                     .map_err(from_pg)?;
                 transaction
-                    .execute(&statement, &[&user.0])
+                    .execute(&statement, &[&user.0, recorded])
                     .await
                     .map_err(from_pg)?;
                 transaction.commit().await.map_err(from_pg)?;

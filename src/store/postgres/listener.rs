@@ -21,7 +21,7 @@ use super::StoreResult;
 use crate::lifecycle::Lifecycle;
 
 /// The channels the listener subscribes to; a feature that follows changes adds its own.
-pub const CHANNELS: &[&str] = &[crate::store::cache::CHANNEL];
+pub const CHANNELS: &[&str] = &[crate::store::cache::CHANNEL, super::events::CHANNEL];
 
 /// The `application_name` of the listener's connection, so operators (and tests) can find it
 /// in `pg_stat_activity`.

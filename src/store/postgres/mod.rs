@@ -79,9 +79,11 @@ use tokio_postgres::{Row, types::ToSql};
 
 use super::{PoolStatus, StoreError, StoreHealth, StoreResult};
 
+mod accounts;
 mod attributes;
 mod credentials;
 mod error;
+pub mod events;
 pub mod listener;
 mod migrations;
 mod rows;

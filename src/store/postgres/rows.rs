@@ -10,8 +10,9 @@ use uuid::Uuid;
 use super::{error::from_pg, sql};
 use crate::{
     domain::{
-        ApprovalStatus, NewAttribute, Profile, SealedSecret, Session, SessionId, SessionWithUser,
-        StoredAttribute, StoredValue, TotpRecord, User, UserId, UserRecord,
+        ApprovalStatus, Event, EventContext, EventId, EventType, NewAttribute, NewEvent, Profile,
+        SealedSecret, Session, SessionId, SessionWithUser, StoredAttribute, StoredValue,
+        TotpRecord, User, UserId, UserRecord,
     },
     store::{StoreError, StoreResult},
 };
@@ -42,7 +43,8 @@ pub(super) fn user(row: &Row, at: usize) -> StoreResult<User> {
         password_expiry: get(row, at + 11)?,
         created_at: get(row, at + 12)?,
         last_login_at: get(row, at + 13)?,
-        totp_enabled: get(row, at + 14)?,
+        is_confirmed: get(row, at + 14)?,
+        totp_enabled: get(row, at + 15)?,
     })
 }
 
@@ -79,6 +81,46 @@ pub(super) fn session(row: &Row, at: usize) -> StoreResult<Session> {
         expires_at: get(row, at + 6)?,
         last_renewed_at: get(row, at + 7)?,
     })
+}
+
+/// [`sql::EVENT`] from `at`; `None` for a row of nulls (an empty page).
+pub(super) fn event(row: &Row, at: usize) -> StoreResult<Option<Event>> {
+    let Some(transaction) = get::<Option<i64>>(row, at)? else {
+        return Ok(None);
+    };
+    let kind: &str = get(row, at + 3)?;
+    let kind = EventType::parse(kind)
+        .ok_or_else(|| StoreError::Internal(format!("stored event type {kind:?} is unknown")))?;
+    let details = match get::<serde_json::Value>(row, at + 13)? {
+        serde_json::Value::Object(details) => details,
+        _ => serde_json::Map::new(),
+    };
+    let actor_user: Option<Uuid> = get(row, at + 5)?;
+    let actor_session: Option<Uuid> = get(row, at + 6)?;
+    let user: Option<Uuid> = get(row, at + 7)?;
+    let session: Option<Uuid> = get(row, at + 8)?;
+    Ok(Some(Event {
+        id: EventId {
+            transaction: to_u64(transaction),
+            sequence: to_u64(get(row, at + 1)?),
+        },
+        time: get(row, at + 2)?,
+        context: EventContext {
+            cid: get(row, at + 4)?,
+            actor_user: actor_user.map(UserId),
+            actor_session: actor_session.map(SessionId),
+            current_app: get(row, at + 9)?,
+            remote_addr: get(row, at + 10)?,
+            user_agent: get(row, at + 11)?,
+        },
+        event: NewEvent {
+            kind,
+            user: user.map(UserId),
+            session: session.map(SessionId),
+            reason: get(row, at + 12)?,
+            details,
+        },
+    }))
 }
 
 /// [`sql::SESSION`], then [`sql::USER`] from a LEFT JOIN (all null for a guest).

@@ -6,11 +6,14 @@ use async_trait::async_trait;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
+use serde_json::Value;
+
 use super::{
     PostgresStore, Retry,
     credentials::push_password_history,
     delete_in_batches,
     error::from_pg,
+    events,
     rows::{self, AttributeArrays, to_i64, to_u64},
     sql,
     throttle::purge_login_failures,
@@ -19,33 +22,42 @@ use crate::{
     domain::{
         DeleteSession, DeleteSessions, OpenSession, PurgeCounts, PurgeExpired, RenewOnUse,
         RenewSession, Session, SessionId, SessionLimitPolicy, SessionSelector, SessionWithUser,
-        TokenHash, UserId, Write,
+        TokenHash, UserId, Write, commands::user_changed_template,
     },
     store::{SessionStore, StoreError, StoreResult},
 };
 
 impl PostgresStore {
-    /// Deletes a user's sessions in batches of at most `batch`; counts the live ones.
+    /// Deletes a user's sessions in batches of at most `batch`, as part of deleting the user
+    /// (whose own event says so); counts the live ones.
     pub(super) async fn delete_user_sessions(
         &self,
         user: UserId,
         now: SystemTime,
         batch: usize,
     ) -> StoreResult<u64> {
-        self.delete_sessions_in_batches(sql::sessions::DELETE_USER_SESSIONS, &[user.0], now, batch)
-            .await
+        self.delete_sessions_in_batches(
+            sql::sessions::DELETE_USER_SESSIONS,
+            &[user.0],
+            now,
+            batch,
+            &Value::Array(Vec::new()),
+        )
+        .await
     }
 
     /// Runs one of the batched revocation statements until a batch comes back short, each
     /// batch its own statement (and transaction), so no statement outgrows the statement
     /// timeout and locks are held one batch at a time. `selected` are the statement's
-    /// parameters from `$4` on, which choose the sessions. Counts the live sessions deleted.
+    /// parameters from `$6` on, which choose the sessions; the last batch records `summary`
+    /// with the count. Counts the live sessions deleted.
     async fn delete_sessions_in_batches(
         &self,
         sql: &'static str,
         selected: &[Uuid],
         now: SystemTime,
         batch: usize,
+        summary: &Value,
     ) -> StoreResult<u64> {
         let batch = to_i64(batch.max(1));
         // Never: a second run would count only what the first left.
@@ -54,9 +66,10 @@ impl PostgresStore {
                 let statement = client.prepare_cached(sql).await.map_err(from_pg)?;
                 // Ids are random or time-ordered UUIDs, never nil: the walk starts below all of them.
                 let mut after = Uuid::nil();
-                let mut live = 0;
+                let mut live: i64 = 0;
                 loop {
-                    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&now, &after, &batch];
+                    let mut params: Vec<&(dyn ToSql + Sync)> =
+                        vec![&now, &after, &batch, summary, &live];
                     params.extend(selected.iter().map(|id| id as &(dyn ToSql + Sync)));
                     let row = client
                         .query_one(&statement, &params)
@@ -65,10 +78,10 @@ impl PostgresStore {
                     let selected: i64 = row.try_get(0).map_err(from_pg)?;
                     let deleted_live: i64 = row.try_get(1).map_err(from_pg)?;
                     let last: Option<Uuid> = row.try_get(2).map_err(from_pg)?;
-                    live += to_u64(deleted_live);
+                    live += deleted_live;
                     match last {
                         Some(last) if selected >= batch => after = last,
-                        _ => return Ok(live),
+                        _ => return Ok(to_u64(live)),
                     }
                 }
             }
@@ -82,8 +95,20 @@ impl PostgresStore {
 #[async_trait]
 impl SessionStore for PostgresStore {
     async fn open_session(&self, write: Write<OpenSession>) -> StoreResult<Session> {
-        let Write { now, command: open } = write;
+        let opened_events = events::write_records(&write, &write.command.opened_events());
+        let replaced_templates = events::write_records(&write, &write.command.replaced_templates());
+        let limit_templates = events::write_records(&write, &OpenSession::limit_templates());
+        let ended_templates = events::write_records(&write, &user_changed_template());
+        let Write {
+            now, command: open, ..
+        } = write;
         let open = &open;
+        let (opened_events, replaced_templates, limit_templates, ended_templates) = (
+            &opened_events,
+            &replaced_templates,
+            &limit_templates,
+            &ended_templates,
+        );
         // Never: a second run would open a second session (or find the replaced one gone).
         self.with_client(Retry::Never, move |mut client| async move {
             let result = async {
@@ -145,10 +170,11 @@ impl SessionStore for PostgresStore {
                         .prepare_cached(sql::sessions::END_REPLACED_SESSION)
                         .await
                         .map_err(from_pg)?;
-                    let ended = transaction
-                        .execute(&statement, &[&replaced.0, &now])
+                    let row = transaction
+                        .query_one(&statement, &[&replaced.0, &now, replaced_templates])
                         .await
                         .map_err(from_pg)?;
+                    let ended: i64 = row.try_get(0).map_err(from_pg)?;
                     if ended == 0 {
                         return Err(StoreError::SessionNotFound);
                     }
@@ -165,7 +191,7 @@ impl SessionStore for PostgresStore {
                         .await
                         .map_err(from_pg)?;
                     transaction
-                        .execute(&statement, &[&user_id, &None::<Uuid>])
+                        .execute(&statement, &[&user_id, &None::<Uuid>, ended_templates])
                         .await
                         .map_err(from_pg)?;
                 } else if let (Some(user_id), Some(limit)) = (user_id, open.session_limit) {
@@ -177,7 +203,13 @@ impl SessionStore for PostgresStore {
                     let row = transaction
                         .query_one(
                             &statement,
-                            &[&user_id, &now, &to_i64(limit.max.get()), &end_oldest],
+                            &[
+                                &user_id,
+                                &now,
+                                &to_i64(limit.max.get()),
+                                &end_oldest,
+                                limit_templates,
+                            ],
                         )
                         .await
                         .map_err(from_pg)?;
@@ -212,6 +244,7 @@ impl SessionStore for PostgresStore {
                             &arrays.key_ids,
                             &arrays.expires_at,
                             &to_i64(open.max_guest_sessions),
+                            opened_events,
                         ],
                     )
                     .await
@@ -288,6 +321,7 @@ impl SessionStore for PostgresStore {
         let Write {
             now,
             command: RenewSession { id, expires_at },
+            ..
         } = write;
         // Safe: it sets the given expiry and renewal time; a second run sets the same.
         self.query_opt_decoded(
@@ -329,13 +363,15 @@ impl SessionStore for PostgresStore {
     }
 
     async fn delete_session(&self, write: Write<DeleteSession>) -> StoreResult<bool> {
-        let Write {
-            now,
-            command: DeleteSession { id },
-        } = write;
+        let templates = events::write_records(&write, &write.command.templates());
+        let Write { now, command, .. } = write;
         // Never: a second run would answer that nothing was deleted.
         let row = self
-            .query_opt(Retry::Never, sql::sessions::DELETE_SESSION, &[&id.0, &now])
+            .query_opt(
+                Retry::Never,
+                sql::sessions::DELETE_SESSION,
+                &[&command.id.0, &now, &templates],
+            )
             .await?;
         match row {
             Some(row) => row.try_get(0).map_err(from_pg),
@@ -344,41 +380,35 @@ impl SessionStore for PostgresStore {
     }
 
     async fn delete_sessions(&self, write: Write<DeleteSessions>) -> StoreResult<u64> {
+        let summary = events::write_records(&write, &[write.command.summary()]);
         let Write {
             now,
             command: DeleteSessions { selector, batch },
+            ..
         } = write;
-        match selector {
-            SessionSelector::User(user) => self.delete_user_sessions(user, now, batch).await,
-            SessionSelector::OtherSessionsOf { user, keep } => {
-                self.delete_sessions_in_batches(
-                    sql::sessions::DELETE_OTHER_USER_SESSIONS,
-                    &[user.0, keep.0],
-                    now,
-                    batch,
-                )
-                .await
-            }
-            SessionSelector::Guests => {
-                self.delete_sessions_in_batches(
-                    sql::sessions::DELETE_GUEST_SESSIONS,
-                    &[],
-                    now,
-                    batch,
-                )
-                .await
-            }
-            SessionSelector::All => {
-                self.delete_sessions_in_batches(sql::sessions::DELETE_ALL_SESSIONS, &[], now, batch)
-                    .await
-            }
-        }
+        let (sql, selected) = match selector {
+            SessionSelector::User(user) => (sql::sessions::DELETE_USER_SESSIONS, vec![user.0]),
+            SessionSelector::OtherSessionsOf { user, keep } => (
+                sql::sessions::DELETE_OTHER_USER_SESSIONS,
+                vec![user.0, keep.0],
+            ),
+            SessionSelector::Guests => (sql::sessions::DELETE_GUEST_SESSIONS, Vec::new()),
+            SessionSelector::All => (sql::sessions::DELETE_ALL_SESSIONS, Vec::new()),
+        };
+        self.delete_sessions_in_batches(sql, &selected, now, batch, &summary)
+            .await
     }
 
     async fn purge_expired(&self, write: Write<PurgeExpired>) -> StoreResult<PurgeCounts> {
+        let templates = events::write_records(&write, &PurgeExpired::templates());
+        let templates = &templates;
+        let events_before = write.command.events_before(write.now);
         let Write {
             now,
-            command: PurgeExpired { batch, throttle },
+            command: PurgeExpired {
+                batch, throttle, ..
+            },
+            ..
         } = write;
         // Each batch is its own statement, so locks are held for one batch at a time.
         let batch = to_i64(batch.max(1));
@@ -391,6 +421,14 @@ impl SessionStore for PostgresStore {
                             .await?,
                         ..PurgeCounts::default()
                     };
+                    counts.account_tokens = delete_in_batches(
+                        &client,
+                        sql::accounts::PURGE_ACCOUNT_TOKENS,
+                        now,
+                        batch,
+                        &[],
+                    )
+                    .await?;
                     for table in [
                         &sql::attributes::SESSION_ATTRIBUTES,
                         &sql::attributes::USER_ATTRIBUTES,
@@ -404,7 +442,7 @@ impl SessionStore for PostgresStore {
                         .map_err(from_pg)?;
                     loop {
                         let row = client
-                            .query_one(&statement, &[&now, &batch])
+                            .query_one(&statement, &[&now, &batch, templates])
                             .await
                             .map_err(from_pg)?;
                         let sessions: i64 = row.try_get(0).map_err(from_pg)?;
@@ -414,6 +452,16 @@ impl SessionStore for PostgresStore {
                         if sessions < batch {
                             break;
                         }
+                    }
+                    if let Some(before) = events_before {
+                        counts.events = delete_in_batches(
+                            &client,
+                            sql::events::TRIM_EVENTS,
+                            before,
+                            batch,
+                            &[],
+                        )
+                        .await?;
                     }
                     Ok(counts)
                 }
@@ -426,6 +474,7 @@ impl SessionStore for PostgresStore {
                 sessions = counts.sessions,
                 attributes = counts.attributes,
                 login_failures = counts.login_failures,
+                account_tokens = counts.account_tokens,
                 "purged expired rows"
             );
         }

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 
 use deadpool_postgres::Object;
 
-use super::{PostgresStore, Retry, delete_in_batches, error::from_pg, sql};
+use super::{PostgresStore, Retry, delete_in_batches, error::from_pg, events, sql};
 use crate::{
     domain::{
         AddressClaim, ClaimLogin, ForgetLoginFailures, LoginClaim, ThrottleKind, ThrottleLimits,
@@ -108,6 +108,7 @@ pub(super) async fn purge_login_failures(
 #[async_trait]
 impl ThrottleStore for PostgresStore {
     async fn claim_login(&self, write: Write<ClaimLogin>) -> StoreResult<LoginClaim> {
+        let lockout_templates = events::write_records(&write, &ClaimLogin::lockout_template());
         let Write {
             now,
             command:
@@ -116,6 +117,7 @@ impl ThrottleStore for PostgresStore {
                     address,
                     limits,
                 },
+            ..
         } = write;
         let address = match &address {
             Some(address) => match self.claim_address(address, &limits, now).await? {
@@ -141,6 +143,7 @@ impl ThrottleStore for PostgresStore {
                     &limits.max_lockout.as_secs_f64(),
                     &limit(MAX_DOUBLINGS),
                     &limits.failure_reset.as_secs_f64(),
+                    &lockout_templates,
                 ],
             )
             .await?

@@ -7,6 +7,7 @@ use super::{
     PostgresStore, Retry,
     credentials::push_password_history,
     error::from_pg,
+    events,
     rows::{self, to_i64, to_u64},
     sql,
 };
@@ -14,6 +15,7 @@ use crate::{
     domain::{
         DeleteUser, EndSessions, UpdateUser, User, UserId, UserPage, UserQuery, UserRecord,
         Username, Write,
+        commands::{user_changed_template, user_created},
     },
     store::{StoreError, StoreResult, UserStore},
 };
@@ -21,10 +23,8 @@ use crate::{
 #[async_trait]
 impl UserStore for PostgresStore {
     async fn create_user(&self, write: Write<UserRecord>) -> StoreResult<User> {
-        let Write {
-            command: record, ..
-        } = write;
-        let user = &record.user;
+        let user = &write.command.user;
+        let events = events::write_records(&write, &[user_created(user)]);
         // Never: a second insert would find the name taken by the first.
         let row = self
             .query_one(
@@ -42,11 +42,13 @@ impl UserStore for PostgresStore {
                     &user.is_super_user,
                     &user.is_locked,
                     &user.approval_status.as_str(),
-                    &record.password_hash,
+                    &write.command.password_hash,
                     &user.password_must_change,
                     &user.password_expiry,
                     &user.created_at,
                     &user.last_login_at,
+                    &user.is_confirmed,
+                    &events,
                 ],
             )
             .await?;
@@ -94,6 +96,8 @@ impl UserStore for PostgresStore {
     }
 
     async fn update_user(&self, write: Write<UpdateUser>) -> StoreResult<User> {
+        let user_events = events::write_records(&write, &write.command.events());
+        let ended_templates = events::write_records(&write, &user_changed_template());
         let Write {
             now,
             command:
@@ -102,7 +106,9 @@ impl UserStore for PostgresStore {
                     patch,
                     end_sessions,
                 },
+            ..
         } = write;
+        let (user_events, ended_templates) = (&user_events, &ended_templates);
         // Which sessions end: `None` none, `Some(keep)` all but `keep` (if any).
         let keep = match end_sessions {
             EndSessions::None | EndSessions::AllIfPasswordExpired => None,
@@ -159,6 +165,7 @@ impl UserStore for PostgresStore {
                                 &patch.password_must_change,
                                 &patch.password_expiry.is_some(),
                                 &patch.password_expiry.flatten(),
+                                user_events,
                             ],
                         )
                         .await
@@ -169,7 +176,7 @@ impl UserStore for PostgresStore {
                             .await
                             .map_err(from_pg)?;
                         transaction
-                            .execute(&statement, &[&id.0, &keep])
+                            .execute(&statement, &[&id.0, &keep, ended_templates])
                             .await
                             .map_err(from_pg)?;
                     }
@@ -187,17 +194,16 @@ impl UserStore for PostgresStore {
     }
 
     async fn delete_user(&self, write: Write<DeleteUser>) -> StoreResult<bool> {
-        let Write {
-            now,
-            command: DeleteUser { id, batch },
-        } = write;
+        let DeleteUser { id, batch } = write.command;
         // The sessions first, in batches: the cascade would delete them all in one statement.
         // A session opened meanwhile still goes with the user, by the cascade.
-        self.delete_user_sessions(id, now, batch).await?;
+        let ended = self.delete_user_sessions(id, write.now, batch).await?;
+        let deleted = events::write_records(&write, &[write.command.event(ended)]);
         // Never: a second run would answer that there was no such user.
-        let deleted = self
-            .execute(Retry::Never, sql::users::DELETE_USER, &[&id.0])
+        let row = self
+            .query_one(Retry::Never, sql::users::DELETE_USER, &[&id.0, &deleted])
             .await?;
+        let deleted: i64 = row.try_get(0).map_err(from_pg)?;
         Ok(deleted > 0)
     }
 }

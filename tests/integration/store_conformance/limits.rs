@@ -2,6 +2,7 @@
 //! way a session goes, the per-owner byte limit, and bulk revocation in batches. The
 //! PostgreSQL-only tests at the end race writers against each limit.
 
+use ssod::domain::SessionEndReason;
 use std::sync::Arc;
 
 use ssod::{
@@ -67,7 +68,13 @@ async fn room_for_guests(store: &Arc<dyn Store>, limit: usize, now: u64) -> usiz
     let room = opened.len();
     for id in opened {
         store
-            .delete_session(write(at(now), DeleteSession { id }))
+            .delete_session(write(
+                at(now),
+                DeleteSession {
+                    id,
+                    reason: SessionEndReason::Revoked,
+                },
+            ))
             .await
             .expect("deleted");
     }
@@ -97,7 +104,13 @@ async fn guest_sessions_stop_at_the_limit(store: Arc<dyn Store>) {
         .expect("a user session is not capped");
     // Deleting a guest makes room for exactly one.
     store
-        .delete_session(write(at(1), DeleteSession { id: guests[0].id }))
+        .delete_session(write(
+            at(1),
+            DeleteSession {
+                id: guests[0].id,
+                reason: SessionEndReason::Revoked,
+            },
+        ))
         .await
         .expect("deleted");
     assert_eq!(room_for_guests(&store, 3, 1).await, 1);

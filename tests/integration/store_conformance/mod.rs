@@ -43,8 +43,10 @@ macro_rules! conformance {
 
 conformance!(ping_answers);
 
+mod accounts;
 mod attributes;
 mod credentials;
+mod events;
 mod limits;
 mod model;
 mod postgres_only;
@@ -81,7 +83,7 @@ const NEVER: u64 = 1_000_000_000;
 
 /// A store write at `now`.
 pub fn write<C>(now: SystemTime, command: C) -> Write<C> {
-    Write { now, command }
+    Write::new(now, command)
 }
 
 pub fn user_record(username: &str) -> UserRecord {
@@ -103,6 +105,7 @@ pub fn user_record(username: &str) -> UserRecord {
             password_expiry: None,
             created_at: at(0),
             last_login_at: None,
+            is_confirmed: true,
             totp_enabled: false,
         },
         password_hash: hash_of(username),
@@ -229,11 +232,16 @@ async fn leftovers(store: &Arc<dyn Store>) -> PurgeCounts {
         .expect("purge")
 }
 
-/// A sweep of at most `batch` rows per statement, with the throttle suite's limits.
+/// A retention longer than any clock reaches back: the sweep deletes no event.
+pub const KEEP_EVENTS: Duration = Duration::MAX;
+
+/// A sweep of at most `batch` rows per statement, with the throttle suite's limits, keeping
+/// every event.
 pub fn purge(batch: usize) -> PurgeExpired {
     PurgeExpired {
         batch,
         throttle: throttle::limits(),
+        event_retention: KEEP_EVENTS,
     }
 }
 

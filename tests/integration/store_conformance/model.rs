@@ -3,14 +3,15 @@
 //! hand-written conformance tests pin what each operation means; this finds the
 //! combinations nobody wrote down (rotation after a sweep, limits after deletes, ...).
 
+use ssod::domain::SessionEndReason;
 use std::{sync::Arc, time::Duration};
 
 use proptest::{prelude::*, test_runner::TestRunner};
 use ssod::{
     crypto,
     domain::{
-        DeleteAttributes, DeleteSession, DeleteSessions, DeleteUser, EndSessions, NewAttribute,
-        NewSession, OpenSession, Owner, RenewOnUse, RenewSession, Session, SessionId,
+        DeleteAttributes, DeleteSession, DeleteSessions, DeleteUser, EndSessions, EventQuery,
+        NewAttribute, NewSession, OpenSession, Owner, RenewOnUse, RenewSession, Session, SessionId,
         SessionPolicy, SessionSelector, SetAttributeExpiry, SetAttributes, StoredAttribute,
         StoredValue, UpdateUser, UserId, UserPatch, UserQuery,
     },
@@ -305,6 +306,7 @@ async fn apply(store: &Arc<dyn Store>, world: &World, operation: &Operation) -> 
         Operation::DeleteSession(session) => {
             let command = DeleteSession {
                 id: world.session(*session),
+                reason: SessionEndReason::Revoked,
             };
             answer(store.delete_session(write(now, command)).await)
         }
@@ -408,7 +410,39 @@ async fn run_on_both(operations: Vec<Operation>) -> Result<(), TestCaseError> {
             operation
         );
     }
+    // Both recorded the same events. Sorted: events of one statement (the sessions one delete
+    // ended) may come in another order.
+    prop_assert_eq!(
+        recorded(&postgres).await,
+        recorded(&model).await,
+        "the event logs differ (postgres left, memory right)"
+    );
     Ok(())
+}
+
+/// Every event of a store as text, sorted.
+async fn recorded(store: &Arc<dyn Store>) -> Vec<String> {
+    let query = EventQuery {
+        limit: 100_000,
+        ..EventQuery::default()
+    };
+    let events = store.list_events(&query).await.expect("listed");
+    let mut shown: Vec<String> = events
+        .into_iter()
+        .map(|event| {
+            format!(
+                "{:?} {:?} {:?} {:?} {:?} {:?}",
+                event.time,
+                event.event.kind,
+                event.event.user,
+                event.event.session,
+                event.event.reason,
+                event.event.details
+            )
+        })
+        .collect();
+    shown.sort();
+    shown
 }
 
 #[test]

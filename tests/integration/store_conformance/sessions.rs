@@ -1,6 +1,7 @@
 //! Sessions: opening (rotation, carried attributes, logins), look-up, renewal, listing,
 //! deletion, the sweep.
 
+use ssod::domain::SessionEndReason;
 use std::{sync::Arc, time::Duration};
 
 use super::{
@@ -270,6 +271,8 @@ async fn open_session_is_all_or_nothing(store: Arc<dyn Store>) {
             sessions: 1,
             attributes: 0,
             login_failures: 0,
+            events: 0,
+            account_tokens: 0,
         }
     );
 }
@@ -671,7 +674,13 @@ async fn delete_session_counts_only_live_sessions(store: Arc<dyn Store>) {
 
     assert!(
         store
-            .delete_session(write(at(20), DeleteSession { id: live.id }))
+            .delete_session(write(
+                at(20),
+                DeleteSession {
+                    id: live.id,
+                    reason: SessionEndReason::Revoked
+                }
+            ))
             .await
             .expect("deleted")
     );
@@ -685,13 +694,25 @@ async fn delete_session_counts_only_live_sessions(store: Arc<dyn Store>) {
     assert!(names(&store, Owner::Session(live.id), 20).await.is_empty());
     assert!(
         !store
-            .delete_session(write(at(20), DeleteSession { id: live.id }))
+            .delete_session(write(
+                at(20),
+                DeleteSession {
+                    id: live.id,
+                    reason: SessionEndReason::Revoked
+                }
+            ))
             .await
             .expect("deleted twice")
     );
     assert!(
         !store
-            .delete_session(write(at(20), DeleteSession { id: expired.id }))
+            .delete_session(write(
+                at(20),
+                DeleteSession {
+                    id: expired.id,
+                    reason: SessionEndReason::Revoked
+                }
+            ))
             .await
             .expect("deleted"),
         "an expired session does not count"
@@ -701,7 +722,8 @@ async fn delete_session_counts_only_live_sessions(store: Arc<dyn Store>) {
             .delete_session(write(
                 at(20),
                 DeleteSession {
-                    id: SessionId::generate()
+                    id: SessionId::generate(),
+                    reason: SessionEndReason::Revoked,
                 }
             ))
             .await
@@ -925,6 +947,8 @@ async fn purge_expired_counts_and_batches(store: Arc<dyn Store>) {
             // 5 + 2 + 3 expired attributes, and the 5 live ones of the expired sessions.
             attributes: 15,
             login_failures: 0,
+            events: 0,
+            account_tokens: 0,
         }
     );
     assert_eq!(
@@ -960,6 +984,8 @@ async fn purge_expired_counts_and_batches(store: Arc<dyn Store>) {
             sessions: 2,
             attributes: 3,
             login_failures: 0,
+            events: 0,
+            account_tokens: 0,
         }
     );
 }

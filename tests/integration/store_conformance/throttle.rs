@@ -10,7 +10,7 @@ use ssod::{
     store::Store,
 };
 
-use super::{at, leftovers, purge, write};
+use super::{KEEP_EVENTS, at, leftovers, purge, write};
 
 conformance!(
     a_user_is_locked_out_by_the_claim_that_reaches_the_limit,
@@ -345,6 +345,7 @@ async fn a_running_lockout_is_not_forgotten(store: Arc<dyn Store>) {
                     PurgeExpired {
                         batch: 10,
                         throttle: limits,
+                        event_retention: KEEP_EVENTS,
                     },
                 ))
                 .await

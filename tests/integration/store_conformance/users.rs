@@ -540,6 +540,8 @@ async fn update_user_ends_the_chosen_sessions(store: Arc<dyn Store>) {
             sessions: 2,
             attributes: 0,
             login_failures: 0,
+            events: 0,
+            account_tokens: 0,
         }
     );
 }
@@ -648,6 +650,8 @@ async fn delete_user_cascades_to_sessions_and_attributes(store: Arc<dyn Store>) 
             sessions: 1,
             attributes: 1,
             login_failures: 0,
+            events: 0,
+            account_tokens: 0,
         }
     );
 }

@@ -30,10 +30,15 @@ pub const CONFIRM_PENDING_TOTP: &str = "UPDATE user_totp SET last_step = $4 \
 pub const INSERT_RECOVERY_CODES: &str = "INSERT INTO totp_recovery_codes (user_id, code_hash) \
      SELECT $1, code_hash FROM unnest($2::bytea[]) AS code_hash";
 
-/// Enables TOTP of user `$1`.
+/// Enables TOTP of user `$1` and records the events `$2` (`totp.enabled`).
 pub const ENABLE_TOTP: &str = join!(
-    "UPDATE users AS u SET totp_enabled = true WHERE u.id = $1 RETURNING ",
-    USER.list
+    "WITH u AS (UPDATE users AS u SET totp_enabled = true WHERE u.id = $1 RETURNING ",
+    USER.list,
+    "), recorded AS (",
+    listed!("$2", "u"),
+    ") SELECT ",
+    USER.list,
+    " FROM u"
 );
 
 /// Moves user `$1`'s last accepted step to `$2` if TOTP is enabled and `$2` is later: one row
@@ -47,11 +52,16 @@ pub const USE_TOTP_STEP: &str = "UPDATE user_totp t SET last_step = $2 FROM user
 pub const USE_RECOVERY_CODE: &str =
     "DELETE FROM totp_recovery_codes WHERE user_id = $1 AND code_hash = $2";
 
-/// Disables TOTP of user `$1`: its secret and recovery codes go. Runs after
-/// [`LOCK_TOTP_ENABLED`].
-pub const DISABLE_TOTP: &str = "WITH codes AS (DELETE FROM totp_recovery_codes WHERE user_id = $1), \
-     secret AS (DELETE FROM user_totp WHERE user_id = $1) \
-     UPDATE users SET totp_enabled = false WHERE id = $1 AND totp_enabled";
+/// Disables TOTP of user `$1`: its secret and recovery codes go; records the events `$2`
+/// (`totp.disabled`) if TOTP was enabled. Runs after [`LOCK_TOTP_ENABLED`].
+pub const DISABLE_TOTP: &str = concat!(
+    "WITH codes AS (DELETE FROM totp_recovery_codes WHERE user_id = $1), \
+     secret AS (DELETE FROM user_totp WHERE user_id = $1), \
+     u AS (UPDATE users SET totp_enabled = false WHERE id = $1 AND totp_enabled RETURNING id), \
+     recorded AS (",
+    listed!("$2", "u"),
+    ") SELECT count(*) FROM u"
+);
 
 /// User `$1`'s replaced password hashes, newest first.
 pub const PASSWORD_HISTORY: &str =

@@ -25,6 +25,10 @@ macro_rules! join {
 }
 
 pub mod attributes;
+#[macro_use]
+pub mod events;
+// After `events`, whose macros it uses.
+pub mod accounts;
 pub mod credentials;
 pub mod sessions;
 pub mod throttle;
@@ -76,7 +80,8 @@ impl Columns {
 pub const USER: Columns = Columns {
     list: "u.id, u.username, u.email, u.display_name, u.first_name, u.middle_name, u.last_name, \
            u.is_super_user, u.is_locked, u.approval_status, u.password_must_change, \
-           u.password_expiry, u.created_at, u.last_login_at, u.totp_enabled",
+           u.password_expiry, u.created_at, u.last_login_at, u.is_confirmed, \
+           u.totp_enabled",
     types: &[
         Type::UUID,
         Type::TEXT,
@@ -163,6 +168,35 @@ pub const LOCKED_UNTIL: Columns = Columns {
     types: &[Type::TIMESTAMPTZ],
 };
 
+/// An event of the audit log (`rows::event`).
+pub const EVENT: Columns = Columns {
+    list: "e.xact, e.sequence, e.time, e.type, e.cid, e.actor_user_id, \
+           e.actor_session_id, e.user_id, e.session_id, e.current_app, e.remote_addr, \
+           e.user_agent, e.reason, e.details",
+    types: &[
+        Type::INT8,
+        Type::INT8,
+        Type::TIMESTAMPTZ,
+        Type::TEXT,
+        Type::TEXT,
+        Type::UUID,
+        Type::UUID,
+        Type::UUID,
+        Type::UUID,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::JSONB,
+    ],
+};
+
+/// Before [`EVENT`] in a watcher's feed: whether later events are not settled yet.
+pub const PENDING: Columns = Columns {
+    list: "pending",
+    types: &[Type::BOOL],
+};
+
 pub const PING: &str = "SELECT 1";
 
 /// A statement and the columns its rows are decoded from, in order; `returns` is empty for a
@@ -234,6 +268,19 @@ pub const STATEMENTS: &[Statement] = statements![
     throttle::FORGET_USER => [],
     throttle::PURGE_USERS => [],
     throttle::PURGE_ADDRESSES => [],
+    events::APPEND_EVENTS => [],
+    events::LIST_EVENTS => [EVENT],
+    events::FEED => [PENDING, EVENT],
+    events::HEAD => [],
+    events::TRIM_EVENTS => [],
+    events::EVENT_EXISTS => [],
+    accounts::SIGN_UP_USER => [USER],
+    accounts::ISSUE_PASSWORD_RESET => [USER],
+    accounts::TOKEN_USER => [USER, PASSWORD_HASH],
+    accounts::LOCK_TOKEN_USER => [],
+    accounts::CONFIRM_SIGN_UP => [USER],
+    accounts::RESET_PASSWORD => [USER],
+    accounts::PURGE_ACCOUNT_TOKENS => [],
     credentials::TOTP => [TOTP_SECRET],
     credentials::LOCK_TOTP_ENABLED => [],
     credentials::STORE_PENDING_TOTP => [],

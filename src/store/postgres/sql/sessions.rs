@@ -3,10 +3,10 @@
 use super::{SESSION, USER};
 
 /// Inserts a session and, in the same statement, its attributes (`$10` now, `$11`–`$14` the
-/// attribute arrays). A guest (`$3` null) is inserted only while fewer than `$15` guest
-/// sessions are stored: `room` locks the guest count (re-reading it after any wait) and the
-/// insert's trigger raises it; a user's session neither locks nor reads it. Returns no row
-/// when there is no room.
+/// attribute arrays) and its events (`$16`). A guest (`$3` null) is inserted only while fewer
+/// than `$15` guest sessions are stored: `room` locks the guest count (re-reading it after any
+/// wait) and the insert's trigger raises it; a user's session neither locks nor reads it.
+/// Returns no row (and records nothing) when there is no room.
 pub const INSERT_SESSION: &str = join!(
     "WITH room AS MATERIALIZED (\
        SELECT 1 FROM (SELECT 1 FROM guest_sessions_count \
@@ -21,8 +21,9 @@ pub const INSERT_SESSION: &str = join!(
      (session_id, name, value, key_id, created_at, modified_at, expires_at) \
      SELECT s.id, i.name, i.value, i.key_id, $10, $10, i.expires_at \
      FROM s, unnest($11::text[], $12::bytea[], $13::text[], $14::timestamptz[]) \
-     AS i (name, value, key_id, expires_at)) \
-     SELECT * FROM s"
+     AS i (name, value, key_id, expires_at)), recorded AS (",
+    listed!("$16", "s"),
+    ") SELECT * FROM s"
 );
 
 /// Records a login: `$2` the session's creation; with a new password when `$3` is not null.
@@ -42,18 +43,28 @@ pub const LOCK_USER: &str = "SELECT 1 FROM users WHERE id = $1 FOR UPDATE";
 
 /// Keeps user `$1` within `$3` live sessions at `$2` once a new one is added: returns how
 /// many live sessions it has and, when `$4` (end the oldest), deletes all but the newest
-/// `$3 - 1` of them, returning how many. Runs under the user's row lock, which every login of
+/// `$3 - 1` of them, recording templates `$5` for each, returning how many. Runs under the user's row lock, which every login of
 /// the user takes first, in a statement of its own, so its snapshot includes the sessions of
 /// logins that committed while this one waited for the lock.
-pub const ENFORCE_SESSION_LIMIT: &str = "WITH live AS MATERIALIZED (\
+pub const ENFORCE_SESSION_LIMIT: &str = concat!(
+    "WITH live AS MATERIALIZED (\
        SELECT id, row_number() OVER (ORDER BY created_at DESC, id DESC) AS newness \
        FROM sessions WHERE user_id = $1 AND expires_at > $2), \
      ended AS (DELETE FROM sessions s USING live \
-       WHERE $4::bool AND live.newness >= $3::int8 AND s.id = live.id RETURNING 1) \
-     SELECT (SELECT count(*) FROM live), (SELECT count(*) FROM ended)";
+       WHERE $4::bool AND live.newness >= $3::int8 AND s.id = live.id \
+       RETURNING s.id, s.user_id), recorded AS (",
+    for_rows!("$5", "ended"),
+    ") SELECT (SELECT count(*) FROM live), (SELECT count(*) FROM ended)"
+);
 
-/// Ends the session a new one replaces, if it is still live.
-pub const END_REPLACED_SESSION: &str = "DELETE FROM sessions WHERE id = $1 AND expires_at > $2";
+/// Ends the session a new one replaces, if it is still live, recording templates `$3`.
+/// Returns how many it ended.
+pub const END_REPLACED_SESSION: &str = concat!(
+    "WITH gone AS (DELETE FROM sessions WHERE id = $1 AND expires_at > $2 \
+     RETURNING id, user_id), recorded AS (",
+    for_rows!("$3", "gone"),
+    ") SELECT count(*) FROM gone"
+);
 
 /// A live session and its user (null columns for a guest), by the condition on `$1` that
 /// follows; `$2` now.
@@ -119,14 +130,22 @@ pub const LIST_SESSIONS_AFTER: &str = join!(
      ORDER BY s.id LIMIT $3"
 );
 
-/// Deletes a session, expired or not; says whether it was live.
-pub const DELETE_SESSION: &str = "DELETE FROM sessions WHERE id = $1 RETURNING expires_at > $2";
+/// Deletes a session, expired or not, recording templates `$3` for it; says whether it was
+/// live.
+pub const DELETE_SESSION: &str = concat!(
+    "WITH gone AS (DELETE FROM sessions WHERE id = $1 RETURNING id, user_id, expires_at), \
+     recorded AS (",
+    for_rows!("$3", "gone"),
+    ") SELECT expires_at > $2 FROM gone"
+);
 
 /// One batch of a bulk revocation: deletes up to `$3` selected sessions, expired or not,
 /// with ids after `$2`, in id order (a keyset walk, so no batch scans what an earlier one
 /// deleted). Returns how many it selected, how many of those were live at `$1`, and the last
 /// id selected, where the next batch starts. Rows another transaction holds are waited for,
-/// not skipped: a revocation must not leave any behind.
+/// not skipped: a revocation must not leave any behind. The batch that ends the walk (it
+/// selects fewer than `$3`) records the revocation's one event from `$4` with its count,
+/// `$5` live sessions deleted by the batches before plus its own.
 macro_rules! delete_sessions_batch {
     ($selected:literal) => {
         concat!(
@@ -134,31 +153,43 @@ macro_rules! delete_sessions_batch {
             $selected,
             " AND id > $2 ORDER BY id LIMIT $3 FOR UPDATE), \
              gone AS (DELETE FROM sessions s USING doomed WHERE s.id = doomed.id \
-               RETURNING s.expires_at) \
-             SELECT (SELECT count(*) FROM doomed), \
-               (SELECT count(*) FROM gone WHERE expires_at > $1), \
+               RETURNING s.expires_at), \
+             live AS MATERIALIZED (SELECT count(*) AS live FROM gone WHERE expires_at > $1), \
+             summary AS (INSERT INTO events (",
+            event_columns!(),
+            ") SELECT e.time, e.type, e.cid, e.actor_user_id, e.actor_session_id, \
+               e.current_app, e.remote_addr, e.user_agent, e.user_id, e.session_id, e.reason, \
+               e.details || jsonb_build_object('count', $5::int8 + live.live) \
+             FROM live, jsonb_populate_recordset(NULL::events, $4::jsonb) AS e \
+             WHERE (SELECT count(*) FROM doomed) < $3) \
+             SELECT (SELECT count(*) FROM doomed), (SELECT live FROM live), \
                (SELECT id FROM doomed ORDER BY id DESC LIMIT 1)"
         )
     };
 }
 
-/// `$4` the user.
-pub const DELETE_USER_SESSIONS: &str = delete_sessions_batch!("user_id = $4");
-/// `$4` the user, `$5` the session it keeps.
-pub const DELETE_OTHER_USER_SESSIONS: &str = delete_sessions_batch!("user_id = $4 AND id <> $5");
+/// `$6` the user.
+pub const DELETE_USER_SESSIONS: &str = delete_sessions_batch!("user_id = $6");
+/// `$6` the user, `$7` the session it keeps.
+pub const DELETE_OTHER_USER_SESSIONS: &str = delete_sessions_batch!("user_id = $6 AND id <> $7");
 pub const DELETE_GUEST_SESSIONS: &str = delete_sessions_batch!("user_id IS NULL");
 pub const DELETE_ALL_SESSIONS: &str = delete_sessions_batch!("true");
 
 /// One batch of the sweep: up to `$2` sessions expired at `$1`, with every attribute they
-/// still hold (deleted here so they can be counted; the cascade then finds nothing). Rows
+/// still hold (deleted here so they can be counted; the cascade then finds nothing),
+/// recording templates `$3` (`session.expired`) for each session. Rows
 /// another sweeper holds are skipped, not waited for. `quiet` sets `ssod.sweeping` for the
 /// statement's own transaction, before any row is deleted, so migration 7's trigger does
 /// not announce sessions that every UST cache already refuses by their expiry.
-pub const PURGE_SESSIONS: &str = "WITH quiet AS MATERIALIZED \
+pub const PURGE_SESSIONS: &str = concat!(
+    "WITH quiet AS MATERIALIZED \
        (SELECT set_config('ssod.sweeping', 'on', true)), \
      doomed AS (SELECT id FROM sessions, quiet \
      WHERE expires_at <= $1 LIMIT $2 FOR UPDATE OF sessions SKIP LOCKED), \
      attributes AS (DELETE FROM session_attributes a USING doomed \
        WHERE a.session_id = doomed.id RETURNING 1), \
-     gone AS (DELETE FROM sessions s USING doomed WHERE s.id = doomed.id RETURNING 1) \
-     SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM attributes)";
+     gone AS (DELETE FROM sessions s USING doomed WHERE s.id = doomed.id \
+       RETURNING s.id, s.user_id), recorded AS (",
+    for_rows!("$3", "gone"),
+    ") SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM attributes)"
+);

@@ -38,9 +38,11 @@ pub const RELEASE_ADDRESS: &str = "UPDATE login_failures_by_address SET failures
 /// `$4` s, longest lockout `$5` s, doubled at most `$6` times, reset time `$7` s. Counts one
 /// failure; the one that reaches the limit starts a lockout, doubled for each earlier one and
 /// capped. A row whose last failure is the reset time old starts from zero, like a new one
-/// (the proposed row, `EXCLUDED`). No row: locked out, nothing counted.
+/// (the proposed row, `EXCLUDED`). No row: locked out, nothing counted. The claim that starts
+/// a lockout of a username that names a user records templates `$8` (`user.locked_out`) for
+/// that user, with the lockout's length.
 pub const CLAIM_USER: &str = join!(
-    "INSERT INTO login_failures_by_user AS u \
+    "WITH c AS (INSERT INTO login_failures_by_user AS u \
          (username_key, failures, lockouts, locked_until, last_failure_at) \
      VALUES ($1, \
          CASE WHEN $3::int4 <= 1 THEN 0 ELSE 1 END, \
@@ -67,7 +69,18 @@ pub const CLAIM_USER: &str = join!(
          last_failure_at = $2::timestamptz \
      WHERE u.locked_until IS NULL OR u.locked_until <= $2::timestamptz \
      RETURNING ",
-    LOCKED_UNTIL.list
+    LOCKED_UNTIL.list,
+    "), recorded AS (INSERT INTO events (",
+    event_columns!(),
+    ") SELECT e.time, e.type, e.cid, e.actor_user_id, e.actor_session_id, e.current_app, \
+       e.remote_addr, e.user_agent, users.id, NULL, e.reason, e.details || jsonb_build_object(\
+         'lockout_secs', floor(extract(epoch FROM c.locked_until - $2::timestamptz))::int8) \
+     FROM c JOIN users ON users.username_key = $1, \
+       jsonb_populate_recordset(NULL::events, $8::jsonb) AS e \
+     WHERE c.locked_until > $2::timestamptz) \
+     SELECT ",
+    LOCKED_UNTIL.list,
+    " FROM c"
 );
 
 /// The claim's test that the row's last failure is reset time `$7` s old at `$2`; its

@@ -2,12 +2,24 @@
 
 use super::{PASSWORD_HASH, USER, USER_TOTAL};
 
+/// Inserts a user from `$1`…`$17`; shared by [`CREATE_USER`] and sign-up's insert.
+pub(super) const INSERT_USER: &str = "INSERT INTO users AS u (id, username, username_key, email, \
+     display_name, first_name, middle_name, last_name, is_super_user, is_locked, \
+     approval_status, password_hash, password_must_change, password_expiry, created_at, \
+     last_login_at, is_confirmed) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)";
+
+/// `$18` its events (`user.created`).
 pub const CREATE_USER: &str = join!(
-    "INSERT INTO users AS u (id, username, username_key, email, display_name, first_name, \
-     middle_name, last_name, is_super_user, is_locked, approval_status, password_hash, \
-     password_must_change, password_expiry, created_at, last_login_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING ",
-    USER.list
+    "WITH u AS (",
+    INSERT_USER,
+    " RETURNING ",
+    USER.list,
+    "), recorded AS (",
+    listed!("$18", "u"),
+    ") SELECT ",
+    USER.list,
+    " FROM u"
 );
 
 pub const USER_BY_ID: &str = join!(
@@ -46,9 +58,10 @@ pub const LIST_USERS: &str = join!(
 );
 
 /// Patches a user (null leaves a column as it is; `$12` says whether to set the nullable
-/// `password_expiry` to `$13`). Returns nothing when the user does not exist.
+/// `password_expiry` to `$13`) and records its events `$14`. Returns nothing (and records
+/// nothing) when the user does not exist.
 pub const UPDATE_USER: &str = join!(
-    "UPDATE users AS u SET \
+    "WITH u AS (UPDATE users AS u SET \
          email = COALESCE($2, u.email), \
          display_name = COALESCE($3, u.display_name), \
          first_name = COALESCE($4, u.first_name), \
@@ -61,7 +74,12 @@ pub const UPDATE_USER: &str = join!(
          password_must_change = COALESCE($11, u.password_must_change), \
          password_expiry = CASE WHEN $12 THEN $13 ELSE u.password_expiry END \
      WHERE u.id = $1 RETURNING ",
-    USER.list
+    USER.list,
+    "), recorded AS (",
+    listed!("$14", "u"),
+    ") SELECT ",
+    USER.list,
+    " FROM u"
 );
 
 /// Locks user `$1` and says whether its password had expired at `$2`, before an update that
@@ -69,14 +87,23 @@ pub const UPDATE_USER: &str = join!(
 pub const PASSWORD_EXPIRED: &str =
     "SELECT (password_expiry <= $2) IS TRUE FROM users WHERE id = $1 FOR UPDATE";
 
-/// Ends a user's sessions but `$2`. A statement of its own, after `UPDATE_USER` in the same
-/// transaction, so its snapshot includes sessions of logins that committed while the update
-/// waited for the user row.
-pub const END_USER_SESSIONS: &str =
-    "DELETE FROM sessions WHERE user_id = $1 AND id IS DISTINCT FROM $2";
+/// Ends a user's sessions but `$2`, recording templates `$3` for each. A statement of its
+/// own, after `UPDATE_USER` in the same transaction, so its snapshot includes sessions of
+/// logins that committed while the update waited for the user row.
+pub const END_USER_SESSIONS: &str = concat!(
+    "WITH gone AS (DELETE FROM sessions WHERE user_id = $1 AND id IS DISTINCT FROM $2 \
+     RETURNING id, user_id), recorded AS (",
+    for_rows!("$3", "gone"),
+    ") SELECT count(*) FROM gone"
+);
 
-/// Cascades to the user's sessions, their attributes and the user's attributes.
-pub const DELETE_USER: &str = "DELETE FROM users WHERE id = $1";
+/// Cascades to the user's sessions, their attributes and the user's attributes; records
+/// `$2` if the user was there. Returns how many users it deleted.
+pub const DELETE_USER: &str = concat!(
+    "WITH u AS (DELETE FROM users WHERE id = $1 RETURNING id), recorded AS (",
+    listed!("$2", "u"),
+    ") SELECT count(*) FROM u"
+);
 
 /// Every user's name and key, for migration 4 to correct the keys SQL could only approximate.
 pub const USERNAME_KEYS: &str = "SELECT id, username, username_key FROM users";
