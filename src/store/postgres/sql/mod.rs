@@ -98,6 +98,7 @@ pub const USER: Columns = Columns {
         Type::TIMESTAMPTZ,
         Type::TIMESTAMPTZ,
         Type::BOOL,
+        Type::BOOL,
     ],
 };
 
