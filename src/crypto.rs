@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use zeroize::Zeroizing;
 
-use crate::domain::TokenHash;
+use crate::domain::{RecoveryCodeHash, TokenHash};
 
 /// Every UST starts with this, so leaked tokens are easy to recognise in code and scanners.
 pub const UST_PREFIX: &str = "ssod_ust_";
@@ -98,6 +98,49 @@ pub fn generate_password() -> String {
     let mut bytes = [0u8; 18];
     OsRng.fill_bytes(&mut bytes);
     URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A TOTP secret: 160 bits from the OS CSPRNG, the length RFC 4226 recommends.
+pub fn generate_totp_secret() -> Zeroizing<Vec<u8>> {
+    let mut secret = Zeroizing::new(vec![0u8; 20]);
+    OsRng.fill_bytes(&mut secret);
+    secret
+}
+
+const RECOVERY_CODE_BYTES: usize = 10;
+/// Base32 characters of a recovery code: 80 bits, 5 bits each.
+const RECOVERY_CODE_CHARS: usize = RECOVERY_CODE_BYTES * 8 / 5;
+const RECOVERY_CODE_ALPHABET: base32::Alphabet = base32::Alphabet::Rfc4648Lower { padding: false };
+
+/// A recovery code: 80 bits from the OS CSPRNG in lower-case base32 (no 0/1/8/9 to misread),
+/// in groups of four (`abcd-efgh-ijkl-mnop`) for people to copy.
+pub fn generate_recovery_code() -> Zeroizing<String> {
+    let mut bytes = Zeroizing::new([0u8; RECOVERY_CODE_BYTES]);
+    OsRng.fill_bytes(bytes.as_mut());
+    let encoded = Zeroizing::new(base32::encode(RECOVERY_CODE_ALPHABET, bytes.as_ref()));
+    let groups: Vec<&str> = encoded
+        .as_bytes()
+        .chunks(4)
+        .filter_map(|chunk| std::str::from_utf8(chunk).ok())
+        .collect();
+    Zeroizing::new(groups.join("-"))
+}
+
+/// The SHA-256 of a recovery code as typed (any case, dashes and spaces ignored); `None` when
+/// it cannot be one. A fast hash suffices: the code has 80 random bits, which no one can
+/// search, unlike a password.
+pub fn hash_recovery_code(code: &str) -> Option<RecoveryCodeHash> {
+    let normalised: Zeroizing<String> = Zeroizing::new(
+        code.chars()
+            .filter(|c| *c != '-' && !c.is_whitespace())
+            .map(|c| c.to_ascii_lowercase())
+            .collect(),
+    );
+    let well_formed = normalised.len() == RECOVERY_CODE_CHARS
+        && normalised
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b));
+    well_formed.then(|| RecoveryCodeHash(Sha256::digest(normalised.as_bytes()).into()))
 }
 
 /// One hashing job, run on a hasher thread with that thread's Argon2 instance.
@@ -420,6 +463,19 @@ mod tests {
         assert!(!is_well_formed_ust(&good[1..]));
         assert!(!is_well_formed_ust(&format!("{good}x")));
         assert!(!is_well_formed_ust(&good.replace('_', "+")));
+    }
+
+    #[test]
+    fn recovery_codes_are_80_random_bits_and_hash_as_typed() {
+        let code = generate_recovery_code();
+        assert_eq!(code.len(), 19, "{}", code.as_str());
+        assert_eq!(code.matches('-').count(), 3);
+        assert_ne!(code, generate_recovery_code());
+        let hash = hash_recovery_code(&code).unwrap();
+        let retyped = code.replace('-', " ").to_uppercase();
+        assert_eq!(hash_recovery_code(&retyped), Some(hash));
+        assert_eq!(hash_recovery_code("123456"), None);
+        assert_eq!(hash_recovery_code(&format!("{}a", code.as_str())), None);
     }
 
     #[test]

@@ -118,7 +118,11 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
                 Arc::new(SystemClock),
                 &Background::start(None)?,
             )?;
-            match sso.bootstrap_super_user(&username, password).await? {
+            match sso
+                .bootstrap_super_user(&username, password)
+                .await
+                .map_err(super_user_error)?
+            {
                 Some((user, generated)) => {
                     announce_super_user(
                         &user.username,
@@ -264,7 +268,11 @@ pub async fn bootstrap(config: &Config, sso: &Sso) -> Result<(), AppError> {
         return Ok(());
     };
     let password = config.bootstrap.password().map_err(AppError::Config)?;
-    if let Some((user, generated)) = sso.bootstrap_super_user(username, password).await? {
+    let created = sso
+        .bootstrap_super_user(username, password)
+        .await
+        .map_err(super_user_error)?;
+    if let Some((user, generated)) = created {
         announce_super_user(
             &user.username,
             generated.map(Zeroizing::new),
@@ -272,6 +280,18 @@ pub async fn bootstrap(config: &Config, sso: &Sso) -> Result<(), AppError> {
         );
     }
     Ok(())
+}
+
+/// A start-up super-user's password the policy refuses is a configuration error that says
+/// why (zxcvbn's advice, never the password).
+fn super_user_error(error: service::ServiceError) -> AppError {
+    match error.field_violations() {
+        [violation, ..] => AppError::Config(format!(
+            "the super-user's password is refused: {error}: {}",
+            violation.description
+        )),
+        [] => AppError::Service(error),
+    }
 }
 
 /// A generated password is shown once, only where the operator alone sees it, never in a log

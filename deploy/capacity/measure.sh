@@ -72,7 +72,7 @@ read -r -d '' purge_sessions <<'SQL' || true
 WITH quiet AS MATERIALIZED (SELECT set_config('ssod.sweeping', 'on', true)), doomed AS (SELECT id FROM sessions, quiet WHERE expires_at <= $1 LIMIT $2 FOR UPDATE OF sessions SKIP LOCKED), attributes AS (DELETE FROM session_attributes a USING doomed WHERE a.session_id = doomed.id RETURNING 1), gone AS (DELETE FROM sessions s USING doomed WHERE s.id = doomed.id RETURNING s.id, s.user_id), recorded AS (INSERT INTO events (time, type, cid, actor_user_id, actor_session_id, current_app, remote_addr, user_agent, user_id, session_id, reason, details) SELECT e.time, e.type, e.cid, e.actor_user_id, e.actor_session_id, e.current_app, e.remote_addr, e.user_agent, r.user_id, r.id, e.reason, e.details FROM gone AS r, jsonb_populate_recordset(NULL::events, $3::jsonb) AS e) SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM attributes)
 SQL
 session_columns='s.id, s.user_id, s.current_app, s.remote_addr, s.user_agent, s.created_at, s.expires_at, s.last_renewed_at'
-user_columns='u.id, u.username, u.email, u.display_name, u.first_name, u.middle_name, u.last_name, u.is_super_user, u.is_locked, u.approval_status, u.password_must_change, u.password_expiry, u.created_at, u.last_login_at'
+user_columns='u.id, u.username, u.email, u.display_name, u.first_name, u.middle_name, u.last_name, u.is_super_user, u.is_locked, u.approval_status, u.password_must_change, u.password_expiry, u.created_at, u.last_login_at, u.is_confirmed, u.totp_enabled'
 attribute_columns='a.name, a.value, a.key_id, a.created_at, a.modified_at, a.expires_at'
 by_token="SELECT $session_columns, $user_columns FROM sessions s LEFT JOIN users u ON u.id = s.user_id WHERE s.expires_at > \$2 AND s.token_hash = \$1"
 

@@ -15,6 +15,7 @@ use crate::service::Policy;
 mod accounts;
 mod bootstrap;
 mod cache;
+mod credentials;
 mod database;
 mod encryption;
 mod events;
@@ -33,6 +34,7 @@ mod readme;
 pub use accounts::{AccountsConfig, SignUpSetting};
 pub use bootstrap::BootstrapConfig;
 pub use cache::CacheConfig;
+pub use credentials::CredentialsConfig;
 pub use database::{DatabaseConfig, SchemaMode};
 pub use encryption::EncryptionConfig;
 pub use events::{EventRules, EventsConfig};
@@ -92,6 +94,8 @@ pub struct Config {
     #[command(flatten)]
     pub passwords: PasswordsConfig,
     #[command(flatten)]
+    pub credentials: CredentialsConfig,
+    #[command(flatten)]
     pub limits: LimitsConfig,
     #[command(flatten)]
     pub lockout: LockoutConfig,
@@ -145,6 +149,7 @@ impl Config {
             password_expiry_warning,
             sweep_batch,
             throttle: self.lockout.policy(),
+            credentials: self.credentials.policy(),
             max_guest_sessions,
             session_limit,
             renew_on_use,

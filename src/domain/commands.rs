@@ -402,3 +402,56 @@ impl RedeemAccountToken {
         vec![NewEvent::new(kind)]
     }
 }
+
+/// Stores a pending TOTP secret for a user without TOTP, replacing a pending one.
+#[derive(Clone, Debug)]
+pub struct BeginTotp {
+    pub user: UserId,
+    pub secret: super::SealedSecret,
+}
+
+/// Enables TOTP with the pending `secret` (only if it is still the pending one: a later
+/// `BeginTotp` replaced it otherwise), `step` as its last accepted step, and these recovery
+/// codes in place of any earlier ones.
+#[derive(Clone, Debug)]
+pub struct EnableTotp {
+    pub user: UserId,
+    pub secret: super::SealedSecret,
+    pub step: u64,
+    pub recovery_codes: Vec<super::RecoveryCodeHash>,
+}
+
+/// Accepts a code of time step `step` for a user with TOTP enabled, if no code of this or a
+/// later step was accepted before.
+#[derive(Clone, Copy, Debug)]
+pub struct UseTotpStep {
+    pub user: UserId,
+    pub step: u64,
+}
+
+/// Accepts one of the user's recovery codes, which is used up by it.
+#[derive(Clone, Copy, Debug)]
+pub struct UseRecoveryCode {
+    pub user: UserId,
+    pub code: super::RecoveryCodeHash,
+}
+
+/// Disables TOTP: the secret (pending or enabled) and the recovery codes go.
+#[derive(Clone, Copy, Debug)]
+pub struct DisableTotp {
+    pub user: UserId,
+}
+
+impl EnableTotp {
+    /// `totp.enabled` of the user.
+    pub fn event(&self) -> NewEvent {
+        NewEvent::new(EventType::TotpEnabled).user(Some(self.user))
+    }
+}
+
+impl DisableTotp {
+    /// `totp.disabled` of the user, recorded only when TOTP was enabled.
+    pub fn event(&self) -> NewEvent {
+        NewEvent::new(EventType::TotpDisabled).user(Some(self.user))
+    }
+}

@@ -6,12 +6,14 @@ use uuid::Uuid;
 
 pub mod accounts;
 pub mod commands;
+pub mod credentials;
 pub mod events;
 pub mod limits;
 pub mod throttle;
 pub mod username;
 
 pub use accounts::{AccountTokenPurpose, NewAccountToken, Redemption, SignedUp};
+pub use commands::{BeginTotp, DisableTotp, EnableTotp, UseRecoveryCode, UseTotpStep};
 pub use commands::{
     ClaimLogin, ForgetLoginFailures, IssuePasswordReset, RedeemAccountToken, SignUp,
 };
@@ -19,6 +21,7 @@ pub use commands::{
     DeleteAttributes, DeleteSession, DeleteSessions, DeleteUser, OpenSession, PurgeExpired,
     RenewSession, SetAttributeExpiry, SetAttributes, UpdateUser, Write,
 };
+pub use credentials::{RecoveryCodeHash, SealedSecret, TotpRecord};
 pub use events::{
     Event, EventContext, EventFeed, EventId, EventQuery, EventType, NewEvent, SessionEndReason,
 };
@@ -101,6 +104,8 @@ pub struct User {
     pub last_login_at: Option<SystemTime>,
     /// False only between sign-up and its confirmation: such a user may not log in.
     pub is_confirmed: bool,
+    /// A confirmed TOTP enrolment: logins need a code as well as the password.
+    pub totp_enabled: bool,
 }
 
 impl User {
@@ -168,6 +173,9 @@ pub struct UserPatch {
     pub is_locked: Option<bool>,
     pub approval_status: Option<ApprovalStatus>,
     pub password_hash: Option<String>,
+    /// With `password_hash`: how many replaced hashes the user keeps in its password history,
+    /// the one this patch replaces first; older ones are deleted in the same write.
+    pub keep_password_history: usize,
     pub password_must_change: Option<bool>,
     pub password_expiry: Option<Option<SystemTime>>,
 }
@@ -196,6 +204,7 @@ impl std::fmt::Debug for UserPatch {
                 "password_hash",
                 &self.password_hash.as_ref().map(|_| "[redacted]"),
             )
+            .field("keep_password_history", &self.keep_password_history)
             .field("password_must_change", &self.password_must_change)
             .field("password_expiry", &self.password_expiry)
             .finish()
@@ -206,6 +215,7 @@ impl std::fmt::Debug for PasswordChange {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PasswordChange")
             .field("password_hash", &"[redacted]")
+            .field("keep_history", &self.keep_history)
             .field("password_must_change", &self.password_must_change)
             .field("password_expiry", &self.password_expiry)
             .finish()
@@ -293,11 +303,28 @@ impl std::fmt::Debug for LoginRecord {
     }
 }
 
+/// A new password, hashed, as the password policy admitted it (`service::passwords`).
 #[derive(Clone)]
 pub struct PasswordChange {
     pub password_hash: String,
+    /// How many replaced hashes the user keeps in its history once this lands (the one it
+    /// replaces first): the history the policy checks the next new password against.
+    pub keep_history: usize,
     pub password_must_change: bool,
     pub password_expiry: Option<SystemTime>,
+}
+
+/// A patch that sets the password and everything that goes with it.
+impl From<PasswordChange> for UserPatch {
+    fn from(change: PasswordChange) -> Self {
+        Self {
+            password_hash: Some(change.password_hash),
+            keep_password_history: change.keep_history,
+            password_must_change: Some(change.password_must_change),
+            password_expiry: Some(change.password_expiry),
+            ..Self::default()
+        }
+    }
 }
 
 /// A session found by its token, with its user (none for a guest): what authentication needs,

@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use prost_types::{Timestamp, Value, value::Kind};
 use uuid::Uuid;
+use zeroize::Zeroizing;
 
 use crate::{
     domain::{
@@ -106,6 +107,11 @@ pub fn client(current_app: String, remote_addr: String, user_agent: String) -> C
     }
 }
 
+/// A second-factor code from an optional field: empty is the same as absent.
+pub fn optional_code(code: Option<String>) -> Option<Zeroizing<String>> {
+    code.filter(|code| !code.is_empty()).map(Zeroizing::new)
+}
+
 /// `APPROVAL_STATUS_UNSPECIFIED` is `None`.
 pub fn approval_status(field: &str, value: i32) -> ServiceResult<Option<ApprovalStatus>> {
     match proto::ApprovalStatus::try_from(value) {
@@ -197,6 +203,7 @@ impl From<User> for proto::User {
             creation_time: Some(timestamp(user.created_at)),
             last_login_time: user.last_login_at.map(timestamp),
             is_confirmed: user.is_confirmed,
+            totp_enabled: user.totp_enabled,
         }
     }
 }

@@ -7,7 +7,7 @@ use std::{collections::HashMap, time::Duration};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation as ProtoViolation, StatusExt};
 
-use crate::service::{FieldViolation, ServiceError};
+use crate::service::ServiceError;
 
 pub const ERROR_DOMAIN: &str = "sso";
 
@@ -25,8 +25,11 @@ impl From<ServiceError> for Status {
             ServiceError::InvalidArgument(_)
             | ServiceError::LimitExceeded(_)
             | ServiceError::PasswordTooWeak(_)
+            | ServiceError::PasswordReused(_)
             | ServiceError::TokenInvalid => Code::InvalidArgument,
             ServiceError::InvalidCredentials
+            | ServiceError::TotpRequired
+            | ServiceError::TotpInvalid
             | ServiceError::TooManyAttempts { .. }
             | ServiceError::UstMissing
             | ServiceError::UstInvalid => Code::Unauthenticated,
@@ -40,6 +43,9 @@ impl From<ServiceError> for Status {
             ServiceError::PasswordExpired
             | ServiceError::PasswordMustChange
             | ServiceError::EncryptionUnavailable
+            | ServiceError::TotpAlreadyEnabled
+            | ServiceError::TotpNotPending
+            | ServiceError::TotpNotEnabled
             | ServiceError::CursorExpired => Code::FailedPrecondition,
             ServiceError::UsernameTaken => Code::AlreadyExists,
             ServiceError::UserNotFound
@@ -60,12 +66,7 @@ impl From<ServiceError> for Status {
         }
         let mut details =
             ErrorDetails::with_error_info(error.reason(), ERROR_DOMAIN, HashMap::new());
-        let violations: &[FieldViolation] = match &error {
-            ServiceError::InvalidArgument(violations) | ServiceError::LimitExceeded(violations) => {
-                violations
-            }
-            _ => &[],
-        };
+        let violations = error.field_violations();
         if let Some(delay) = retry_after(&error) {
             details.set_retry_info(Some(delay));
         }
@@ -93,16 +94,15 @@ fn retry_after(error: &ServiceError) -> Option<Duration> {
 
 /// A message for people: the error, plus the field problems.
 fn message(error: &ServiceError) -> String {
-    match error {
-        ServiceError::InvalidArgument(violations) | ServiceError::LimitExceeded(violations) => {
-            let fields: Vec<String> = violations
-                .iter()
-                .map(|v| format!("{}: {}", v.field, v.description))
-                .collect();
-            format!("{error}: {}", fields.join("; "))
-        }
-        other => other.to_string(),
+    let violations = error.field_violations();
+    if violations.is_empty() {
+        return error.to_string();
     }
+    let fields: Vec<String> = violations
+        .iter()
+        .map(|v| format!("{}: {}", v.field, v.description))
+        .collect();
+    format!("{error}: {}", fields.join("; "))
 }
 
 /// How a stream still open at shutdown ends: `UNAVAILABLE`, so the client retries on

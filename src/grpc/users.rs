@@ -10,8 +10,8 @@ use crate::{
     domain::Profile,
     proto::{self, user_service_server::UserService},
     service::{
-        Caller, ChangePassword, LoginRequest, NewUser, PageRequest, ServiceError, ServiceResult,
-        SignUpRequest, Sso, UserField, UserRef, UserUpdate,
+        Caller, ChangePassword, DisableTotpRequest, LoginRequest, NewUser, PageRequest,
+        ServiceError, ServiceResult, SignUpRequest, Sso, UserField, UserRef, UserUpdate,
     },
 };
 
@@ -42,6 +42,7 @@ impl UserService for UserApi {
                     message.user_agent,
                 ),
                 new_password: message.new_password.map(Zeroizing::new),
+                totp_code: convert::optional_code(message.totp_code),
                 rotate,
             })
             .await?;
@@ -229,6 +230,45 @@ impl UserService for UserApi {
             .set_approval(&caller, id, crate::domain::ApprovalStatus::Rejected)
             .await?;
         user_reply(user, |user| proto::RejectUserResponse { user })
+    }
+
+    async fn begin_totp_enrollment(
+        &self,
+        request: Request<proto::BeginTotpEnrollmentRequest>,
+    ) -> Reply<proto::BeginTotpEnrollmentResponse> {
+        let caller = caller(&request)?;
+        let enrollment = self.sso.begin_totp_enrollment(&caller).await?;
+        Ok(Response::new(proto::BeginTotpEnrollmentResponse {
+            secret: enrollment.secret.to_string(),
+            otpauth_uri: enrollment.otpauth_uri.to_string(),
+        }))
+    }
+
+    async fn confirm_totp_enrollment(
+        &self,
+        request: Request<proto::ConfirmTotpEnrollmentRequest>,
+    ) -> Reply<proto::ConfirmTotpEnrollmentResponse> {
+        let caller = caller(&request)?;
+        let code = Zeroizing::new(request.into_inner().totp_code);
+        let codes = self.sso.confirm_totp_enrollment(&caller, &code).await?;
+        Ok(Response::new(proto::ConfirmTotpEnrollmentResponse {
+            recovery_codes: codes.iter().map(|code| code.to_string()).collect(),
+        }))
+    }
+
+    async fn disable_totp(
+        &self,
+        request: Request<proto::DisableTotpRequest>,
+    ) -> Reply<proto::DisableTotpResponse> {
+        let caller = caller(&request)?;
+        let message = request.into_inner();
+        let disable = DisableTotpRequest {
+            user_id: convert::optional_user_id("user_id", &message.user_id)?,
+            password: Zeroizing::new(message.password),
+            totp_code: Zeroizing::new(message.totp_code),
+        };
+        self.sso.disable_totp(&caller, disable).await?;
+        Ok(Response::new(proto::DisableTotpResponse {}))
     }
 
     async fn sign_up(

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
-use super::{Caller, ClientInfo, ServiceError, ServiceResult, Sso};
+use super::{Caller, ClientInfo, ServiceError, ServiceResult, Sso, passwords::NewPassword};
 use crate::{
     crypto,
     domain::{
@@ -128,7 +128,6 @@ impl Sso {
         let context = self.context(caller, Some(&request.client));
         let username = self.username(&request.username)?.into_string();
         self.check_profile(&request.profile)?;
-        self.check_password_strength(&request.password, &username)?;
         let now = self.clock.now();
         let user = User {
             id: UserId::generate(),
@@ -142,8 +141,19 @@ impl Sso {
             created_at: now,
             last_login_at: None,
             is_confirmed: false,
+            totp_enabled: false,
         };
-        let password_hash = self.passwords.hash(&request.password).await?;
+        // A new user has no password the history could refuse.
+        let new_password = NewPassword {
+            field: "password",
+            password: &request.password,
+            user: &user,
+            current_hash: None,
+        };
+        let password_hash = self
+            .password_change(new_password, false, None, now)
+            .await?
+            .password_hash;
         let token = Token::generate();
         let signed_up = self
             .stores
@@ -269,8 +279,14 @@ impl Sso {
                 token,
                 AccountTokenPurpose::ResetPassword,
                 |record| async move {
+                    let new_password = NewPassword {
+                        field: "new_password",
+                        password: &new_password,
+                        user: &record.user,
+                        current_hash: Some(&record.password_hash),
+                    };
                     let change = self
-                        .password_change(&record.user, &new_password, false, None, self.clock.now())
+                        .password_change(new_password, false, None, self.clock.now())
                         .await?;
                     Ok(Redemption::ResetPassword(change))
                 },

@@ -43,8 +43,25 @@ pub enum ServiceError {
     PasswordExpired,
     #[error("the password must be changed")]
     PasswordMustChange,
-    #[error("the password is too weak: {0}")]
-    PasswordTooWeak(String),
+    /// A new password the policy refuses as too easy to guess; the violation says why.
+    #[error("the password is too weak")]
+    PasswordTooWeak(FieldViolation),
+    /// A new password that is one of the user's recent ones.
+    #[error("the password was used recently")]
+    PasswordReused(FieldViolation),
+    /// The password was right; the user has TOTP and the login sent no code.
+    #[error("a TOTP code is required")]
+    TotpRequired,
+    /// A TOTP or recovery code that is wrong or was used already.
+    #[error("the TOTP code is invalid")]
+    TotpInvalid,
+    #[error("TOTP is enabled already")]
+    TotpAlreadyEnabled,
+    /// Confirming with no pending enrolment, or one that another enrolment replaced.
+    #[error("no TOTP enrolment is pending")]
+    TotpNotPending,
+    #[error("TOTP is not enabled")]
+    TotpNotEnabled,
     #[error("the application is not allowed")]
     AppNotAllowed,
     #[error("the username is taken")]
@@ -96,6 +113,21 @@ impl ServiceError {
         Self::LimitExceeded(vec![FieldViolation::new(field, description)])
     }
 
+    pub fn too_weak(field: &str, description: impl Into<String>) -> Self {
+        Self::PasswordTooWeak(FieldViolation::new(field, description))
+    }
+
+    /// The field problems the status carries as `BadRequest` violations.
+    pub fn field_violations(&self) -> &[FieldViolation] {
+        match self {
+            Self::InvalidArgument(violations) | Self::LimitExceeded(violations) => violations,
+            Self::PasswordTooWeak(violation) | Self::PasswordReused(violation) => {
+                std::slice::from_ref(violation)
+            }
+            _ => &[],
+        }
+    }
+
     /// The contract's `ErrorInfo.reason`.
     pub fn reason(&self) -> &'static str {
         match self {
@@ -111,6 +143,12 @@ impl ServiceError {
             Self::PasswordExpired => "PASSWORD_EXPIRED",
             Self::PasswordMustChange => "PASSWORD_MUST_CHANGE",
             Self::PasswordTooWeak(_) => "PASSWORD_TOO_WEAK",
+            Self::PasswordReused(_) => "PASSWORD_REUSED",
+            Self::TotpRequired => "TOTP_REQUIRED",
+            Self::TotpInvalid => "TOTP_INVALID",
+            Self::TotpAlreadyEnabled => "TOTP_ALREADY_ENABLED",
+            Self::TotpNotPending => "TOTP_NOT_PENDING",
+            Self::TotpNotEnabled => "TOTP_NOT_ENABLED",
             Self::AppNotAllowed => "APP_NOT_ALLOWED",
             Self::UsernameTaken => "USERNAME_TAKEN",
             Self::UserNotFound => "USER_NOT_FOUND",
@@ -136,6 +174,8 @@ impl From<StoreError> for ServiceError {
         match error {
             StoreError::UsernameTaken => Self::UsernameTaken,
             StoreError::UserNotFound => Self::UserNotFound,
+            StoreError::TotpAlreadyEnabled => Self::TotpAlreadyEnabled,
+            StoreError::TotpNotPending => Self::TotpNotPending,
             StoreError::SessionNotFound => Self::SessionNotFound,
             // A login raced a lock or password reset: the password no longer opens a session.
             StoreError::UserChanged => Self::InvalidCredentials,

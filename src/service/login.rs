@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 use zeroize::Zeroizing;
 
-use super::{Authentication, ClientInfo, ServiceError, ServiceResult, Sso};
+use super::{Authentication, ClientInfo, ServiceError, ServiceResult, Sso, passwords::NewPassword};
 use crate::domain::{
     ApprovalStatus, DeleteSession, EventContext, EventType, LoginRecord, NewAttribute, NewEvent,
     Owner, Session, SessionEndReason, SessionId, User, UserId, UserRecord, Username, Write,
@@ -26,6 +26,8 @@ pub struct LoginRequest {
     pub password: Zeroizing<String>,
     pub client: ClientInfo,
     pub new_password: Option<Zeroizing<String>>,
+    /// A TOTP code or a recovery code, for a user with TOTP enabled.
+    pub totp_code: Option<Zeroizing<String>>,
     /// The metadata's UST; a live session there (a guest's or a user's) is rotated into the
     /// new session.
     pub rotate: Authentication,
@@ -49,6 +51,7 @@ impl std::fmt::Debug for LoginRequest {
                 "new_password",
                 &self.new_password.as_ref().map(|_| "[redacted]"),
             )
+            .field("totp_code", &self.totp_code.as_ref().map(|_| "[redacted]"))
             .field("rotate", &self.rotate)
             .finish()
     }
@@ -148,19 +151,52 @@ impl Sso {
         else {
             return Err(ServiceError::InvalidCredentials);
         };
-        self.forget_login_failures(&username, address, now).await?;
-        self.check_may_log_in(&user, request.new_password.is_some(), now)?;
+        let changes_password = request.new_password.is_some();
+        match (user.totp_enabled, &request.totp_code) {
+            (false, None) => {
+                self.forget_login_failures(&username, address, now).await?;
+                self.check_may_log_in(&user, changes_password, now)?;
+            }
+            (false, Some(_)) => {
+                self.forget_login_failures(&username, address, now).await?;
+                return Err(ServiceError::invalid(
+                    "totp_code",
+                    "the user has no TOTP enrolment",
+                ));
+            }
+            // The claim stays counted as a failure until a code proves the second factor:
+            // forgetting failures on a right password alone would let someone who knows it
+            // reset the count between guesses of the code.
+            (true, None) => return Err(ServiceError::TotpRequired),
+            (true, Some(code)) => {
+                // Refusals first, so a recovery code is not used up by a login that fails.
+                self.check_may_log_in(&user, changes_password, now)?;
+                self.use_second_factor(&user, code, now).await?;
+                self.forget_login_failures(&username, address, now).await?;
+            }
+        }
 
         let new_password = match &request.new_password {
             Some(new_password) => {
                 if new_password.as_str() == request.password.as_str() {
-                    return Err(ServiceError::PasswordTooWeak(
-                        "the new password must differ from the old one".into(),
+                    return Err(ServiceError::too_weak(
+                        "new_password",
+                        "the new password must differ from the old one",
                     ));
                 }
                 Some(
-                    self.password_change(&user, new_password, false, None, now)
-                        .await?,
+                    self.password_change(
+                        NewPassword {
+                            field: "new_password",
+                            password: new_password,
+                            user: &user,
+                            current_hash: Some(&verified_hash),
+                        },
+                        false,
+                        None,
+                        now,
+                    )
+                    .await?,
                 )
             }
             None => None,

@@ -27,6 +27,7 @@ mod login;
 mod passwords;
 mod sessions;
 mod throttle;
+mod totp;
 mod users;
 
 #[cfg(test)]
@@ -40,6 +41,7 @@ pub use events::{EventFilter, EventStream, EventsPage, WatchMessage, with_cid};
 pub use login::{LoginOutcome, LoginRequest};
 pub use passwords::ChangePassword;
 pub use sessions::SessionsPage;
+pub use totp::{DisableTotpRequest, TotpEnrollment};
 pub use users::{NewUser, UserField, UserRef, UserUpdate, UsersPage};
 
 /// Rules that come from configuration.
@@ -77,6 +79,19 @@ pub struct Policy {
     pub event_heartbeat: Duration,
     /// Sign-up, and the tokens of its confirmation and of password reset.
     pub accounts: AccountsPolicy,
+    /// The password policy (strength floor, history) and the TOTP issuer.
+    pub credentials: CredentialPolicy,
+}
+
+/// What a new password must be, and how TOTP enrolments name the service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CredentialPolicy {
+    /// Least zxcvbn score (0–4); 0 skips the estimate.
+    pub password_min_strength: u8,
+    /// How many of the user's last passwords, the current one included, a new one may not be.
+    pub password_history: usize,
+    /// The issuer in `otpauth://` URIs.
+    pub totp_issuer: String,
 }
 
 /// Who is calling: the session its UST names, and that session's user (none for a guest).

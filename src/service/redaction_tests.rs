@@ -31,6 +31,7 @@ fn user() -> User {
         created_at: SystemTime::UNIX_EPOCH,
         last_login_at: None,
         is_confirmed: true,
+        totp_enabled: true,
     }
 }
 
@@ -63,6 +64,7 @@ fn new_attribute() -> NewAttribute {
 fn secrets_never_show_in_debug() {
     let password_change = PasswordChange {
         password_hash: SECRET.into(),
+        keep_history: 3,
         password_must_change: false,
         password_expiry: None,
     };
@@ -74,7 +76,23 @@ fn secrets_never_show_in_debug() {
                 password: secret(),
                 client: ClientInfo::default(),
                 new_password: Some(secret()),
+                totp_code: Some(secret()),
                 rotate: Authentication::Missing,
+            }
+        ),
+        format!(
+            "{:?}",
+            TotpEnrollment {
+                secret: secret(),
+                otpauth_uri: Zeroizing::new(format!("otpauth://totp/x:y?secret={SECRET}")),
+            }
+        ),
+        format!(
+            "{:?}",
+            DisableTotpRequest {
+                user_id: None,
+                password: secret(),
+                totp_code: secret(),
             }
         ),
         format!(

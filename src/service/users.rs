@@ -5,7 +5,10 @@ use std::time::SystemTime;
 
 use zeroize::Zeroizing;
 
-use super::{Caller, PageRequest, ServiceError, ServiceResult, Sso, check_text, page_token};
+use super::{
+    Caller, PageRequest, ServiceError, ServiceResult, Sso, check_text, page_token,
+    passwords::NewPassword,
+};
 use crate::{
     crypto,
     domain::{
@@ -137,7 +140,6 @@ impl Sso {
             (Some(given), _) => given.clone(),
             (None, generated) => Zeroizing::new(generated.clone().unwrap_or_default()),
         };
-        self.check_password_strength(&password, &username)?;
         let now = self.clock.now();
         let user = User {
             id: UserId::generate(),
@@ -155,8 +157,16 @@ impl Sso {
             created_at: now,
             last_login_at: None,
             is_confirmed: true,
+            totp_enabled: false,
         };
-        let password_hash = self.passwords.hash(&password).await?;
+        // A new user has no password the history could refuse.
+        let new_password = NewPassword {
+            field: "password",
+            password: &password,
+            user: &user,
+            current_hash: None,
+        };
+        let change = self.password_change(new_password, false, None, now).await?;
         let user = self
             .stores
             .users
@@ -165,7 +175,7 @@ impl Sso {
                     now,
                     UserRecord {
                         user,
-                        password_hash,
+                        password_hash: change.password_hash,
                     },
                 )
                 .by(context),

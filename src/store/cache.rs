@@ -1,7 +1,8 @@
 //! A cache of resolved USTs in front of the PostgreSQL store: the hot path (a UST → its
 //! session and user) answered from memory, and never a session that was revoked.
 //!
-//! [`AuthCache`] is a decorator: it replaces [`Stores::sessions`] and [`Stores::users`],
+//! [`AuthCache`] is a decorator: it replaces [`Stores::sessions`], [`Stores::users`] and
+//! [`Stores::credentials`] (whose TOTP writes change a user),
 //! answers `session_by_token` from a moka cache keyed by the token hash, and passes every
 //! other call through. It is not used over the embedded store, which is memory already.
 //!
@@ -13,7 +14,8 @@
 //! - A session that was ended, or whose user changed, through this process: every write that
 //!   can end a session or change a user drops the affected entries before it returns
 //!   (logout, deletion, bulk revocation, rotation, lock, rejection, user deletion, password
-//!   and super-user changes, any user update, a login's update of its user, a renewal).
+//!   and super-user changes, any user update, a login's update of its user, a renewal, TOTP
+//!   enabled or disabled).
 //! - The same through another replica, once its `NOTIFY` arrives: triggers on `sessions` and
 //!   `users` (migration 7) announce ended sessions and changed users on [`CHANNEL`], and
 //!   [`AuthCache::follow`] drops what they name.
@@ -55,14 +57,15 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{
-    AccountTokenStore, SessionStore, StoreResult, Stores, UserStore,
+    AccountTokenStore, CredentialStore, SessionStore, StoreResult, Stores, UserStore,
     postgres::listener::{Listener, Listening, Notification},
 };
 use crate::domain::{
-    AccountTokenPurpose, DeleteSession, DeleteSessions, DeleteUser, IssuePasswordReset,
-    OpenSession, PurgeCounts, PurgeExpired, RedeemAccountToken, RenewOnUse, RenewSession, Session,
-    SessionId, SessionSelector, SessionWithUser, SignUp, SignedUp, TokenHash, UpdateUser, User,
-    UserId, UserPage, UserQuery, UserRecord, Username, Write,
+    AccountTokenPurpose, BeginTotp, DeleteSession, DeleteSessions, DeleteUser, DisableTotp,
+    EnableTotp, IssuePasswordReset, OpenSession, PurgeCounts, PurgeExpired, RedeemAccountToken,
+    RenewOnUse, RenewSession, Session, SessionId, SessionSelector, SessionWithUser, SignUp,
+    SignedUp, TokenHash, TotpRecord, UpdateUser, UseRecoveryCode, UseTotpStep, User, UserId,
+    UserPage, UserQuery, UserRecord, Username, Write,
 };
 
 /// The `NOTIFY` channel of migration 7's triggers.
@@ -228,6 +231,7 @@ impl Book {
 pub struct AuthCache {
     sessions: Arc<dyn SessionStore>,
     users: Arc<dyn UserStore>,
+    credentials: Arc<dyn CredentialStore>,
     account_tokens: Arc<dyn AccountTokenStore>,
     entries: Cache<TokenHash, Arc<SessionWithUser>>,
     book: Mutex<Book>,
@@ -265,6 +269,7 @@ impl AuthCache {
         Self {
             sessions: Arc::clone(&stores.sessions),
             users: Arc::clone(&stores.users),
+            credentials: Arc::clone(&stores.credentials),
             account_tokens: Arc::clone(&stores.account_tokens),
             entries,
             book: Mutex::default(),
@@ -274,12 +279,13 @@ impl AuthCache {
         }
     }
 
-    /// `stores` with this cache in place of its sessions, users and account tokens (whose
-    /// redemption changes a user and may end its sessions).
+    /// `stores` with this cache in place of its sessions, users, credentials and account
+    /// tokens (whose redemption changes a user and may end its sessions).
     pub fn wrap(self: &Arc<Self>, stores: Stores) -> Stores {
         Stores {
             sessions: Arc::clone(self) as Arc<dyn SessionStore>,
             users: Arc::clone(self) as Arc<dyn UserStore>,
+            credentials: Arc::clone(self) as Arc<dyn CredentialStore>,
             account_tokens: Arc::clone(self) as Arc<dyn AccountTokenStore>,
             ..stores
         }
@@ -646,6 +652,44 @@ impl UserStore for AuthCache {
     }
 }
 
+/// Enabling or disabling TOTP changes the user: its entries go, as for any user update.
+#[async_trait]
+impl CredentialStore for AuthCache {
+    async fn totp(&self, user: UserId) -> StoreResult<Option<TotpRecord>> {
+        self.credentials.totp(user).await
+    }
+
+    async fn begin_totp(&self, write: Write<BeginTotp>) -> StoreResult<()> {
+        self.credentials.begin_totp(write).await
+    }
+
+    async fn enable_totp(&self, write: Write<EnableTotp>) -> StoreResult<User> {
+        let user = write.command.user;
+        let enabled = self.credentials.enable_totp(write).await;
+        self.invalidate(Invalidation::User(user), Origin::Local);
+        enabled
+    }
+
+    async fn use_totp_step(&self, write: Write<UseTotpStep>) -> StoreResult<bool> {
+        self.credentials.use_totp_step(write).await
+    }
+
+    async fn use_recovery_code(&self, write: Write<UseRecoveryCode>) -> StoreResult<bool> {
+        self.credentials.use_recovery_code(write).await
+    }
+
+    async fn disable_totp(&self, write: Write<DisableTotp>) -> StoreResult<bool> {
+        let user = write.command.user;
+        let disabled = self.credentials.disable_totp(write).await;
+        self.invalidate(Invalidation::User(user), Origin::Local);
+        disabled
+    }
+
+    async fn password_history(&self, user: UserId) -> StoreResult<Vec<String>> {
+        self.credentials.password_history(user).await
+    }
+}
+
 #[async_trait]
 impl AccountTokenStore for AuthCache {
     async fn sign_up(&self, write: Write<SignUp>) -> StoreResult<SignedUp> {
@@ -733,6 +777,7 @@ mod tests {
                 created_at: at(0),
                 last_login_at: None,
                 is_confirmed: true,
+                totp_enabled: false,
             },
             password_hash: "$argon2id$fake".into(),
         };
@@ -978,6 +1023,49 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(found.user.unwrap().is_locked, "read from the store again");
+    }
+
+    #[tokio::test]
+    async fn enabling_totp_through_the_cache_drops_the_users_entries() {
+        use crate::domain::SealedSecret;
+        let (cache, store) = cache_over_memory(SETTINGS);
+        let cached = cache.wrap(store.clone());
+        let owner = user(&store, "fi", None).await;
+        let (_, hash) = session(&store, Some(owner.id), 100).await;
+        assert!(resolves(&cache, &hash, at(1)).await);
+        let secret = SealedSecret {
+            key_id: "k".into(),
+            ciphertext: vec![1; 40],
+        };
+        cached
+            .credentials
+            .begin_totp(Write::new(
+                at(1),
+                BeginTotp {
+                    user: owner.id,
+                    secret: secret.clone(),
+                },
+            ))
+            .await
+            .unwrap();
+        cached
+            .credentials
+            .enable_totp(Write::new(
+                at(1),
+                EnableTotp {
+                    user: owner.id,
+                    secret,
+                    step: 1,
+                    recovery_codes: Vec::new(),
+                },
+            ))
+            .await
+            .unwrap();
+        let found = cache.session_by_token(&hash, at(1), None).await.unwrap();
+        assert!(
+            found.unwrap().user.unwrap().totp_enabled,
+            "read from the store again"
+        );
     }
 
     /// moka evicts by size on its own; its evictions leave the indexes, and every cached

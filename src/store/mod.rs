@@ -1,5 +1,5 @@
 //! Persistence, one trait per capability ([`StoreHealth`], [`UserStore`], [`SessionStore`],
-//! [`AttributeStore`], [`ThrottleStore`], [`AccountTokenStore`]) summed into [`Store`]. They are shaped for a transactional SQL store:
+//! [`AttributeStore`], [`ThrottleStore`], [`CredentialStore`], [`EventStore`], [`AccountTokenStore`]) summed into [`Store`]. They are shaped for a transactional SQL store:
 //! every operation that must be atomic is one call, expiry is decided by the `now` passed in
 //! (the injectable clock's time), and nothing asks the caller to read a row to decide whether
 //! to write it.
@@ -9,12 +9,13 @@ use std::{sync::Arc, time::SystemTime};
 use async_trait::async_trait;
 
 use crate::domain::{
-    AccountTokenPurpose, ClaimLogin, DeleteAttributes, DeleteSession, DeleteSessions, DeleteUser,
-    Event, EventFeed, EventId, EventQuery, ForgetLoginFailures, IssuePasswordReset, LoginClaim,
-    NewEvent, OpenSession, Owner, PurgeCounts, PurgeExpired, RedeemAccountToken, RenewOnUse,
-    RenewSession, Session, SessionId, SessionWithUser, SetAttributeExpiry, SetAttributes, SignUp,
-    SignedUp, StoredAttribute, TokenHash, UpdateUser, User, UserId, UserPage, UserQuery,
-    UserRecord, Username, Write,
+    AccountTokenPurpose, BeginTotp, ClaimLogin, DeleteAttributes, DeleteSession, DeleteSessions,
+    DeleteUser, DisableTotp, EnableTotp, Event, EventFeed, EventId, EventQuery,
+    ForgetLoginFailures, IssuePasswordReset, LoginClaim, NewEvent, OpenSession, Owner, PurgeCounts,
+    PurgeExpired, RedeemAccountToken, RenewOnUse, RenewSession, Session, SessionId,
+    SessionWithUser, SetAttributeExpiry, SetAttributes, SignUp, SignedUp, StoredAttribute,
+    TokenHash, TotpRecord, UpdateUser, UseRecoveryCode, UseTotpStep, User, UserId, UserPage,
+    UserQuery, UserRecord, Username, Write,
 };
 
 pub mod cache;
@@ -40,6 +41,10 @@ pub enum StoreError {
     TooManyGuestSessions { limit: usize },
     #[error("the user holds {limit} live sessions, the limit")]
     SessionLimitReached { limit: usize },
+    #[error("the user has TOTP enabled already")]
+    TotpAlreadyEnabled,
+    #[error("the user has no pending TOTP enrolment with that secret")]
+    TotpNotPending,
     /// Events after a watcher's cursor are no longer all stored.
     #[error("events after the cursor have been dropped")]
     CursorExpired,
@@ -200,6 +205,33 @@ pub trait ThrottleStore: Send + Sync + 'static {
     async fn forget_login_failures(&self, write: Write<ForgetLoginFailures>) -> StoreResult<()>;
 }
 
+/// Second factors and password history. Whether TOTP is enabled is the user's
+/// `totp_enabled`, which only these writes change, each under the user's lock; a user's
+/// credentials go with the user.
+#[async_trait]
+pub trait CredentialStore: Send + Sync + 'static {
+    /// The user's stored TOTP secret, pending or enabled.
+    async fn totp(&self, user: UserId) -> StoreResult<Option<TotpRecord>>;
+    /// Stores a pending secret, replacing a pending one: `TotpAlreadyEnabled` if the user has
+    /// TOTP enabled, `UserNotFound` if it does not exist.
+    async fn begin_totp(&self, write: Write<BeginTotp>) -> StoreResult<()>;
+    /// Enables TOTP with the pending secret and stores the recovery codes, in one
+    /// transaction; returns the user. `TotpNotPending` if that secret is not the user's
+    /// pending one (replaced, or already enabled), `UserNotFound` if the user is gone.
+    async fn enable_totp(&self, write: Write<EnableTotp>) -> StoreResult<User>;
+    /// Atomic: true for the one call that moves the user's last accepted step forward to
+    /// `step`; false if TOTP is not enabled or a code of this or a later step was accepted.
+    async fn use_totp_step(&self, write: Write<UseTotpStep>) -> StoreResult<bool>;
+    /// Atomic: true for the one call that uses up this recovery code of the user.
+    async fn use_recovery_code(&self, write: Write<UseRecoveryCode>) -> StoreResult<bool>;
+    /// Deletes the secret and the recovery codes and clears `totp_enabled`, in one
+    /// transaction; whether TOTP was enabled. `UserNotFound` if the user does not exist.
+    async fn disable_totp(&self, write: Write<DisableTotp>) -> StoreResult<bool>;
+    /// The user's replaced password hashes, newest first: as many as the last password
+    /// change said to keep ([`crate::domain::PasswordChange::keep_history`]).
+    async fn password_history(&self, user: UserId) -> StoreResult<Vec<String>>;
+}
+
 /// The audit log. The events of a change are written by the change's own write (see
 /// [`Write`]); this records the rest and reads them all back.
 #[async_trait]
@@ -270,6 +302,7 @@ pub trait Store:
     + SessionStore
     + AttributeStore
     + ThrottleStore
+    + CredentialStore
     + EventStore
     + AccountTokenStore
 {
@@ -281,6 +314,7 @@ impl<
         + SessionStore
         + AttributeStore
         + ThrottleStore
+        + CredentialStore
         + EventStore
         + AccountTokenStore
         + ?Sized,
@@ -298,6 +332,7 @@ pub struct Stores {
     pub sessions: Arc<dyn SessionStore>,
     pub attributes: Arc<dyn AttributeStore>,
     pub throttle: Arc<dyn ThrottleStore>,
+    pub credentials: Arc<dyn CredentialStore>,
     pub events: Arc<dyn EventStore>,
     pub account_tokens: Arc<dyn AccountTokenStore>,
 }
@@ -311,6 +346,7 @@ impl Stores {
             sessions: store.clone(),
             attributes: store.clone(),
             throttle: store.clone(),
+            credentials: store.clone(),
             events: store.clone(),
             account_tokens: store,
         }

@@ -52,6 +52,9 @@ pub fn test_config() -> Config {
     config.bootstrap.super_user_password = Some(ADMIN_PASSWORD.into());
     config.encryption.keys = Some(format!("k1:{}", base64_key(7)));
     config.passwords.max_concurrent_hashes = 4;
+    // Tests not about the password policy use short, easy passwords; `credentials.rs` tests
+    // the product's floor.
+    config.credentials.password_min_strength = 0;
     config
 }
 

@@ -128,6 +128,47 @@ def expect_error(method, request, metadata, code, reason, what):
     fail(f"{what}: succeeded, want {code.name}")
 
 
+def totp_flow(users, username, password, user_md):
+    """Enrol with pyotp as the authenticator app, confirm, log in with a code (once) and with
+    a recovery code (once), then disable."""
+    import pyotp
+
+    def login_with(code):
+        req = upb.LoginRequest(username=username, password=password, current_app="interop",
+                               remote_addr="127.0.0.1", user_agent=UA)
+        if code is not None:
+            req.totp_code = code
+        return req
+
+    enrollment = call(users.BeginTotpEnrollment, upb.BeginTotpEnrollmentRequest(), user_md)[0]
+    app = pyotp.parse_uri(enrollment.otpauth_uri)
+    check(app.secret == enrollment.secret and app.issuer == "ssod" and app.name == username
+          and app.digits == 6 and app.interval == 30, "BeginTotpEnrollment: pyotp reads the otpauth URI")
+    codes = call(users.ConfirmTotpEnrollment, upb.ConfirmTotpEnrollmentRequest(totp_code=app.now()),
+                 user_md)[0].recovery_codes
+    check(len(set(codes)) == 10, "ConfirmTotpEnrollment: ten recovery codes")
+    if os.environ.get("SSOD_INTEROP_SECRETS"):
+        with open(os.environ["SSOD_INTEROP_SECRETS"], "a") as f:
+            f.write("\n".join([enrollment.secret, *codes]) + "\n")
+    me = call(users.GetCurrentUser, upb.GetCurrentUserRequest(), user_md)[0]
+    check(me.user.totp_enabled, "GetCurrentUser: totp_enabled")
+
+    expect_error(users.Login, login_with(None), (), grpc.StatusCode.UNAUTHENTICATED, "TOTP_REQUIRED",
+                 "Login without a code")
+    # The confirming code's step is used: the next step's code (one step of skew) logs in.
+    code = app.at(time.time() + 30)
+    res = call(users.Login, login_with(code), what="Login with a TOTP code")[0]
+    check(res.ust and res.user.totp_enabled, "Login with a TOTP code")
+    expect_error(users.Login, login_with(code), (), grpc.StatusCode.UNAUTHENTICATED, "TOTP_INVALID",
+                 "Login with the same code again")
+    call(users.Login, login_with(codes[0]), what="Login with a recovery code")
+    print("ok: Login with a recovery code")
+    expect_error(users.Login, login_with(codes[0]), (), grpc.StatusCode.UNAUTHENTICATED, "TOTP_INVALID",
+                 "Login with a used recovery code")
+
+    call(users.DisableTotp, upb.DisableTotpRequest(password=password, totp_code=codes[1]), user_md)
+    res = call(users.Login, login_with(None), what="Login after DisableTotp")[0]
+    check(not res.user.totp_enabled, "DisableTotp with password and a recovery code")
 class MailSink:
     """An SMTP server on SSOD_INTEROP_SMTP_PORT; received mails wait in a queue."""
 
@@ -294,6 +335,8 @@ def main():
     headers = dict(c.initial_metadata())
     check(res.user.username == username, "GetCurrentUser")
     check(headers.get("x-request-id") == rid, f"x-request-id echoed in response headers ({headers.get('x-request-id')})")
+
+    totp_flow(users, username, password, user_md)
 
     call(users.Logout, upb.LogoutRequest(), user_md)
     print("ok: Logout")

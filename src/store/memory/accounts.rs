@@ -11,7 +11,7 @@ use crate::{
         SignUp, SignedUp, TokenHash, User, UserRecord, Username, Write,
         commands::user_changed_template,
     },
-    store::{AccountTokenStore, StoreResult},
+    store::{AccountTokenStore, StoreError, StoreResult},
 };
 
 /// A token as stored: under which username key, what for, until when, and the password hash
@@ -193,13 +193,17 @@ impl AccountTokenStore for MemoryStore {
                 false
             }
             Redemption::ResetPassword(change) => {
-                record.password_hash = change.password_hash;
                 record.user.password_must_change = change.password_must_change;
                 record.user.password_expiry = change.password_expiry;
+                state.replace_password(id, change.password_hash, change.keep_history);
                 true
             }
         };
-        let user = record.user.clone();
+        let user = state
+            .users
+            .get(&id)
+            .map(|record| record.user.clone())
+            .ok_or(StoreError::UserNotFound)?;
         let redeemed = templates
             .into_iter()
             .map(|template| template.user(Some(id)))

@@ -3,11 +3,11 @@
 //! than tokio's and cannot deadlock the runtime.
 //!
 //! One file per capability (`users.rs`, `sessions.rs`, `attributes.rs`, `throttle.rs`,
-//! `accounts.rs`); this one holds the
+//! `credentials.rs`, `events.rs`, `accounts.rs`); this one holds the
 //! state, its lock, health, and the session helpers that more than one area needs.
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque},
     sync::{Mutex, MutexGuard},
     time::SystemTime,
 };
@@ -16,11 +16,13 @@ use async_trait::async_trait;
 
 use super::{StoreError, StoreHealth, StoreResult};
 use crate::domain::{
-    Owner, Session, SessionId, SessionSelector, StoredAttribute, TokenHash, UserId, UserRecord,
+    Owner, RecoveryCodeHash, Session, SessionId, SessionSelector, StoredAttribute, TokenHash,
+    TotpRecord, UserId, UserRecord,
 };
 
 mod accounts;
 mod attributes;
+mod credentials;
 mod events;
 mod sessions;
 mod throttle;
@@ -49,6 +51,12 @@ struct State {
     /// Owner → its attributes by name.
     attributes: HashMap<Owner, BTreeMap<String, StoredAttribute>>,
     throttle: throttle::Throttle,
+    /// User → its TOTP secret, pending or enabled (`User::totp_enabled` says which).
+    totp: HashMap<UserId, TotpRecord>,
+    /// User → the hashes of its unused recovery codes.
+    recovery_codes: HashMap<UserId, HashSet<RecoveryCodeHash>>,
+    /// User → its replaced password hashes, newest first.
+    password_history: HashMap<UserId, VecDeque<String>>,
     events: events::EventLog,
     account_tokens: accounts::AccountTokens,
 }
@@ -131,6 +139,27 @@ impl State {
             SessionSelector::Guests => self.guest_sessions.iter().copied().collect(),
             SessionSelector::All => self.sessions.keys().copied().collect(),
         }
+    }
+
+    /// Sets a user's password hash; the replaced one heads its history, which keeps `keep`.
+    fn replace_password(&mut self, user: UserId, hash: String, keep: usize) {
+        let Some(record) = self.users.get_mut(&user) else {
+            return;
+        };
+        let replaced = std::mem::replace(&mut record.password_hash, hash);
+        let history = self.password_history.entry(user).or_default();
+        history.push_front(replaced);
+        history.truncate(keep);
+        if history.is_empty() {
+            self.password_history.remove(&user);
+        }
+    }
+
+    /// A deleted user's second factors and password history go with it.
+    fn forget_credentials(&mut self, user: UserId) {
+        self.totp.remove(&user);
+        self.recovery_codes.remove(&user);
+        self.password_history.remove(&user);
     }
 
     /// Records each template once per session in `ended` (with its user).

@@ -148,9 +148,9 @@ impl SessionStore for MemoryStore {
         {
             record.user.last_login_at = Some(session.created_at);
             if let Some(change) = login.new_password {
-                record.password_hash = change.password_hash;
                 record.user.password_must_change = change.password_must_change;
                 record.user.password_expiry = change.password_expiry;
+                state.replace_password(user_id, change.password_hash, change.keep_history);
             }
         }
         Ok(session)

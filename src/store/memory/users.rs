@@ -87,10 +87,10 @@ impl UserStore for MemoryStore {
         let record = state.users.get_mut(&id).ok_or(StoreError::UserNotFound)?;
         let was_expired = record.user.password_expired(now);
         apply_patch(&mut record.user, &patch);
-        if let Some(hash) = &patch.password_hash {
-            record.password_hash.clone_from(hash);
-        }
         let user = record.user.clone();
+        if let Some(hash) = patch.password_hash {
+            state.replace_password(id, hash, patch.keep_password_history);
+        }
         state.events.record(now, &context, events);
         let keep = match end_sessions {
             EndSessions::AllIfPasswordExpired if was_expired => None,
@@ -120,6 +120,7 @@ impl UserStore for MemoryStore {
             .usernames
             .remove(&Username::key_of(&record.user.username));
         state.attributes.remove(&Owner::User(id));
+        state.forget_credentials(id);
         let doomed = state.selected_sessions(SessionSelector::User(id));
         let live = super::sessions::count_live(&state.remove_sessions(doomed), now);
         state

@@ -128,9 +128,12 @@ impl AccountTokenStore for PostgresStore {
                         .prepare_cached(sql::accounts::LOCK_TOKEN_USER)
                         .await
                         .map_err(from_pg)?;
-                    transaction
-                        .execute(&lock, &[&hash])
+                    let locked: Option<uuid::Uuid> = transaction
+                        .query_opt(&lock, &[&hash])
                         .await
+                        .map_err(from_pg)?
+                        .map(|row| row.try_get(0))
+                        .transpose()
                         .map_err(from_pg)?;
                     let row = match redemption {
                         Redemption::ConfirmSignUp => {
@@ -144,6 +147,17 @@ impl AccountTokenStore for PostgresStore {
                                 .map_err(from_pg)?
                         }
                         Redemption::ResetPassword(change) => {
+                            // The replaced hash joins the history, as on any password
+                            // change; rolled back below if the token does not redeem.
+                            if let Some(user) = locked {
+                                super::credentials::push_password_history(
+                                    &transaction,
+                                    user,
+                                    now,
+                                    change.keep_history,
+                                )
+                                .await?;
+                            }
                             let statement = transaction
                                 .prepare_cached(sql::accounts::RESET_PASSWORD)
                                 .await
@@ -176,6 +190,10 @@ impl AccountTokenStore for PostgresStore {
                             row
                         }
                     };
+                    if row.is_none() {
+                        transaction.rollback().await.map_err(from_pg)?;
+                        return Ok(None);
+                    }
                     transaction.commit().await.map_err(from_pg)?;
                     Ok(row)
                 }

@@ -59,6 +59,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         sql: include_str!("migrations/0008_events.sql"),
     },
     Migration {
+        version: 9,
+        name: "totp_password_history",
+        sql: include_str!("migrations/0009_totp_password_history.sql"),
+    },
+    Migration {
         version: 10,
         name: "account_tokens",
         sql: include_str!("migrations/0010_account_tokens.sql"),

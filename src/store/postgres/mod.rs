@@ -66,7 +66,8 @@
 //!
 //! # Layout
 //!
-//! One file per capability (`users.rs`, `sessions.rs`, `attributes.rs`, `throttle.rs`), each beside its
+//! One file per capability (`users.rs`, `sessions.rs`, `attributes.rs`, `throttle.rs`,
+//! `credentials.rs`), each beside its
 //! statements in [`sql`]; this one holds the pool, health and the query helpers;
 //! [`listener`] holds the one connection outside the pool, which receives `NOTIFY`s.
 
@@ -80,6 +81,7 @@ use super::{PoolStatus, StoreError, StoreHealth, StoreResult};
 
 mod accounts;
 mod attributes;
+mod credentials;
 mod error;
 pub mod events;
 pub mod listener;

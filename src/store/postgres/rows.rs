@@ -11,8 +11,8 @@ use super::{error::from_pg, sql};
 use crate::{
     domain::{
         ApprovalStatus, Event, EventContext, EventId, EventType, NewAttribute, NewEvent, Profile,
-        Session, SessionId, SessionWithUser, StoredAttribute, StoredValue, User, UserId,
-        UserRecord,
+        SealedSecret, Session, SessionId, SessionWithUser, StoredAttribute, StoredValue,
+        TotpRecord, User, UserId, UserRecord,
     },
     store::{StoreError, StoreResult},
 };
@@ -44,6 +44,19 @@ pub(super) fn user(row: &Row, at: usize) -> StoreResult<User> {
         created_at: get(row, at + 12)?,
         last_login_at: get(row, at + 13)?,
         is_confirmed: get(row, at + 14)?,
+        totp_enabled: get(row, at + 15)?,
+    })
+}
+
+/// [`sql::TOTP_SECRET`].
+pub(super) fn totp(row: &Row) -> StoreResult<TotpRecord> {
+    let last_step: Option<i64> = get(row, 2)?;
+    Ok(TotpRecord {
+        secret: SealedSecret {
+            key_id: get(row, 0)?,
+            ciphertext: get(row, 1)?,
+        },
+        last_step: last_step.map(to_u64),
     })
 }
 

@@ -9,7 +9,9 @@ use uuid::Uuid;
 use serde_json::Value;
 
 use super::{
-    PostgresStore, Retry, delete_in_batches,
+    PostgresStore, Retry,
+    credentials::push_password_history,
+    delete_in_batches,
     error::from_pg,
     events,
     rows::{self, AttributeArrays, to_i64, to_u64},
@@ -115,11 +117,15 @@ impl SessionStore for PostgresStore {
                 let user_id = new.user_id.map(|id| id.0);
                 // The user row first, as `update_user` does, so the two lock in the same order.
                 if let (Some(login), Some(user_id)) = (&open.login, user_id) {
+                    let change = login.new_password.as_ref();
+                    if let Some(change) = change {
+                        push_password_history(&transaction, user_id, now, change.keep_history)
+                            .await?;
+                    }
                     let statement = transaction
                         .prepare_cached(sql::sessions::RECORD_LOGIN)
                         .await
                         .map_err(from_pg)?;
-                    let change = login.new_password.as_ref();
                     let updated = transaction
                         .execute(
                             &statement,

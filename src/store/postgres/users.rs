@@ -5,6 +5,7 @@ use uuid::Uuid;
 
 use super::{
     PostgresStore, Retry,
+    credentials::push_password_history,
     error::from_pg,
     events,
     rows::{self, to_i64, to_u64},
@@ -138,6 +139,10 @@ impl UserStore for PostgresStore {
                         if expired {
                             keep = Some(None);
                         }
+                    }
+                    if patch.password_hash.is_some() {
+                        push_password_history(&transaction, id.0, now, patch.keep_password_history)
+                            .await?;
                     }
                     let statement = transaction
                         .prepare_cached(sql::users::UPDATE_USER)

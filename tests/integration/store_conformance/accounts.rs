@@ -88,6 +88,7 @@ async fn issue_reset(
 fn new_password(hash: &str) -> Redemption {
     Redemption::ResetPassword(PasswordChange {
         password_hash: hash.into(),
+        keep_history: 0,
         password_must_change: false,
         password_expiry: Some(at(9_000)),
     })

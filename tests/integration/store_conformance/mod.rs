@@ -3,7 +3,7 @@
 //! in-memory store's semantics. Time is explicit: each test passes its own `now`.
 //!
 //! One file per capability, as the stores are split (`users.rs`, `sessions.rs`,
-//! `attributes.rs`, `throttle.rs`); this one holds the runner, the fixtures and health.
+//! `attributes.rs`, `throttle.rs`, `credentials.rs`); this one holds the runner, the fixtures and health.
 
 use std::{
     sync::Arc,
@@ -45,6 +45,7 @@ conformance!(ping_answers);
 
 mod accounts;
 mod attributes;
+mod credentials;
 mod events;
 mod limits;
 mod model;
@@ -105,6 +106,7 @@ pub fn user_record(username: &str) -> UserRecord {
             created_at: at(0),
             last_login_at: None,
             is_confirmed: true,
+            totp_enabled: false,
         },
         password_hash: hash_of(username),
     }

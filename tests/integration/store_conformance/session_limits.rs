@@ -216,6 +216,7 @@ async fn a_new_password_ends_every_other_session(store: Arc<dyn Store>) {
         verified_hash: hash_of("renewing"),
         new_password: Some(PasswordChange {
             password_hash: "$argon2id$renewed".into(),
+            keep_history: 0,
             password_must_change: false,
             password_expiry: None,
         }),

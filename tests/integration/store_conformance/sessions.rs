@@ -61,6 +61,7 @@ async fn open_session_rotates_carries_and_records_the_login(store: Arc<dyn Store
                     verified_hash: hash_of("login"),
                     new_password: Some(PasswordChange {
                         password_hash: "$argon2id$changed".into(),
+                        keep_history: 0,
                         password_must_change: true,
                         password_expiry: Some(at(9000)),
                     }),
@@ -183,6 +184,7 @@ async fn open_session_is_all_or_nothing(store: Arc<dyn Store>) {
                 verified_hash: hash_of("atomic"),
                 new_password: Some(PasswordChange {
                     password_hash: "$argon2id$must-not-land".into(),
+                    keep_history: 0,
                     password_must_change: true,
                     password_expiry: None,
                 }),

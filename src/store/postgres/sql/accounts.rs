@@ -77,7 +77,7 @@ pub const TOKEN_USER: &str = join!(
 /// Locks the user of token `$1`, first in a redemption's transaction: the redemption's own
 /// statement then reads the user's password as committed by now, so a password change that
 /// commits meanwhile invalidates the token instead of being overwritten.
-pub const LOCK_TOKEN_USER: &str = "SELECT 1 FROM users u WHERE u.username_key = \
+pub const LOCK_TOKEN_USER: &str = "SELECT u.id FROM users u WHERE u.username_key = \
      (SELECT t.user_key FROM account_tokens t WHERE t.token_hash = $1) FOR NO KEY UPDATE";
 
 /// Consumes confirmation token `$1` if it redeems at `$2`, confirms its user and records

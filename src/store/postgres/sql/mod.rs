@@ -29,6 +29,7 @@ pub mod attributes;
 pub mod events;
 // After `events`, whose macros it uses.
 pub mod accounts;
+pub mod credentials;
 pub mod sessions;
 pub mod throttle;
 pub mod users;
@@ -79,7 +80,8 @@ impl Columns {
 pub const USER: Columns = Columns {
     list: "u.id, u.username, u.email, u.display_name, u.first_name, u.middle_name, u.last_name, \
            u.is_super_user, u.is_locked, u.approval_status, u.password_must_change, \
-           u.password_expiry, u.created_at, u.last_login_at, u.is_confirmed",
+           u.password_expiry, u.created_at, u.last_login_at, u.is_confirmed, \
+           u.totp_enabled",
     types: &[
         Type::UUID,
         Type::TEXT,
@@ -95,6 +97,7 @@ pub const USER: Columns = Columns {
         Type::TIMESTAMPTZ,
         Type::TIMESTAMPTZ,
         Type::TIMESTAMPTZ,
+        Type::BOOL,
         Type::BOOL,
     ],
 };
@@ -146,6 +149,12 @@ pub const ATTRIBUTE: Columns = Columns {
 pub const OWNER_TOTALS: Columns = Columns {
     list: "a.owner_live, a.owner_bytes",
     types: &[Type::INT8, Type::INT8],
+};
+
+/// A stored TOTP secret (`rows::totp`).
+pub const TOTP_SECRET: Columns = Columns {
+    list: "key_id, secret, last_step",
+    types: &[Type::TEXT, Type::BYTEA, Type::INT8],
 };
 
 /// An address's failure counter after a claim (`throttle::CLAIM_ADDRESS`).
@@ -273,4 +282,15 @@ pub const STATEMENTS: &[Statement] = statements![
     accounts::CONFIRM_SIGN_UP => [USER],
     accounts::RESET_PASSWORD => [USER],
     accounts::PURGE_ACCOUNT_TOKENS => [],
+    credentials::TOTP => [TOTP_SECRET],
+    credentials::LOCK_TOTP_ENABLED => [],
+    credentials::STORE_PENDING_TOTP => [],
+    credentials::CONFIRM_PENDING_TOTP => [],
+    credentials::INSERT_RECOVERY_CODES => [],
+    credentials::ENABLE_TOTP => [USER],
+    credentials::USE_TOTP_STEP => [],
+    credentials::USE_RECOVERY_CODE => [],
+    credentials::DISABLE_TOTP => [],
+    credentials::PASSWORD_HISTORY => [],
+    credentials::PUSH_PASSWORD_HISTORY => [],
 ];
