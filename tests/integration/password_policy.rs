@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use ssod::{clock::ManualClock, proto};
+use ssod::{clock::ManualClock, config::DeliverySetting, proto};
 use tonic::{Code, Status};
 
 use crate::{
@@ -258,6 +258,72 @@ async fn recent_passwords_are_refused(backend: Backend) {
         .expect("the fourth-last is allowed again");
 }
 
+/// A reset is held to the history like every other path, and the password it sets joins
+/// the history (tokens returned to the super-user caller, so no mail is needed here).
+async fn a_reset_is_held_to_the_history_and_joins_it(backend: Backend) {
+    let server = TestServer::start_with(backend, |config| {
+        config.credentials.password_history = 2;
+        config.mail.delivery = DeliverySetting::Caller;
+    })
+    .await;
+    let admin = server.admin().await;
+    create(&server, &admin, "gil", Some("password-0"))
+        .await
+        .expect("created");
+    let reset_token = || async {
+        let token = server
+            .users()
+            .request_password_reset(authed(
+                &admin,
+                proto::RequestPasswordResetRequest {
+                    username: "gil".into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("requested")
+            .into_inner()
+            .reset_token;
+        assert!(!token.is_empty(), "returned to the super-user");
+        token
+    };
+    let reset = |token: String, new: &'static str| {
+        let server = &server;
+        async move {
+            server
+                .users()
+                .reset_password(proto::ResetPasswordRequest {
+                    reset_token: token,
+                    new_password: new.into(),
+                })
+                .await
+                .map(drop)
+        }
+    };
+    let token = reset_token().await;
+    let status = reset(token.clone(), "password-0")
+        .await
+        .expect_err("the current password");
+    assert_error(&status, Code::InvalidArgument, "PASSWORD_REUSED");
+    assert_eq!(violated_fields(&status), ["new_password"]);
+    reset(token, "password-1")
+        .await
+        .expect("a refused password does not use up the token");
+    // The history is now 1 (set by the reset) and 0.
+    let ust = server.login("gil", "password-1").await.ust;
+    let status = change_own(&server, &ust, "password-1", "password-0")
+        .await
+        .expect_err("the reset kept the history");
+    assert_error(&status, Code::InvalidArgument, "PASSWORD_REUSED");
+    change_own(&server, &ust, "password-1", "password-2")
+        .await
+        .expect("new");
+    let status = change_own(&server, &ust, "password-2", "password-1")
+        .await
+        .expect_err("the reset's password joined the history");
+    assert_error(&status, Code::InvalidArgument, "PASSWORD_REUSED");
+}
+
 /// Each remembered password costs one Argon2 verification, run on the hasher pool (where the
 /// overload limits apply): a change with a full history of 3 runs the old password's check,
 /// three history checks and the new hash.
@@ -312,6 +378,7 @@ both!(
     generated_passwords_pass_the_highest_floor,
     a_floor_of_zero_estimates_nothing,
     recent_passwords_are_refused,
+    a_reset_is_held_to_the_history_and_joins_it,
     history_checks_run_on_the_hasher_pool,
     a_weak_start_up_password_is_a_configuration_error,
 );
