@@ -859,6 +859,76 @@ async fn a_watch_never_skips_an_event_committed_out_of_order() {
     assert_eq!(distinct.len(), received_ids.len(), "no event twice");
 }
 
+/// What a watch and the audit log lines run on every read stays a few index pages however
+/// large the log is, also under the generic plan PostgreSQL gives a prepared statement after
+/// its fifth run (where asking "is any later event unsettled?" as an `EXISTS` had become a
+/// scan of the whole table).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_reads_touch_a_few_pages_of_a_large_log() {
+    use ssod::store::postgres::sql::events::{EVENT_EXISTS, FEED, HEAD};
+    const EVENTS: i64 = 100_000;
+    const MOST_PAGES: u64 = 40;
+    let server = TestServer::start(Backend::Postgres).await;
+    let url = server.config.database.url.clone().expect("url");
+    let client = crate::pg::connect(&url).await;
+    client
+        .batch_execute(&format!(
+            "INSERT INTO events (time, type, cid, current_app, remote_addr, user_agent, reason, \
+             details) SELECT now(), 'session.read', '', '', '', '', '', '{{}}' \
+             FROM generate_series(1, {EVENTS}); ANALYZE events"
+        ))
+        .await
+        .expect("a large log");
+    let row = client
+        .query_one(
+            "SELECT count(*), max(xact), max(sequence), pg_relation_size('events') / 8192 \
+             FROM events",
+            &[],
+        )
+        .await
+        .expect("newest");
+    let (count, xact, sequence, table_pages): (i64, i64, i64, i64) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    assert!(
+        count >= EVENTS && table_pages > 500,
+        "{count} events, {table_pages} pages"
+    );
+    client
+        .batch_execute(&format!(
+            "PREPARE feed(int8, int8, int8) AS {FEED}; PREPARE head AS {HEAD}; \
+             PREPARE stored(int8, int8) AS {EVENT_EXISTS}; \
+             SET plan_cache_mode = force_generic_plan"
+        ))
+        .await
+        .expect("prepared");
+    let reads = [
+        // A watch 100 events behind (its next page), and one that has read everything.
+        format!("feed({xact}, {}, 256)", sequence - 100),
+        format!("feed({xact}, {sequence}, 256)"),
+        "head".to_owned(),
+        format!("stored({xact}, {sequence})"),
+    ];
+    for read in reads {
+        let explained = client
+            .query_one(
+                &format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE {read}"),
+                &[],
+            )
+            .await
+            .expect("explained");
+        let plan: serde_json::Value = explained.get(0);
+        let top = &plan[0]["Plan"];
+        let pages = ["Shared Hit Blocks", "Shared Read Blocks"]
+            .iter()
+            .map(|key| top[*key].as_u64().expect("buffer counts"))
+            .sum::<u64>();
+        assert!(
+            pages <= MOST_PAGES,
+            "{read} touched {pages} pages of a {table_pages}-page log: {plan}"
+        );
+    }
+}
+
 /// Events carry the write's time from the injected clock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_carry_the_time_of_their_write() {

@@ -83,11 +83,16 @@ pub const LIST_EVENTS: &str = join!(
 /// whether any later event is not settled yet. Settled: written by a transaction below the
 /// snapshot's xmin, so every transaction that could still add an event before it has ended.
 /// One row per event, each with `pending`; a single row of nulls besides it when there is
-/// none.
+/// none. `pending` looks at the newest event only (one backward step of the primary key):
+/// a later unsettled event exists exactly when the newest is unsettled and after the cursor.
+/// Asked as "any unsettled event after the cursor", PostgreSQL's generic plan for it scanned
+/// the whole table on every read.
 pub const FEED: &str = join!(
-    "WITH horizon AS MATERIALIZED (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::int8 AS xmin) \
-     SELECT EXISTS (SELECT 1 FROM events p, horizon h WHERE (p.xact, p.sequence) > \
-       ($1::int8, $2::int8) AND p.xact >= h.xmin) AS pending, ",
+    "WITH horizon AS MATERIALIZED (SELECT x.xmin, COALESCE((SELECT p.xact >= x.xmin AND \
+       (p.xact, p.sequence) > ($1::int8, $2::int8) FROM events p \
+       ORDER BY p.xact DESC, p.sequence DESC LIMIT 1), false) AS pending \
+       FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::int8 AS xmin) x) \
+     SELECT h.pending, ",
     EVENT.list,
     " FROM horizon h LEFT JOIN LATERAL (SELECT * FROM events e \
        WHERE (e.xact, e.sequence) > ($1::int8, $2::int8) AND e.xact < h.xmin \
