@@ -5,9 +5,12 @@
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::{Map, Value, value::RawValue};
 use tokio::sync::{broadcast, watch};
+use tokio_postgres::types::Json;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use super::{
     PostgresStore, Retry,
@@ -24,36 +27,70 @@ use crate::{
 /// The `ssod_events` channel: the migration's trigger notifies it when events commit.
 pub const CHANNEL: &str = "ssod_events";
 
-/// Events as the `jsonb` array `jsonb_populate_recordset(NULL::events, …)` reads: each an
-/// `events` row but for its id. Templates leave `user_id` and `session_id` to the statement.
-pub(super) fn records(now: SystemTime, context: &EventContext, events: &[NewEvent]) -> Value {
-    let time = humantime::format_rfc3339_micros(now).to_string();
-    Value::Array(
-        events
-            .iter()
-            .map(|event| {
-                json!({
-                    "time": time,
-                    "type": event.kind.as_str(),
-                    "cid": context.cid,
-                    "actor_user_id": context.actor_user.map(|id| id.to_string()),
-                    "actor_session_id": context.actor_session.map(|id| id.to_string()),
-                    "current_app": context.current_app,
-                    "remote_addr": context.remote_addr,
-                    "user_agent": context.user_agent,
-                    "user_id": event.user.map(|id| id.to_string()),
-                    "session_id": event.session.map(|id| id.to_string()),
-                    "reason": event.reason,
-                    "details": event.details,
-                })
-            })
-            .collect(),
-    )
+/// Events as the `jsonb` array `jsonb_populate_recordset(NULL::events, …)` reads, serialized
+/// once: the parameter a statement binds.
+pub(super) type Records = Json<Box<RawValue>>;
+
+/// One event as a record of that array: an `events` row but for its id. Templates leave
+/// `user_id` and `session_id` to the statement. Serialized straight from borrowed fields, on
+/// the path of every write (and of every super-user's `VerifySession`).
+#[derive(Serialize)]
+struct Record<'a> {
+    time: &'a str,
+    r#type: &'static str,
+    cid: &'a str,
+    actor_user_id: Option<Uuid>,
+    actor_session_id: Option<Uuid>,
+    current_app: &'a str,
+    remote_addr: &'a str,
+    user_agent: &'a str,
+    user_id: Option<Uuid>,
+    session_id: Option<Uuid>,
+    reason: &'a str,
+    details: &'a Map<String, Value>,
+}
+
+impl<'a> Record<'a> {
+    fn new(time: &'a str, context: &'a EventContext, event: &'a NewEvent) -> Self {
+        Self {
+            time,
+            r#type: event.kind.as_str(),
+            cid: &context.cid,
+            actor_user_id: context.actor_user.map(|id| id.0),
+            actor_session_id: context.actor_session.map(|id| id.0),
+            current_app: &context.current_app,
+            remote_addr: &context.remote_addr,
+            user_agent: &context.user_agent,
+            user_id: event.user.map(|id| id.0),
+            session_id: event.session.map(|id| id.0),
+            reason: &event.reason,
+            details: &event.details,
+        }
+    }
+}
+
+fn record_time(now: SystemTime) -> String {
+    humantime::format_rfc3339_micros(now).to_string()
+}
+
+fn serialized(records: &[Record<'_>]) -> Records {
+    // Strings, ids and a map of JSON values always serialize.
+    Json(serde_json::value::to_raw_value(records).unwrap_or_default())
 }
 
 /// The records of a write's events.
-pub(super) fn write_records<C>(write: &Write<C>, events: &[NewEvent]) -> Value {
-    records(write.now, &write.context, events)
+pub(super) fn write_records<C>(write: &Write<C>, events: &[NewEvent]) -> Records {
+    let time = record_time(write.now);
+    let records: Vec<Record<'_>> = events
+        .iter()
+        .map(|event| Record::new(&time, &write.context, event))
+        .collect();
+    serialized(&records)
+}
+
+/// No events: for a statement that records them only on some runs.
+pub(super) fn no_records() -> Records {
+    serialized(&[])
 }
 
 /// An id as the statements' two `int8` parameters.
@@ -67,21 +104,25 @@ fn id_parameters(id: EventId) -> (i64, i64) {
 #[async_trait]
 impl EventStore for PostgresStore {
     async fn append_events(&self, batches: Vec<Write<Vec<NewEvent>>>) -> StoreResult<()> {
-        let records = Value::Array(
-            batches
-                .iter()
-                .flat_map(
-                    |batch| match records(batch.now, &batch.context, &batch.command) {
-                        Value::Array(records) => records,
-                        _ => Vec::new(),
-                    },
-                )
-                .collect(),
-        );
+        let times: Vec<String> = batches.iter().map(|batch| record_time(batch.now)).collect();
+        let records: Vec<Record<'_>> = batches
+            .iter()
+            .zip(&times)
+            .flat_map(|(batch, time)| {
+                batch
+                    .command
+                    .iter()
+                    .map(|event| Record::new(time, &batch.context, event))
+            })
+            .collect();
         // Never: a second run would record the events twice.
-        self.execute(Retry::Never, sql::events::APPEND_EVENTS, &[&records])
-            .await
-            .map(drop)
+        self.execute(
+            Retry::Never,
+            sql::events::APPEND_EVENTS,
+            &[&serialized(&records)],
+        )
+        .await
+        .map(drop)
     }
 
     async fn list_events(&self, query: &EventQuery) -> StoreResult<Vec<Event>> {

@@ -6,8 +6,6 @@ use async_trait::async_trait;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
-use serde_json::Value;
-
 use super::{
     PostgresStore, Retry,
     credentials::push_password_history,
@@ -41,7 +39,7 @@ impl PostgresStore {
             &[user.0],
             now,
             batch,
-            &Value::Array(Vec::new()),
+            &events::no_records(),
         )
         .await
     }
@@ -57,7 +55,7 @@ impl PostgresStore {
         selected: &[Uuid],
         now: SystemTime,
         batch: usize,
-        summary: &Value,
+        summary: &events::Records,
     ) -> StoreResult<u64> {
         let batch = to_i64(batch.max(1));
         // Never: a second run would count only what the first left.
