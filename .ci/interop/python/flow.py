@@ -128,6 +128,26 @@ def expect_error(method, request, metadata, code, reason, what):
     fail(f"{what}: succeeded, want {code.name}")
 
 
+def self_service(sessions, login, username, password, me):
+    """GetCurrentSession for a guest and a user; RevokeOtherSessions ends the user's others."""
+    guest = call(sessions.CreateSession, spb.CreateSessionRequest(
+        current_app="interop", remote_addr="127.0.0.1", user_agent=UA))[0]
+    res = call(sessions.GetCurrentSession, spb.GetCurrentSessionRequest(), bearer(guest.ust))[0]
+    check(res.session.session_id == guest.session.session_id and not res.HasField("user"),
+          "GetCurrentSession of a guest: its session, no user")
+    user_md = bearer(me.ust)
+    res = call(sessions.GetCurrentSession, spb.GetCurrentSessionRequest(), user_md)[0]
+    check(res.session.session_id == me.session.session_id and res.user.username == username,
+          "GetCurrentSession of a user: its session and user")
+    other = login(username, password)
+    revoked = call(sessions.RevokeOtherSessions, spb.RevokeOtherSessionsRequest(), user_md)[0]
+    check(revoked.deleted_count >= 1, f"RevokeOtherSessions ended {revoked.deleted_count}")
+    expect_error(sessions.GetCurrentSession, spb.GetCurrentSessionRequest(), bearer(other.ust),
+                 grpc.StatusCode.UNAUTHENTICATED, "UST_INVALID", "the other session after RevokeOtherSessions")
+    call(sessions.GetCurrentSession, spb.GetCurrentSessionRequest(), user_md,
+         what="the caller's own session after RevokeOtherSessions")
+
+
 def totp_flow(users, username, password, user_md):
     """Enrol with pyotp as the authenticator app, confirm, log in with a code (once) and with
     a recovery code (once), then disable."""
@@ -336,6 +356,7 @@ def main():
     check(res.user.username == username, "GetCurrentUser")
     check(headers.get("x-request-id") == rid, f"x-request-id echoed in response headers ({headers.get('x-request-id')})")
 
+    self_service(sessions, login, username, password, me)
     totp_flow(users, username, password, user_md)
 
     call(users.Logout, upb.LogoutRequest(), user_md)
