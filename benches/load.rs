@@ -47,6 +47,8 @@
 //!
 //! The `cpu` columns are cores used during the measured window, from `/proc`: the ssod
 //! process, this bench process, and everything else on the machine (PostgreSQL mostly).
+//! `events/s` (PostgreSQL) counts the audit events stored while measured, by the database's
+//! event sequence: a super-user's `VerifySession` and every login record some.
 //!
 //! PostgreSQL: two fresh databases on the integration tests' throwaway cluster
 //! (`tests/integration/pg.rs`; `fsync=off`, `synchronous_commit=off`, so writes are not
@@ -366,6 +368,8 @@ struct Row {
     cpu: Option<CpuUse>,
     /// The server's resident memory at the end of the workload.
     rss: Option<String>,
+    /// Audit events stored per second while measured (PostgreSQL).
+    events_per_second: Option<f64>,
     first_error: Option<String>,
 }
 
@@ -378,10 +382,23 @@ impl Row {
 struct Context {
     server_pid: u32,
     ticks_per_second: f64,
+    /// The server's database, where the events it records are counted.
+    database: Option<Pool>,
 }
 
 const HEADER: &str = "workload                 conc  requests      req/s   p50 ms   p99 ms  \
-                      errors   cpu: ssod  bench  other   ssod rss";
+                      errors   cpu: ssod  bench  other   ssod rss   events/s";
+
+/// How many events the database has numbered so far (its event sequence, which every stored
+/// event takes a number from).
+async fn events_numbered(database: &Pool) -> Option<i64> {
+    let client = database.get().await.ok()?;
+    let row = client
+        .query_one("SELECT last_value FROM event_sequence", &[])
+        .await
+        .ok()?;
+    row.try_get(0).ok()
+}
 
 fn print_row(row: &Row) {
     let cpu = row.cpu.map_or_else(
@@ -389,8 +406,11 @@ fn print_row(row: &Row) {
         |(server, bench, other)| format!("{server:11.2} {bench:6.2} {other:6.2}"),
     );
     let rss = row.rss.as_deref().unwrap_or("?");
+    let events = row
+        .events_per_second
+        .map_or_else(|| "-".to_owned(), |rate| format!("{rate:.0}"));
     println!(
-        "{:<23} {:>5} {:>9} {:>10.1} {:>8.2} {:>8.2} {:>7} {cpu} {rss:>10}",
+        "{:<23} {:>5} {:>9} {:>10.1} {:>8.2} {:>8.2} {:>7} {cpu} {rss:>10} {events:>10}",
         row.name,
         row.concurrency,
         row.requests,
@@ -427,15 +447,21 @@ where
         .map(|i| tokio::spawn(drive(window, make(i))))
         .collect();
     let server_pid = context.server_pid;
+    let database = context.database.clone();
     let monitor = async move {
+        let numbered = async || match &database {
+            Some(database) => events_numbered(database).await,
+            None => None,
+        };
         tokio::time::sleep_until(window.measure_from.into()).await;
-        let before = cpu_sample(server_pid);
+        let before = (cpu_sample(server_pid), numbered().await);
         tokio::time::sleep_until(window.end.into()).await;
-        let after = cpu_sample(server_pid);
-        before.zip(after)
+        let after = (cpu_sample(server_pid), numbered().await);
+        let events = before.1.zip(after.1).map(|(before, after)| after - before);
+        (before.0.zip(after.0), events)
     };
     let bound = WARM_UP + Duration::from_secs(seconds) + CALL_TIMEOUT + Duration::from_secs(5);
-    let (samples, tallies) = tokio::time::timeout(
+    let ((samples, events), tallies) = tokio::time::timeout(
         bound,
         futures::future::join(monitor, futures::future::join_all(tasks)),
     )
@@ -477,6 +503,7 @@ where
         p99_ms: percentile(99),
         cpu,
         rss: rss(context.server_pid),
+        events_per_second: events.map(|events| events as f64 / seconds as f64),
         first_error,
     };
     print_row(&row);
@@ -557,6 +584,7 @@ impl Target {
         let context = Context {
             server_pid: server.pid(),
             ticks_per_second: clock_ticks_per_second(),
+            database: database_url.map(raw_pool),
         };
         Target {
             server,
