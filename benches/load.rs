@@ -45,6 +45,10 @@
 //!   verifies that many distinct loaded sessions once each, runs the mixed workload, and
 //!   reports its peak resident memory (`VmHWM` in `/proc`) and cache entries.
 //!
+//! A third ssod on "1k" runs `verify_session_cached` with `SSOD_AUDIT_READ_INTERVAL=1m`
+//! (a reader's repeated reads of a session recorded once a minute), beside its own
+//! `health_check`: what the default `session.read` per call costs the cached path.
+//!
 //! The `cpu` columns are cores used during the measured window, from `/proc`: the ssod
 //! process, this bench process, and everything else on the machine (PostgreSQL mostly).
 //! `events/s` (PostgreSQL) counts the audit events stored while measured, by the database's
@@ -113,6 +117,8 @@ const BATCH: u64 = 100;
 const SMALL_TABLE: u64 = 1000;
 /// The cache's entry lifetime while it is filled and measured for memory (ssod's maximum).
 const FILL_TTL: &str = "1h";
+/// `SSOD_AUDIT_READ_INTERVAL` of the run that records repeated reads once per interval.
+const READ_INTERVAL: &str = "1m";
 /// A bound for filling the cache, for a machine far slower than expected.
 const FILL_WITHIN: Duration = Duration::from_secs(1800);
 const APP: &str = "bench";
@@ -959,6 +965,24 @@ async fn run_postgres(args: &Args) {
     cached.login().await;
     cached.stop();
 
+    // The same verifications with repeated reads recorded once a minute: what the audit
+    // trail's session.read per call costs the cached path.
+    let reads_once = Target::start(
+        args,
+        Some(&small),
+        &[("SSOD_AUDIT_READ_INTERVAL", READ_INTERVAL)],
+        &format!(
+            "with the UST cache at its defaults and SSOD_AUDIT_READ_INTERVAL={READ_INTERVAL}, \
+             table of {small_label}"
+        ),
+    )
+    .await;
+    let health_reads_once = reads_once.health().await;
+    let verify_reads_once = reads_once
+        .verify("verify_session_cached", Verified::Fixture)
+        .await;
+    reads_once.stop();
+
     let uncached = Target::start(
         args,
         Some(&small),
@@ -1039,6 +1063,13 @@ async fn run_postgres(args: &Args) {
             format!("verify_session_cached/health_check ({with_cache}, cache warm)"),
             ratio(verify_cached.rate(), health.rate()),
             Goal::AtLeast(VERIFY_CACHED_PER_HEALTH),
+        ),
+        Comparison::ratio(
+            format!(
+                "verify_session_cached/health_check (SSOD_AUDIT_READ_INTERVAL={READ_INTERVAL})"
+            ),
+            ratio(verify_reads_once.rate(), health_reads_once.rate()),
+            Goal::Informational,
         ),
         Comparison::ratio(
             format!("verify_session/health_check ({without_cache})"),

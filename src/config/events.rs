@@ -16,12 +16,18 @@ pub struct EventsConfig {
     /// long without a message, so proxies keep it open.
     #[arg(long = "event-heartbeat", env = "SSOD_EVENT_HEARTBEAT", default_value = "15s", value_parser = duration, global = true)]
     pub heartbeat: Duration,
+    /// A super-user's repeated reads of one session (`VerifySession`, `GetSession`) record
+    /// one `session.read` per reading session, read session and method in this long; `0`
+    /// records every read.
+    #[arg(long = "audit-read-interval", env = "SSOD_AUDIT_READ_INTERVAL", default_value = "0s", value_parser = duration, global = true)]
+    pub read_interval: Duration,
 }
 
 /// The event rules of the service policy; field names are the policy's.
 pub struct EventRules {
     pub event_retention: Duration,
     pub event_heartbeat: Duration,
+    pub session_read_interval: Option<Duration>,
 }
 
 impl EventsConfig {
@@ -30,6 +36,7 @@ impl EventsConfig {
             event_retention: self.retention,
             // A heartbeat every instant would be a busy loop.
             event_heartbeat: self.heartbeat.max(Duration::from_secs(1)),
+            session_read_interval: (!self.read_interval.is_zero()).then_some(self.read_interval),
         }
     }
 }

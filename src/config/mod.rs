@@ -137,6 +137,7 @@ impl Config {
         let EventRules {
             event_retention,
             event_heartbeat,
+            session_read_interval,
         } = self.events.policy();
         Policy {
             sessions,
@@ -155,6 +156,7 @@ impl Config {
             renew_on_use,
             event_retention,
             event_heartbeat,
+            session_read_interval,
             accounts: self.accounts.policy(self.mail.delivery()),
         }
     }

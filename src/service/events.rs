@@ -350,20 +350,67 @@ impl Sso {
         }
     }
 
-    /// `session.read`: a super-user looked at a session.
+    /// `session.read`: a super-user looked at a session (unless this reader's last record of
+    /// it by `method` is more recent than the read interval).
     pub(super) async fn record_session_read(
         &self,
         caller: &Caller,
         client: &ClientInfo,
         session: &crate::domain::Session,
-        method: &str,
+        method: &'static str,
     ) -> ServiceResult<()> {
+        if let Some(recent) = &self.recent_reads
+            && !recent.claim((caller.session.id, session.id, method), self.clock.now())
+        {
+            return Ok(());
+        }
         let event = NewEvent::new(EventType::SessionRead)
             .user(session.user_id)
             .session(Some(session.id))
             .detail("method", method);
         self.record_act(self.context(Some(caller), Some(client)), vec![event])
             .await
+    }
+}
+
+/// Who read which session by which method: the key of [`RecentReads`].
+type Read = (SessionId, SessionId, &'static str);
+
+/// Sessions' last recorded reads, when a super-user's repeated reads of a session are
+/// recorded once per interval (`SSOD_AUDIT_READ_INTERVAL`): an application that verifies the
+/// same USTs many times a second would otherwise write an event per call. Bounded: a read
+/// forgotten early (past the capacity) is only recorded again.
+pub(super) struct RecentReads {
+    interval: Duration,
+    recorded: moka::sync::Cache<Read, SystemTime>,
+}
+
+/// Reads remembered at once.
+const RECENT_READS: u64 = 100_000;
+
+impl RecentReads {
+    pub(super) fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            recorded: moka::sync::Cache::builder()
+                .max_capacity(RECENT_READS)
+                .time_to_live(interval)
+                .build(),
+        }
+    }
+
+    /// Whether `read` at `now` is to be recorded; if so, it is the last recorded from now
+    /// on. Atomic per key, so concurrent reads record once.
+    fn claim(&self, read: Read, now: SystemTime) -> bool {
+        use moka::ops::compute::{CompResult, Op};
+        let result = self
+            .recorded
+            .entry(read)
+            .and_compute_with(|last| match last {
+                Some(last) if now < *last.value() + self.interval => Op::Nop,
+                _ => Op::Put(now),
+            });
+        !matches!(result, CompResult::Unchanged(_) | CompResult::StillNone(_))
     }
 }
 

@@ -77,6 +77,9 @@ pub struct Policy {
     pub event_retention: Duration,
     /// An idle event watch sends a heartbeat after this long without a message.
     pub event_heartbeat: Duration,
+    /// A super-user's reads of one session record one `session.read` per this long (per
+    /// reading session and method); `None`: every read.
+    pub session_read_interval: Option<Duration>,
     /// Sign-up, and the tokens of its confirmation and of password reset.
     pub accounts: AccountsPolicy,
     /// The password policy (strength floor, history) and the TOTP issuer.
@@ -229,6 +232,8 @@ pub struct Sso {
     event_wakeups: Option<tokio::sync::watch::Receiver<u64>>,
     /// Acts (events that change nothing) waiting for the background writer.
     acts: events::ActQueue,
+    /// When each session was last recorded as read, if reads are recorded once per interval.
+    recent_reads: Option<events::RecentReads>,
     mailer: Mailer,
 }
 
@@ -243,6 +248,7 @@ impl Sso {
             event_wakeups,
             mailer,
         } = dependencies;
+        let recent_reads = policy.session_read_interval.map(events::RecentReads::new);
         Self {
             stores,
             clock,
@@ -251,6 +257,7 @@ impl Sso {
             policy,
             event_wakeups,
             acts: events::ActQueue::new(),
+            recent_reads,
             mailer,
         }
     }

@@ -859,6 +859,89 @@ async fn a_watch_never_skips_an_event_committed_out_of_order() {
     assert_eq!(distinct.len(), received_ids.len(), "no event twice");
 }
 
+/// With `SSOD_AUDIT_READ_INTERVAL`, a super-user's repeated reads of one session record one
+/// `session.read` per interval, per reading session and method.
+async fn repeated_reads_are_recorded_once_per_interval(backend: Backend) {
+    let server = TestServer::start_with(backend, |config| {
+        config.events.read_interval = Duration::from_secs(60);
+    })
+    .await;
+    let admin = server.admin().await;
+    let other_admin = server.admin().await;
+    let (_, target) = server.user_session("read-often").await;
+    let verify = |reader: &str, cid: &'static str| {
+        let (mut sessions, reader, target) = (server.sessions(), reader.to_owned(), target.clone());
+        async move {
+            sessions
+                .verify_session(call(
+                    Some(&reader),
+                    cid,
+                    proto::VerifySessionRequest {
+                        target_ust: target,
+                        ..Default::default()
+                    },
+                ))
+                .await
+        }
+    };
+    let get = |cid: &'static str| {
+        let (mut sessions, admin, target) = (server.sessions(), admin.clone(), target.clone());
+        async move {
+            sessions
+                .get_session(call(
+                    Some(&admin),
+                    cid,
+                    proto::GetSessionRequest {
+                        target_ust: target,
+                        ..Default::default()
+                    },
+                ))
+                .await
+        }
+    };
+    let session_id = verify(&admin, "verify-1")
+        .await
+        .expect("verify")
+        .into_inner()
+        .session
+        .expect("valid")
+        .session_id;
+    for cid in ["verify-2", "verify-3"] {
+        verify(&admin, cid).await.expect("verify");
+    }
+    for cid in ["get-1", "get-2"] {
+        get(cid).await.expect("get");
+    }
+    server.advance(Duration::from_secs(61));
+    verify(&admin, "verify-4").await.expect("verify");
+    verify(&admin, "verify-5").await.expect("verify");
+    // Another reader's first read; acts are written in order, so once it is stored the
+    // others are too.
+    verify(&other_admin, "other-1").await.expect("verify");
+    recorded(
+        &server,
+        &admin,
+        "session.read",
+        "other-1",
+        Some(&session_id),
+    )
+    .await;
+    let cids: Vec<String> = list_all(
+        &server,
+        &admin,
+        proto::ListEventsRequest {
+            types: vec!["session.read".into()],
+            session_id,
+            ..Default::default()
+        },
+    )
+    .await
+    .into_iter()
+    .map(|event| event.cid)
+    .collect();
+    assert_eq!(cids, ["verify-1", "get-1", "verify-4", "other-1"]);
+}
+
 /// What a watch and the audit log lines run on every read stays a few index pages however
 /// large the log is, also under the generic plan PostgreSQL gives a prepared statement after
 /// its fifth run (where asking "is any later event unsettled?" as an `EXISTS` had become a
@@ -1041,6 +1124,7 @@ async fn watches_end_at_shutdown(backend: Backend) {
 
 both!(
     retention_trims_events_and_expires_cursors,
+    repeated_reads_are_recorded_once_per_interval,
     idle_watches_get_heartbeats,
     watches_end_at_shutdown,
 );
