@@ -244,7 +244,8 @@ pub trait EventStore: Send + Sync + 'static {
     /// A watcher's next read: at most `limit` settled events after `after`, in id order.
     /// Settled: no event with a smaller id can commit later, so a watcher that passes an id
     /// never misses one below it. `CursorExpired` when events after `after` have been
-    /// dropped (the memory store's bound), so the watcher would miss them.
+    /// dropped (by the retention, or the memory store's bound), so the watcher would miss
+    /// them; never for the zero id (the oldest kept).
     async fn event_feed(&self, after: EventId, limit: usize) -> StoreResult<EventFeed>;
     /// The last settled event's id (a zero id for an empty log): where "from now on" starts.
     async fn event_head(&self) -> StoreResult<EventId>;

@@ -21,7 +21,7 @@ use super::{
 };
 use crate::{
     domain::{Event, EventContext, EventFeed, EventId, EventQuery, NewEvent, Write},
-    store::{EventStore, StoreResult},
+    store::{EventStore, StoreError, StoreResult},
 };
 
 /// The `ssod_events` channel: the migration's trigger notifies it when events commit.
@@ -163,8 +163,13 @@ impl EventStore for PostgresStore {
             .await?;
         let mut feed = EventFeed::default();
         for row in &rows {
+            // The horizon row always exists; the zero cursor means "the oldest kept".
+            let expired: bool = row.try_get(1).map_err(from_pg)?;
+            if expired && after != EventId::default() {
+                return Err(StoreError::CursorExpired);
+            }
             feed.pending = row.try_get(0).map_err(from_pg)?;
-            if let Some(event) = rows::event(row, sql::PENDING.width())? {
+            if let Some(event) = rows::event(row, sql::FEED_STATE.width())? {
                 feed.events.push(event);
             }
         }

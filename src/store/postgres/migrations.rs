@@ -68,6 +68,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "account_tokens",
         sql: include_str!("migrations/0010_account_tokens.sql"),
     },
+    Migration {
+        version: 11,
+        name: "event_trim_horizon",
+        sql: include_str!("migrations/0011_event_trim_horizon.sql"),
+    },
 ];
 
 /// Adds `users.username_key`; its SQL backfill is completed in Rust ([`rekey_usernames`]).

@@ -445,4 +445,18 @@ async fn the_sweep_trims_events_past_their_retention(store: Arc<dyn Store>) {
     assert_eq!(all(&store).await, log[1..]);
     assert!(!store.event_stored(log[0].id).await.expect("asked"));
     assert!(store.event_stored(log[1].id).await.expect("asked"));
+
+    // A watcher whose cursor is below the trimmed event would step over it: it is told.
+    let before_trimmed = EventId {
+        sequence: log[0].id.sequence - 1,
+        ..log[0].id
+    };
+    assert!(matches!(
+        store.event_feed(before_trimmed, 10).await,
+        Err(ssod::store::StoreError::CursorExpired)
+    ));
+    // At the trimmed event itself nothing after it is missing; the zero id reads what is kept.
+    for cursor in [log[0].id, EventId::default()] {
+        assert_eq!(settled(&store, cursor, 10, 1).await.events, log[1..]);
+    }
 }

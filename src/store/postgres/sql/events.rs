@@ -79,20 +79,22 @@ pub const LIST_EVENTS: &str = join!(
      ORDER BY e.xact, e.sequence LIMIT $8"
 );
 
-/// What a watcher reads next: up to `$3` settled events after (`$1`, `$2`), in id order, and
-/// whether any later event is not settled yet. Settled: written by a transaction below the
-/// snapshot's xmin, so every transaction that could still add an event before it has ended.
-/// One row per event, each with `pending`; a single row of nulls besides it when there is
-/// none. `pending` looks at the newest event only (one backward step of the primary key):
-/// a later unsettled event exists exactly when the newest is unsettled and after the cursor.
-/// Asked as "any unsettled event after the cursor", PostgreSQL's generic plan for it scanned
-/// the whole table on every read.
+/// What a watcher reads next: up to `$3` settled events after (`$1`, `$2`), in id order;
+/// whether any later event is not settled yet; and whether the retention has trimmed an
+/// event after the cursor (its horizon is past it: the watch is expired). Settled: written by
+/// a transaction below the snapshot's xmin, so every transaction that could still add an
+/// event before it has ended. One row per event, each with `pending` and `expired`; a single
+/// row of nulls besides them when there is none. `pending` looks at the newest event only
+/// (one backward step of the primary key): a later unsettled event exists exactly when the
+/// newest is unsettled and after the cursor. Asked as "any unsettled event after the
+/// cursor", PostgreSQL's generic plan for it scanned the whole table on every read.
 pub const FEED: &str = join!(
     "WITH horizon AS MATERIALIZED (SELECT x.xmin, COALESCE((SELECT p.xact >= x.xmin AND \
        (p.xact, p.sequence) > ($1::int8, $2::int8) FROM events p \
-       ORDER BY p.xact DESC, p.sequence DESC LIMIT 1), false) AS pending \
+       ORDER BY p.xact DESC, p.sequence DESC LIMIT 1), false) AS pending, \
+       (SELECT (t.xact, t.sequence) > ($1::int8, $2::int8) FROM event_trim_horizon t) AS expired \
        FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::int8 AS xmin) x) \
-     SELECT h.pending, ",
+     SELECT h.pending, h.expired, ",
     EVENT.list,
     " FROM horizon h LEFT JOIN LATERAL (SELECT * FROM events e \
        WHERE (e.xact, e.sequence) > ($1::int8, $2::int8) AND e.xact < h.xmin \
@@ -105,10 +107,15 @@ pub const HEAD: &str = "SELECT e.xact, e.sequence FROM events e \
      WHERE e.xact < pg_snapshot_xmin(pg_current_snapshot())::text::int8 \
      ORDER BY e.xact DESC, e.sequence DESC LIMIT 1";
 
-/// One batch of retention: deletes up to `$2` events recorded before `$1`. Rows another
-/// sweeper holds are skipped.
-pub const TRIM_EVENTS: &str = "DELETE FROM events WHERE (xact, sequence) IN \
-     (SELECT xact, sequence FROM events WHERE time < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)";
+/// One batch of retention: deletes up to `$2` events recorded before `$1`, and raises the
+/// trim horizon to the newest id it deleted (migration 11), in one statement so a watcher
+/// sees both or neither. Rows another sweeper holds are skipped.
+pub const TRIM_EVENTS: &str = "WITH doomed AS MATERIALIZED (SELECT xact, sequence FROM events \
+       WHERE time < $1 LIMIT $2 FOR UPDATE SKIP LOCKED), \
+     raised AS (UPDATE event_trim_horizon t SET xact = n.xact, sequence = n.sequence \
+       FROM (SELECT xact, sequence FROM doomed ORDER BY xact DESC, sequence DESC LIMIT 1) n \
+       WHERE (n.xact, n.sequence) > (t.xact, t.sequence)) \
+     DELETE FROM events WHERE (xact, sequence) IN (SELECT xact, sequence FROM doomed)";
 
 /// Whether the event (`$1`, `$2`) is still stored: a cursor whose event is gone is past the
 /// retention.

@@ -192,10 +192,11 @@ pub const EVENT: Columns = Columns {
     ],
 };
 
-/// Before [`EVENT`] in a watcher's feed: whether later events are not settled yet.
-pub const PENDING: Columns = Columns {
-    list: "pending",
-    types: &[Type::BOOL],
+/// Before [`EVENT`] in a watcher's feed: whether later events are not settled yet, and
+/// whether the retention trimmed one after the cursor.
+pub const FEED_STATE: Columns = Columns {
+    list: "pending, expired",
+    types: &[Type::BOOL, Type::BOOL],
 };
 
 pub const PING: &str = "SELECT 1";
@@ -271,7 +272,7 @@ pub const STATEMENTS: &[Statement] = statements![
     throttle::PURGE_ADDRESSES => [],
     events::APPEND_EVENTS => [],
     events::LIST_EVENTS => [EVENT],
-    events::FEED => [PENDING, EVENT],
+    events::FEED => [FEED_STATE, EVENT],
     events::HEAD => [],
     events::TRIM_EVENTS => [],
     events::EVENT_EXISTS => [],
