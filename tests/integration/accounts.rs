@@ -681,3 +681,52 @@ async fn every_flow_records_its_events(backend: Backend) {
         assert!(!printed.contains(token.as_str()), "a token in an event");
     }
 }
+
+/// The sweep of expired sign-up and reset tokens reads a few index pages however many tokens
+/// are stored, also under PostgreSQL's generic plan (see
+/// `lockout::sweeps_of_failure_counters_touch_a_few_pages_of_large_tables`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweeps_of_account_tokens_touch_a_few_pages_of_many_tokens() {
+    use ssod::store::postgres::sql::accounts::PURGE_ACCOUNT_TOKENS;
+    const TOKENS: i64 = 100_000;
+    const EXPIRED: i64 = 10;
+    const MOST_PAGES: u64 = 100;
+    let server = TestServer::start(Backend::Postgres).await;
+    let url = server.config.database.url.clone().expect("url");
+    let client = crate::pg::connect(&url).await;
+    // The first EXPIRED expired a minute ago, the rest expire in half an hour.
+    client
+        .batch_execute(&format!(
+            "INSERT INTO account_tokens \
+               (token_hash, user_key, purpose, password_fingerprint, created_at, expires_at) \
+             SELECT sha256(int8send(i)), 'key-' || i, 'reset_password', NULL, now(), \
+               now() + CASE WHEN i <= {EXPIRED} THEN interval '-1 minute' \
+               ELSE interval '30 minutes' END \
+             FROM generate_series(1, {TOKENS}) AS i; \
+             ANALYZE account_tokens; \
+             PREPARE sweep AS {PURGE_ACCOUNT_TOKENS}; \
+             SET plan_cache_mode = force_generic_plan"
+        ))
+        .await
+        .expect("many tokens");
+    let row = client
+        .query_one("SELECT pg_relation_size('account_tokens') / 8192", &[])
+        .await
+        .expect("size");
+    let table_pages: i64 = row.get(0);
+    assert!(table_pages > 500, "{table_pages} pages");
+    // Twice: the first sweeps EXPIRED tokens, the second (the usual sweep) none.
+    for _ in 0..2 {
+        let (pages, plan) = crate::pg::pages_touched(&client, "EXECUTE sweep(now(), 1000)").await;
+        assert!(
+            pages <= MOST_PAGES,
+            "the sweep touched {pages} pages: {plan}"
+        );
+    }
+    let row = client
+        .query_one("SELECT count(*) FROM account_tokens", &[])
+        .await
+        .expect("counted");
+    let kept: i64 = row.get(0);
+    assert_eq!(kept, TOKENS - EXPIRED, "exactly the expired ones swept");
+}

@@ -992,19 +992,7 @@ async fn watch_reads_touch_a_few_pages_of_a_large_log() {
         format!("stored({xact}, {sequence})"),
     ];
     for read in reads {
-        let explained = client
-            .query_one(
-                &format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE {read}"),
-                &[],
-            )
-            .await
-            .expect("explained");
-        let plan: serde_json::Value = explained.get(0);
-        let top = &plan[0]["Plan"];
-        let pages = ["Shared Hit Blocks", "Shared Read Blocks"]
-            .iter()
-            .map(|key| top[*key].as_u64().expect("buffer counts"))
-            .sum::<u64>();
+        let (pages, plan) = crate::pg::pages_touched(&client, &format!("EXECUTE {read}")).await;
         assert!(
             pages <= MOST_PAGES,
             "{read} touched {pages} pages of a {table_pages}-page log: {plan}"

@@ -344,3 +344,70 @@ async fn a_lockout_survives_a_restart_on_postgres() {
     server.advance(Duration::from_secs(60));
     assert_logs_in(&server, "victim").await;
 }
+
+/// The sweep of forgotten failure counters reads a few index pages however many counters
+/// there are, also under the generic plan PostgreSQL gives a prepared statement once a few
+/// full batches have cost more than its estimate (where an unordered `LIMIT` and an `IN` had
+/// been sequential scans of the whole table, even with nothing to forget).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweeps_of_failure_counters_touch_a_few_pages_of_large_tables() {
+    use ssod::store::postgres::sql::throttle::{PURGE_ADDRESSES, PURGE_USERS};
+    const COUNTERS: i64 = 100_000;
+    const FORGOTTEN: i64 = 10;
+    const MOST_PAGES: u64 = 100;
+    let server = TestServer::start(Backend::Postgres).await;
+    let url = server.config.database.url.clone().expect("url");
+    let client = crate::pg::connect(&url).await;
+    // The first FORGOTTEN of each are a day old, the rest a minute.
+    client
+        .batch_execute(&format!(
+            "INSERT INTO login_failures_by_user \
+               (username_key, failures, lockouts, locked_until, last_failure_at) \
+             SELECT 'counted-' || i, 1, 0, NULL, now() - CASE WHEN i <= {FORGOTTEN} \
+               THEN interval '1 day' ELSE interval '1 minute' END \
+             FROM generate_series(1, {COUNTERS}) AS i; \
+             INSERT INTO login_failures_by_address \
+               (remote_addr, failures, window_start, locked_until) \
+             SELECT 'address-' || i, 1, now() - CASE WHEN i <= {FORGOTTEN} \
+               THEN interval '1 day' ELSE interval '1 minute' END, NULL \
+             FROM generate_series(1, {COUNTERS}) AS i; \
+             ANALYZE login_failures_by_user, login_failures_by_address; \
+             PREPARE users AS {PURGE_USERS}; PREPARE addresses AS {PURGE_ADDRESSES}; \
+             SET plan_cache_mode = force_generic_plan"
+        ))
+        .await
+        .expect("many counters");
+    for table in ["login_failures_by_user", "login_failures_by_address"] {
+        let row = client
+            .query_one(&format!("SELECT pg_relation_size('{table}') / 8192"), &[])
+            .await
+            .expect("size");
+        let table_pages: i64 = row.get(0);
+        assert!(table_pages > 500, "{table}: {table_pages} pages");
+    }
+    // Each twice: the first forgets FORGOTTEN counters, the second (the usual sweep) none.
+    for sweep in [
+        "users(now(), 1000, 3600)",
+        "users(now(), 1000, 3600)",
+        "addresses(now(), 1000, 900)",
+        "addresses(now(), 1000, 900)",
+    ] {
+        let (pages, plan) = crate::pg::pages_touched(&client, &format!("EXECUTE {sweep}")).await;
+        assert!(pages <= MOST_PAGES, "{sweep} touched {pages} pages: {plan}");
+    }
+    let row = client
+        .query_one(
+            "SELECT (SELECT count(*) FROM login_failures_by_user), \
+             (SELECT count(*) FROM login_failures_by_address)",
+            &[],
+        )
+        .await
+        .expect("counted");
+    let kept: (i64, i64) = (row.get(0), row.get(1));
+    let expected = COUNTERS - FORGOTTEN;
+    assert_eq!(
+        kept,
+        (expected, expected),
+        "exactly the forgotten ones swept"
+    );
+}

@@ -149,6 +149,29 @@ pub async fn connect(url: &str) -> tokio_postgres::Client {
     client
 }
 
+/// The shared buffers (hit and read) that `EXPLAIN (ANALYZE, BUFFERS)` counts for `execute`
+/// (an `EXECUTE` of a prepared statement) at its top node, with the whole plan to show when
+/// that is too many. Run inside a transaction that rolls back when `execute` writes.
+pub async fn pages_touched(
+    client: &tokio_postgres::Client,
+    execute: &str,
+) -> (u64, serde_json::Value) {
+    let explained = client
+        .query_one(
+            &format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {execute}"),
+            &[],
+        )
+        .await
+        .unwrap_or_else(|error| panic!("EXPLAIN {execute}: {error}"));
+    let plan: serde_json::Value = explained.get(0);
+    let top = &plan[0]["Plan"];
+    let pages = ["Shared Hit Blocks", "Shared Read Blocks"]
+        .iter()
+        .map(|key| top[*key].as_u64().expect("buffer counts"))
+        .sum();
+    (pages, plan)
+}
+
 /// `url` with its database replaced by `database`, for URL and `key=value` forms alike.
 pub fn with_database(url: &str, database: &str) -> String {
     let Some(scheme_end) = ["postgres://", "postgresql://"]

@@ -105,7 +105,13 @@ pub const USER_LOCKED_UNTIL: &str = join!(
 pub const FORGET_USER: &str = "DELETE FROM login_failures_by_user WHERE username_key = $1";
 
 /// One batch of the sweep: deletes up to `$2` rows of `$table` forgotten at `$1`, those
-/// whose `$since` is `$3` s old with no lockout running. Rows a claim holds are skipped.
+/// whose `$since` is `$3` s old with no lockout running, oldest first. Rows a claim holds
+/// are skipped. Shaped for PostgreSQL's generic plan, which the prepared statement switches
+/// to once full batches (a burst of failures, a reset time later) have raised its custom
+/// plans' average cost above the generic estimate: the `ORDER BY` walks `$since`'s index (an
+/// unordered `LIMIT` was a sequential scan of the whole table, even with nothing to forget)
+/// and the keys are deleted as an array, by primary key (an `IN` was a hash join over a
+/// sequential scan).
 macro_rules! purge_forgotten {
     ($table:literal, $key:literal, $since:literal) => {
         concat!(
@@ -113,7 +119,7 @@ macro_rules! purge_forgotten {
             $table,
             " WHERE ",
             $key,
-            " IN (SELECT ",
+            " = ANY (ARRAY(SELECT ",
             $key,
             " FROM ",
             $table,
@@ -121,7 +127,9 @@ macro_rules! purge_forgotten {
             $since,
             " <= $1::timestamptz - make_interval(secs => $3::float8) \
                AND (locked_until IS NULL OR locked_until <= $1::timestamptz) \
-             LIMIT $2 FOR UPDATE SKIP LOCKED)"
+             ORDER BY ",
+            $since,
+            " LIMIT $2 FOR UPDATE SKIP LOCKED))"
         )
     };
 }
