@@ -403,11 +403,16 @@ impl RecentReads {
     /// on. Atomic per key, so concurrent reads record once.
     fn claim(&self, read: Read, now: SystemTime) -> bool {
         use moka::ops::compute::{CompResult, Op};
+        let recent = |last: SystemTime| now < last + self.interval;
+        // The common case, a read recorded lately, takes no entry lock.
+        if self.recorded.get(&read).is_some_and(recent) {
+            return false;
+        }
         let result = self
             .recorded
             .entry(read)
             .and_compute_with(|last| match last {
-                Some(last) if now < *last.value() + self.interval => Op::Nop,
+                Some(last) if recent(*last.value()) => Op::Nop,
                 _ => Op::Put(now),
             });
         !matches!(result, CompResult::Unchanged(_) | CompResult::StillNone(_))
