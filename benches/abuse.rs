@@ -38,16 +38,7 @@ const STORM_CONCURRENCY: usize = 8;
 const PHASE: Duration = Duration::from_secs(5);
 
 fn main() {
-    let mut stores = vec!["memory", "postgres"];
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
-    if let [flag, store] = args.as_slice()
-        && flag == "--store"
-    {
-        stores.retain(|known| known == store);
-    }
+    let stores = support::stores_from_args();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -30,16 +30,7 @@ const WARM_UP: usize = 200;
 const REQUESTS: usize = 2000;
 
 fn main() {
-    let mut stores = vec!["memory", "postgres"];
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
-    if let [flag, store] = args.as_slice()
-        && flag == "--store"
-    {
-        stores.retain(|known| known == store);
-    }
+    let stores = support::stores_from_args();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -36,10 +36,12 @@ use ssod::proto::{
     self, AttributeScope, attribute_service_client::AttributeServiceClient,
     session_service_client::SessionServiceClient, user_service_client::UserServiceClient,
 };
-use support::{ADMIN_PASSWORD, Server, pg};
-use tonic::{Request, transport::Channel};
+use support::{ADMIN_PASSWORD, Server, authed, login_request, pg};
+use tonic::transport::Channel;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
+/// The `current_app` of the profile's calls.
+const APP: &str = "profile";
 const ADMIN: &str = "profile-admin";
 const USER: &str = "profile-user";
 const USER_PASSWORD: &str = "profile-user-password-1";
@@ -123,24 +125,6 @@ fn main() -> std::process::ExitCode {
     std::process::ExitCode::SUCCESS
 }
 
-fn authed<T>(ust: &str, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {ust}").parse().expect("header"),
-    );
-    request
-}
-
-fn login(username: &str, password: &str) -> proto::LoginRequest {
-    proto::LoginRequest {
-        username: username.into(),
-        password: password.into(),
-        current_app: "profile".into(),
-        ..Default::default()
-    }
-}
-
 /// The logged-in sessions the calls use.
 struct Sessions {
     admin: String,
@@ -150,7 +134,7 @@ struct Sessions {
 async fn set_up(channel: &Channel) -> Sessions {
     let mut users = UserServiceClient::new(channel.clone());
     let admin = users
-        .login(login(ADMIN, ADMIN_PASSWORD))
+        .login(login_request(ADMIN, ADMIN_PASSWORD, APP))
         .await
         .expect("super-user login")
         .into_inner()
@@ -167,7 +151,7 @@ async fn set_up(channel: &Channel) -> Sessions {
         .await
         .expect("create the user");
     let user = users
-        .login(login(USER, USER_PASSWORD))
+        .login(login_request(USER, USER_PASSWORD, APP))
         .await
         .expect("user login")
         .into_inner()
@@ -193,7 +177,7 @@ async fn call(channel: &Channel, sessions: &Sessions, rpc: &str, k: usize) {
                     &sessions.admin,
                     proto::VerifySessionRequest {
                         target_ust: sessions.user.clone(),
-                        current_app: "profile".into(),
+                        current_app: APP.into(),
                         remote_addr: "127.0.0.1".into(),
                     },
                 ))

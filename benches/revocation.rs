@@ -24,10 +24,13 @@ use ssod::proto::{
     user_service_client::UserServiceClient,
 };
 use support::{
-    ADMIN_PASSWORD, Server, database_url, free_address, load_average, metric, percentile_ms, scrape,
+    ADMIN_PASSWORD, Server, authed, database_url, free_address, load_average, login_request,
+    metric, percentile_ms, scrape,
 };
-use tonic::{Request, transport::Channel};
+use tonic::transport::Channel;
 
+/// The `current_app` of the bench's calls.
+const APP: &str = "bench";
 const ADMIN: &str = "bench-admin";
 const USER: &str = "bench-revoked";
 const PASSWORD: &str = "revoked-password-1";
@@ -56,28 +59,10 @@ fn main() {
     });
 }
 
-fn authed<T>(ust: &str, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {ust}").parse().expect("header"),
-    );
-    request
-}
-
-fn login(username: &str, password: &str) -> proto::LoginRequest {
-    proto::LoginRequest {
-        username: username.into(),
-        password: password.into(),
-        current_app: "bench".into(),
-        ..Default::default()
-    }
-}
-
 /// A session of the bench user opened through `one`, read twice through `other`.
 async fn cached_session(one: &Channel, other: &Channel) -> proto::LoginResponse {
     let opened = UserServiceClient::new(one.clone())
-        .login(login(USER, PASSWORD))
+        .login(login_request(USER, PASSWORD, APP))
         .await
         .expect("login")
         .into_inner();
@@ -110,7 +95,7 @@ async fn run(url: &str, trials: usize) {
     );
 
     let admin = UserServiceClient::new(one.clone())
-        .login(login(ADMIN, ADMIN_PASSWORD))
+        .login(login_request(ADMIN, ADMIN_PASSWORD, APP))
         .await
         .expect("admin login")
         .into_inner()

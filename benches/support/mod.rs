@@ -17,7 +17,11 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use tonic::transport::{Channel, Endpoint};
+use ssod::proto;
+use tonic::{
+    Request,
+    transport::{Channel, Endpoint},
+};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
@@ -376,5 +380,40 @@ impl Drop for Server {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+/// The stores a bench runs on: both, or the one `--store memory|postgres` names.
+pub fn stores_from_args() -> Vec<&'static str> {
+    let mut stores = vec!["memory", "postgres"];
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    if let [flag, store] = args.as_slice()
+        && flag == "--store"
+    {
+        stores.retain(|known| known == store);
+    }
+    stores
+}
+
+/// `message` with `ust` as its bearer token.
+pub fn authed<T>(ust: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {ust}").parse().expect("header"),
+    );
+    request
+}
+
+/// A login from application `app`.
+pub fn login_request(username: &str, password: &str, app: &str) -> proto::LoginRequest {
+    proto::LoginRequest {
+        username: username.into(),
+        password: password.into(),
+        current_app: app.into(),
+        ..Default::default()
     }
 }
