@@ -22,7 +22,8 @@ use uuid::Uuid;
 
 use super::{Caller, ClientInfo, PageRequest, ServiceError, ServiceResult, Sso, page_token};
 use crate::domain::{
-    Event, EventContext, EventId, EventQuery, EventType, NewEvent, SessionId, UserId, Write,
+    Event, EventContext, EventFeed, EventId, EventQuery, EventType, NewEvent, SessionId, UserId,
+    Write,
 };
 
 tokio::task_local! {
@@ -462,6 +463,20 @@ impl Follower {
         }
     }
 
+    /// A page of settled events after the cursor, which moves past them.
+    async fn read(&mut self) -> ServiceResult<EventFeed> {
+        let feed = self
+            .sso
+            .stores
+            .events
+            .event_feed(self.cursor, WATCH_PAGE)
+            .await?;
+        if let Some(last) = feed.events.last() {
+            self.cursor = last.id;
+        }
+        Ok(feed)
+    }
+
     /// The next events after the cursor, waiting only while some are stored but not settled
     /// yet, and not past `deadline`; `None` when there is nothing more to wait for.
     async fn next_before(
@@ -469,14 +484,8 @@ impl Follower {
         deadline: tokio::time::Instant,
     ) -> ServiceResult<Option<Vec<Event>>> {
         loop {
-            let feed = self
-                .sso
-                .stores
-                .events
-                .event_feed(self.cursor, WATCH_PAGE)
-                .await?;
-            if let Some(last) = feed.events.last() {
-                self.cursor = last.id;
+            let feed = self.read().await?;
+            if !feed.events.is_empty() {
                 return Ok(Some(feed.events));
             }
             if !feed.pending || tokio::time::Instant::now() >= deadline {
@@ -496,14 +505,8 @@ impl Follower {
             if let Some(wakeups) = &mut self.wakeups {
                 wakeups.mark_unchanged();
             }
-            let feed = self
-                .sso
-                .stores
-                .events
-                .event_feed(self.cursor, WATCH_PAGE)
-                .await?;
-            if let Some(last) = feed.events.last() {
-                self.cursor = last.id;
+            let feed = self.read().await?;
+            if !feed.events.is_empty() {
                 return Ok(Some(feed.events));
             }
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
