@@ -119,7 +119,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
                 &Background::start(None)?,
             )?;
             match sso
-                .bootstrap_super_user(&username, password)
+                .bootstrap_super_user(&username, password.map(Into::into))
                 .await
                 .map_err(super_user_error)?
             {
@@ -269,7 +269,7 @@ pub async fn bootstrap(config: &Config, sso: &Sso) -> Result<(), AppError> {
     };
     let password = config.bootstrap.password().map_err(AppError::Config)?;
     let created = sso
-        .bootstrap_super_user(username, password)
+        .bootstrap_super_user(username, password.map(Into::into))
         .await
         .map_err(super_user_error)?;
     if let Some((user, generated)) = created {

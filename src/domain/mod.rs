@@ -267,6 +267,37 @@ pub struct Session {
     pub last_renewed_at: SystemTime,
 }
 
+/// A secret text a caller sent or is sent once (a password, a code, a token): wiped from
+/// memory when dropped and `[redacted]` in `Debug`, so a type holding one can derive `Debug`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(zeroize::Zeroizing<String>);
+
+impl From<String> for Secret {
+    fn from(text: String) -> Self {
+        Self(zeroize::Zeroizing::new(text))
+    }
+}
+
+impl From<zeroize::Zeroizing<String>> for Secret {
+    fn from(text: zeroize::Zeroizing<String>) -> Self {
+        Self(text)
+    }
+}
+
+impl std::ops::Deref for Secret {
+    type Target = zeroize::Zeroizing<String>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
 /// The SHA-256 of a UST: the only form in which a store ever sees a token.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TokenHash(pub [u8; 32]);

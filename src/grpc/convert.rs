@@ -3,9 +3,9 @@
 
 use std::time::{Duration, SystemTime};
 
+use crate::domain::Secret;
 use prost_types::{Timestamp, Value, value::Kind};
 use uuid::Uuid;
-use zeroize::Zeroizing;
 
 use crate::{
     domain::{
@@ -108,8 +108,8 @@ pub fn client(current_app: String, remote_addr: String, user_agent: String) -> C
 }
 
 /// A second-factor code from an optional field: empty is the same as absent.
-pub fn optional_code(code: Option<String>) -> Option<Zeroizing<String>> {
-    code.filter(|code| !code.is_empty()).map(Zeroizing::new)
+pub fn optional_code(code: Option<String>) -> Option<Secret> {
+    code.filter(|code| !code.is_empty()).map(Secret::from)
 }
 
 /// `APPROVAL_STATUS_UNSPECIFIED` is `None`.

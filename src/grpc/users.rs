@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
+use crate::domain::Secret;
 use tonic::{Request, Response};
-use zeroize::Zeroizing;
 
 use super::{Reply, authentication, caller, convert};
 use crate::{
@@ -35,13 +35,13 @@ impl UserService for UserApi {
             .sso
             .login(LoginRequest {
                 username: message.username,
-                password: Zeroizing::new(message.password),
+                password: Secret::from(message.password),
                 client: convert::client(
                     message.current_app,
                     message.remote_addr,
                     message.user_agent,
                 ),
-                new_password: message.new_password.map(Zeroizing::new),
+                new_password: message.new_password.map(Secret::from),
                 totp_code: convert::optional_code(message.totp_code),
                 rotate,
             })
@@ -69,7 +69,7 @@ impl UserService for UserApi {
         let message = request.into_inner();
         let new = NewUser {
             username: message.username,
-            password: message.password.map(Zeroizing::new),
+            password: message.password.map(Secret::from),
             profile: Profile {
                 email: message.email,
                 display_name: message.display_name,
@@ -172,8 +172,8 @@ impl UserService for UserApi {
         let message = request.into_inner();
         let change = ChangePassword {
             user_id: convert::optional_user_id("user_id", &message.user_id)?,
-            old_password: Zeroizing::new(message.old_password),
-            new_password: Zeroizing::new(message.new_password),
+            old_password: Secret::from(message.old_password),
+            new_password: Secret::from(message.new_password),
             must_change: message.must_change,
             password_expiry: message
                 .password_expiry
@@ -249,7 +249,7 @@ impl UserService for UserApi {
         request: Request<proto::ConfirmTotpEnrollmentRequest>,
     ) -> Reply<proto::ConfirmTotpEnrollmentResponse> {
         let caller = caller(&request)?;
-        let code = Zeroizing::new(request.into_inner().totp_code);
+        let code = Secret::from(request.into_inner().totp_code);
         let codes = self.sso.confirm_totp_enrollment(&caller, &code).await?;
         Ok(Response::new(proto::ConfirmTotpEnrollmentResponse {
             recovery_codes: codes.iter().map(|code| code.to_string()).collect(),
@@ -264,8 +264,8 @@ impl UserService for UserApi {
         let message = request.into_inner();
         let disable = DisableTotpRequest {
             user_id: convert::optional_user_id("user_id", &message.user_id)?,
-            password: Zeroizing::new(message.password),
-            totp_code: Zeroizing::new(message.totp_code),
+            password: Secret::from(message.password),
+            totp_code: Secret::from(message.totp_code),
         };
         self.sso.disable_totp(&caller, disable).await?;
         Ok(Response::new(proto::DisableTotpResponse {}))
@@ -283,7 +283,7 @@ impl UserService for UserApi {
                 caller.as_deref(),
                 SignUpRequest {
                     username: message.username,
-                    password: Zeroizing::new(message.password),
+                    password: Secret::from(message.password),
                     profile: Profile {
                         email: message.email,
                         display_name: message.display_name,
@@ -341,7 +341,7 @@ impl UserService for UserApi {
     ) -> Reply<proto::ResetPasswordResponse> {
         let message = request.into_inner();
         self.sso
-            .reset_password(&message.reset_token, Zeroizing::new(message.new_password))
+            .reset_password(&message.reset_token, Secret::from(message.new_password))
             .await?;
         Ok(Response::new(proto::ResetPasswordResponse {}))
     }
@@ -353,7 +353,7 @@ fn optional_caller<T>(request: &Request<T>) -> Option<Arc<Caller>> {
 }
 
 /// A token for the response: empty when there is none to show.
-fn revealed(token: Option<Zeroizing<String>>) -> String {
+fn revealed(token: Option<Secret>) -> String {
     token.map(|token| String::clone(&token)).unwrap_or_default()
 }
 

@@ -2,6 +2,7 @@
 //! its user a single-use token: by mail (queued, sent off the request path), or with caller
 //! delivery in the response to a super-user caller, a back end that delivers it itself.
 
+use crate::domain::Secret;
 use std::time::Duration;
 
 use zeroize::Zeroizing;
@@ -47,41 +48,20 @@ pub struct AccountsPolicy {
 }
 
 /// A sign-up; its `Debug` leaves the password out.
+#[derive(Debug)]
 pub struct SignUpRequest {
     pub username: String,
-    pub password: Zeroizing<String>,
+    pub password: Secret,
     pub profile: Profile,
     pub client: ClientInfo,
 }
 
-impl std::fmt::Debug for SignUpRequest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SignUpRequest")
-            .field("username", &self.username)
-            .field("password", &"[redacted]")
-            .field("profile", &self.profile)
-            .field("client", &self.client)
-            .finish()
-    }
-}
-
 /// A sign-up's answer; its `Debug` leaves the token out.
+#[derive(Debug)]
 pub struct SignUpOutcome {
     pub user: User,
     /// Only for a super-user caller under caller delivery.
-    pub confirmation_token: Option<Zeroizing<String>>,
-}
-
-impl std::fmt::Debug for SignUpOutcome {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SignUpOutcome")
-            .field("user", &self.user)
-            .field(
-                "confirmation_token",
-                &self.confirmation_token.as_ref().map(|_| "[redacted]"),
-            )
-            .finish()
-    }
+    pub confirmation_token: Option<Secret>,
 }
 
 /// Where a token goes.
@@ -96,7 +76,7 @@ enum Route {
 
 /// A fresh token and its hash.
 struct Token {
-    text: Zeroizing<String>,
+    text: Secret,
     hash: TokenHash,
 }
 
@@ -104,7 +84,10 @@ impl Token {
     fn generate() -> Self {
         let text = Zeroizing::new(crypto::generate_account_token());
         let hash = crypto::hash_account_token(&text);
-        Self { text, hash }
+        Self {
+            text: text.into(),
+            hash,
+        }
     }
 }
 
@@ -233,7 +216,7 @@ impl Sso {
         caller: Option<&Caller>,
         username: &str,
         client: ClientInfo,
-    ) -> ServiceResult<Option<Zeroizing<String>>> {
+    ) -> ServiceResult<Option<Secret>> {
         self.check_client(&client)?;
         let context = self.context(caller, Some(&client));
         // A name no user can have is looked up all the same, under a key no user has.
@@ -269,11 +252,7 @@ impl Sso {
 
     /// Sets the password of a reset token's user, through the same rules and hashing as any
     /// password change, and ends every session of that user; the token is used up.
-    pub async fn reset_password(
-        &self,
-        token: &str,
-        new_password: Zeroizing<String>,
-    ) -> ServiceResult<()> {
+    pub async fn reset_password(&self, token: &str, new_password: Secret) -> ServiceResult<()> {
         let user = self
             .redeem(
                 token,
@@ -341,9 +320,9 @@ impl Sso {
     fn hand_over(
         &self,
         route: Route,
-        token: Zeroizing<String>,
+        token: Secret,
         compose: impl FnOnce(&str) -> Option<Mail>,
-    ) -> Option<Zeroizing<String>> {
+    ) -> Option<Secret> {
         match route {
             Route::Caller => Some(token),
             Route::Mail => {

@@ -1,9 +1,8 @@
 //! Login and logout: credentials, rotation of the presented session, and what survives
 //! either way.
 
+use crate::domain::Secret;
 use std::time::SystemTime;
-
-use zeroize::Zeroizing;
 
 use super::{Authentication, ClientInfo, ServiceError, ServiceResult, Sso, passwords::NewPassword};
 use crate::domain::{
@@ -21,13 +20,14 @@ fn session_client(session: &Session) -> ClientInfo {
 }
 
 /// A login attempt; its `Debug` leaves the passwords out.
+#[derive(Debug)]
 pub struct LoginRequest {
     pub username: String,
-    pub password: Zeroizing<String>,
+    pub password: Secret,
     pub client: ClientInfo,
-    pub new_password: Option<Zeroizing<String>>,
+    pub new_password: Option<Secret>,
     /// A TOTP code or a recovery code, for a user with TOTP enabled.
-    pub totp_code: Option<Zeroizing<String>>,
+    pub totp_code: Option<Secret>,
     /// The metadata's UST; a live session there (a guest's or a user's) is rotated into the
     /// new session.
     pub rotate: Authentication,
@@ -39,22 +39,6 @@ pub struct LoginOutcome {
     pub session: Session,
     pub user: User,
     pub password_expiry_warning: bool,
-}
-
-impl std::fmt::Debug for LoginRequest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoginRequest")
-            .field("username", &self.username)
-            .field("password", &"[redacted]")
-            .field("client", &self.client)
-            .field(
-                "new_password",
-                &self.new_password.as_ref().map(|_| "[redacted]"),
-            )
-            .field("totp_code", &self.totp_code.as_ref().map(|_| "[redacted]"))
-            .field("rotate", &self.rotate)
-            .finish()
-    }
 }
 
 impl std::fmt::Debug for LoginOutcome {

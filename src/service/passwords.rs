@@ -1,32 +1,20 @@
 //! Passwords: changing them, and the policy every new one must meet.
 
+use crate::domain::Secret;
 use std::time::SystemTime;
-
-use zeroize::Zeroizing;
 
 use super::{Caller, FieldViolation, ServiceError, ServiceResult, Sso};
 use crate::domain::{EndSessions, PasswordChange, UpdateUser, User, UserId, UserPatch, Write};
 
 /// A password change; its `Debug` leaves the passwords out.
+#[derive(Debug)]
 pub struct ChangePassword {
     /// `None`: the caller's own user.
     pub user_id: Option<UserId>,
-    pub old_password: Zeroizing<String>,
-    pub new_password: Zeroizing<String>,
+    pub old_password: Secret,
+    pub new_password: Secret,
     pub must_change: Option<bool>,
     pub password_expiry: Option<SystemTime>,
-}
-
-impl std::fmt::Debug for ChangePassword {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChangePassword")
-            .field("user_id", &self.user_id)
-            .field("old_password", &"[redacted]")
-            .field("new_password", &"[redacted]")
-            .field("must_change", &self.must_change)
-            .field("password_expiry", &self.password_expiry)
-            .finish()
-    }
 }
 
 /// A password about to be set, and what the policy checks it against.

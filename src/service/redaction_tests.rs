@@ -8,14 +8,14 @@ use zeroize::Zeroizing;
 
 use super::*;
 use crate::domain::{
-    ApprovalStatus, Attribute, LoginRecord, NewAttribute, Owner, PasswordChange, Profile,
+    ApprovalStatus, Attribute, LoginRecord, NewAttribute, Owner, PasswordChange, Profile, Secret,
     SetAttributes, StoredAttribute, StoredValue, User, UserId, UserPatch, UserRecord, Write,
 };
 
 const SECRET: &str = "s3cret-value-42";
 
-fn secret() -> Zeroizing<String> {
-    Zeroizing::new(SECRET.to_owned())
+fn secret() -> Secret {
+    Secret::from(SECRET.to_owned())
 }
 
 fn user() -> User {
@@ -84,7 +84,7 @@ fn secrets_never_show_in_debug() {
             "{:?}",
             TotpEnrollment {
                 secret: secret(),
-                otpauth_uri: Zeroizing::new(format!("otpauth://totp/x:y?secret={SECRET}")),
+                otpauth_uri: Secret::from(format!("otpauth://totp/x:y?secret={SECRET}")),
             }
         ),
         format!(
@@ -218,7 +218,7 @@ fn secrets_never_show_in_debug() {
                 user_id: UserId(Uuid::nil()),
                 to: "shown@example.test".into(),
                 subject: "shown".into(),
-                body: secret(),
+                body: Zeroizing::new(SECRET.to_owned()),
             }
         ),
         format!(

@@ -3,10 +3,11 @@
 //! key ring and opened only to check a code; each accepted code moves the user's last accepted
 //! step forward in the store, atomically, so no code is accepted twice.
 
+use crate::domain::Secret;
 use std::time::SystemTime;
 
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
-use totp_rs::{Algorithm, Builder, Secret, Totp};
+use totp_rs::{Algorithm, Builder, Secret as TotpSecret, Totp};
 use zeroize::Zeroizing;
 
 use super::{Caller, FieldViolation, ServiceError, ServiceResult, Sso};
@@ -27,38 +28,21 @@ const RECOVERY_CODES: usize = 10;
 const MAX_CODE_CHARS: usize = 64;
 
 /// A new enrolment, shown once: its `Debug` leaves both out.
+#[derive(Debug)]
 pub struct TotpEnrollment {
     /// Base32, as authenticator apps take it when typed.
-    pub secret: Zeroizing<String>,
+    pub secret: Secret,
     /// The Key URI (`otpauth://totp/…`) a QR code carries.
-    pub otpauth_uri: Zeroizing<String>,
-}
-
-impl std::fmt::Debug for TotpEnrollment {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TotpEnrollment")
-            .field("secret", &"[redacted]")
-            .field("otpauth_uri", &"[redacted]")
-            .finish()
-    }
+    pub otpauth_uri: Secret,
 }
 
 /// `DisableTotp`: one's own with the password and a code, or a super-user's for another user.
+#[derive(Debug)]
 pub struct DisableTotpRequest {
     /// `None`: the caller's own user.
     pub user_id: Option<UserId>,
-    pub password: Zeroizing<String>,
-    pub totp_code: Zeroizing<String>,
-}
-
-impl std::fmt::Debug for DisableTotpRequest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DisableTotpRequest")
-            .field("user_id", &self.user_id)
-            .field("password", &"[redacted]")
-            .field("totp_code", &"[redacted]")
-            .finish()
-    }
+    pub password: Secret,
+    pub totp_code: Secret,
 }
 
 /// Bound into the sealed secret, so it opens only as this user's TOTP secret.
@@ -117,8 +101,8 @@ impl Sso {
                 .by(self.context(Some(caller), None)),
             )
             .await?;
-        let base32 = Zeroizing::new(Secret::from(secret.to_vec()).to_base32());
-        let otpauth_uri = Zeroizing::new(otpauth_uri(
+        let base32 = Secret::from(TotpSecret::from(secret.to_vec()).to_base32());
+        let otpauth_uri = Secret::from(otpauth_uri(
             &self.policy.credentials.totp_issuer,
             &user.username,
             &base32,
@@ -136,7 +120,7 @@ impl Sso {
         &self,
         caller: &Caller,
         code: &str,
-    ) -> ServiceResult<Vec<Zeroizing<String>>> {
+    ) -> ServiceResult<Vec<Secret>> {
         let user = caller.require_user()?;
         let now = self.clock.now();
         let pending = self
@@ -149,8 +133,8 @@ impl Sso {
         let step = self
             .matching_step(user.id, &pending.secret, code, now)?
             .ok_or(ServiceError::TotpInvalid)?;
-        let codes: Vec<Zeroizing<String>> = (0..RECOVERY_CODES)
-            .map(|_| crypto::generate_recovery_code())
+        let codes: Vec<Secret> = (0..RECOVERY_CODES)
+            .map(|_| crypto::generate_recovery_code().into())
             .collect();
         let hashes = codes
             .iter()

@@ -1,9 +1,8 @@
 //! User administration: creating, reading, listing, updating, locking, approving and
 //! deleting accounts.
 
+use crate::domain::Secret;
 use std::time::SystemTime;
-
-use zeroize::Zeroizing;
 
 use super::{
     Caller, PageRequest, ServiceError, ServiceResult, Sso, check_text, page_token,
@@ -18,27 +17,15 @@ use crate::{
 };
 
 /// A user to create; its `Debug` leaves the password out.
+#[derive(Debug)]
 pub struct NewUser {
     pub username: String,
-    pub password: Option<Zeroizing<String>>,
+    pub password: Option<Secret>,
     pub profile: Profile,
     pub is_super_user: bool,
     /// Absent: approved.
     pub is_approved: Option<bool>,
     pub password_must_change: bool,
-}
-
-impl std::fmt::Debug for NewUser {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NewUser")
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "[redacted]"))
-            .field("profile", &self.profile)
-            .field("is_super_user", &self.is_super_user)
-            .field("is_approved", &self.is_approved)
-            .field("password_must_change", &self.password_must_change)
-            .finish()
-    }
 }
 
 #[derive(Debug)]
@@ -106,7 +93,7 @@ impl Sso {
     pub async fn bootstrap_super_user(
         &self,
         username: &str,
-        password: Option<Zeroizing<String>>,
+        password: Option<Secret>,
     ) -> ServiceResult<Option<(User, Option<String>)>> {
         let name = self.username(username)?;
         if self.stores.users.user_by_username(&name).await?.is_some() {
@@ -138,7 +125,7 @@ impl Sso {
         let generated = new.password.is_none().then(crypto::generate_password);
         let password = match (&new.password, &generated) {
             (Some(given), _) => given.clone(),
-            (None, generated) => Zeroizing::new(generated.clone().unwrap_or_default()),
+            (None, generated) => Secret::from(generated.clone().unwrap_or_default()),
         };
         let now = self.clock.now();
         let user = User {
