@@ -330,6 +330,15 @@ impl Sso {
                 };
                 match page {
                     Ok(page) => page.iter().flatten().for_each(log_event),
+                    // Only a log more than the retention behind: go on from the newest.
+                    Err(ServiceError::CursorExpired) => {
+                        tracing::warn!(
+                            "audit log lines skipped: the retention trimmed events before they were written"
+                        );
+                        if let Ok(head) = follower.sso.stores.events.event_head().await {
+                            follower.cursor = head;
+                        }
+                    }
                     Err(error) => {
                         tracing::warn!(error = %error, "audit log lines paused: the event log cannot be read");
                         if stop
